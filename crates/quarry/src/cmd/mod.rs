@@ -1,0 +1,39 @@
+pub mod bench;
+pub mod embed;
+pub mod model;
+
+use anyhow::Context;
+use quarry_core::Config;
+use quarry_embed::fetch::{self, Source};
+use quarry_embed::model::LoadOptions;
+use quarry_embed::{EmbedError, Embedder, Model};
+
+/// Loads `model_id` (or the configured model), fetching it first from the
+/// configured source when it is not in the cache yet.
+pub fn load_model(config: &Config, model_id: Option<&str>) -> anyhow::Result<Model> {
+    let id = model_id.unwrap_or(&config.model.id);
+    let models_dir = quarry_core::paths::models_dir()?;
+    let dir = match fetch::resolve(&models_dir, id) {
+        Ok(dir) => dir,
+        Err(EmbedError::NotInCache { .. }) => {
+            let source: Source = config.model.source.parse().map_err(anyhow::Error::msg)?;
+            eprintln!("model {id} is not in the cache; fetching it from {source}");
+            fetch::fetch(&models_dir, id, &source, false)
+                .with_context(|| format!("fetching model {id} (model.source = {source:?} in the config)"))?
+                .dir
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let options = LoadOptions {
+        model_id: Some(id.to_string()),
+        query_prefix: config.model.query_prefix.clone(),
+        passage_prefix: config.model.passage_prefix.clone(),
+        max_seq_length: config.model.max_seq_length,
+    };
+    Ok(Model::load(&dir, &options)?)
+}
+
+pub fn start_embedder(config: &Config, model_id: Option<&str>) -> anyhow::Result<Embedder> {
+    let model = load_model(config, model_id)?;
+    Ok(Embedder::start(model, config.embed.clone())?)
+}

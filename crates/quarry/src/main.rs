@@ -1,0 +1,76 @@
+//! The `quarry` command line.
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use quarry_core::Config;
+
+// The model allocates and frees large per-layer buffers on every forward
+// pass; glibc's malloc returns those to the kernel each time (mmap, page
+// faults, zeroing). mimalloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Debug, Parser)]
+#[command(name = "quarry", version, about = "A retrieval backend for LLM applications")]
+struct Cli {
+    /// Configuration file (default: ./quarry.toml when present).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory for indexes (overrides `data_dir` in the config).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage embedding models in the model cache.
+    #[command(subcommand)]
+    Model(cmd::model::ModelCommand),
+    /// Embed texts and print their vectors.
+    Embed(cmd::embed::EmbedArgs),
+    /// Measure performance.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    match cli.command {
+        Command::Model(c) => cmd::model::run(&config, c),
+        Command::Embed(args) => runtime.block_on(cmd::embed::run(&config, args)),
+        Command::Bench(c) => runtime.block_on(cmd::bench::run(&config, c)),
+    }
+}
