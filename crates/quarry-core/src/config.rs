@@ -24,7 +24,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from(".quarry"), model: ModelConfig::default(), embed: EmbedConfig::default() }
+        Self {
+            data_dir: PathBuf::from(".quarry"),
+            model: ModelConfig::default(),
+            embed: EmbedConfig::default(),
+        }
     }
 }
 
@@ -76,7 +80,12 @@ pub struct EmbedConfig {
 
 impl Default for EmbedConfig {
     fn default() -> Self {
-        Self { max_batch_tokens: 8192, max_batch_size: 64, bulk_queue: 4096, interactive_queue: 512 }
+        Self {
+            max_batch_tokens: 8192,
+            max_batch_size: 64,
+            bulk_queue: 4096,
+            interactive_queue: 512,
+        }
     }
 }
 
@@ -86,7 +95,9 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let mut config = match path {
             Some(path) => Self::from_file(path)?,
-            None if Path::new("quarry.toml").is_file() => Self::from_file(Path::new("quarry.toml"))?,
+            None if Path::new("quarry.toml").is_file() => {
+                Self::from_file(Path::new("quarry.toml"))?
+            }
             None => Self::default(),
         };
         config.apply_env(|var| std::env::var(var).ok())?;
@@ -95,10 +106,14 @@ impl Config {
     }
 
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| CoreError::ReadConfig { path: path.to_path_buf(), source })?;
-        Self::from_toml(&text)
-            .map_err(|message| CoreError::ParseConfig { path: path.to_path_buf(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| CoreError::ReadConfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| CoreError::ParseConfig {
+            path: path.to_path_buf(),
+            message,
+        })
     }
 
     pub fn from_toml(text: &str) -> std::result::Result<Self, String> {
@@ -156,6 +171,7 @@ where
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -182,7 +198,9 @@ mod tests {
     #[test]
     fn bad_env_value_is_named() {
         let mut c = Config::default();
-        let err = c.apply_env(|v| (v == "QUARRY_MAX_BATCH_TOKENS").then(|| "many".into())).unwrap_err();
+        let err = c
+            .apply_env(|v| (v == "QUARRY_MAX_BATCH_TOKENS").then(|| "many".into()))
+            .unwrap_err();
         assert!(err.to_string().contains("QUARRY_MAX_BATCH_TOKENS"), "{err}");
     }
 }

@@ -16,11 +16,21 @@ pub use config::{Config, EmbedConfig, ModelConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {
     #[error("cannot read config file {path}: {source}")]
-    ReadConfig { path: std::path::PathBuf, source: std::io::Error },
+    ReadConfig {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid config file {path}: {message}")]
-    ParseConfig { path: std::path::PathBuf, message: String },
+    ParseConfig {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("invalid value for environment variable {var}={value:?}: {message}")]
-    Env { var: &'static str, value: String, message: String },
+    Env {
+        var: &'static str,
+        value: String,
+        message: String,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
     #[error(

@@ -134,7 +134,9 @@ pub struct Embedder {
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedder").field("fingerprint", &self.fingerprint).finish()
+        f.debug_struct("Embedder")
+            .field("fingerprint", &self.fingerprint)
+            .finish()
     }
 }
 
@@ -148,7 +150,12 @@ impl Embedder {
             config,
             counters: Counters::default(),
         });
-        let Model { text, net, fingerprint, .. } = model;
+        let Model {
+            text,
+            net,
+            fingerprint,
+            ..
+        } = model;
         let worker = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("quarry-embed".into())
@@ -226,10 +233,17 @@ impl Embedder {
                 }
                 for &i in &order {
                     let (reply, rx) = oneshot::channel();
-                    q.interactive.push_back(Job { ids: inputs[i].ids.clone(), reply, _slot: None });
+                    q.interactive.push_back(Job {
+                        ids: inputs[i].ids.clone(),
+                        reply,
+                        _slot: None,
+                    });
                     waiting.push((i, rx));
                 }
-                self.shared.counters.queued_interactive.store(q.interactive.len(), Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .queued_interactive
+                    .store(q.interactive.len(), Ordering::Relaxed);
                 drop(q);
                 self.shared.work.notify_one();
             }
@@ -244,8 +258,15 @@ impl Embedder {
                     if q.closed {
                         return Err(EmbedError::Closed);
                     }
-                    q.bulk.push_back(Job { ids: inputs[i].ids.clone(), reply, _slot: Some(slot) });
-                    self.shared.counters.queued_bulk.store(q.bulk.len(), Ordering::Relaxed);
+                    q.bulk.push_back(Job {
+                        ids: inputs[i].ids.clone(),
+                        reply,
+                        _slot: Some(slot),
+                    });
+                    self.shared
+                        .counters
+                        .queued_bulk
+                        .store(q.bulk.len(), Ordering::Relaxed);
                     drop(q);
                     self.shared.work.notify_one();
                     waiting.push((i, rx));
@@ -267,7 +288,9 @@ impl Embedder {
 
     /// Embeds one query at interactive priority.
     pub async fn embed_query(&self, text: &str) -> Result<Embedding> {
-        let mut v = self.embed(&[text], InputKind::Query, Priority::Interactive).await?;
+        let mut v = self
+            .embed(&[text], InputKind::Query, Priority::Interactive)
+            .await?;
         v.pop().ok_or(EmbedError::Closed)
     }
 }
@@ -288,8 +311,14 @@ fn run(shared: &Shared, net: &Network) {
             } else {
                 take_batch(&mut q.interactive, &shared.config)
             };
-            shared.counters.queued_interactive.store(q.interactive.len(), Ordering::Relaxed);
-            shared.counters.queued_bulk.store(q.bulk.len(), Ordering::Relaxed);
+            shared
+                .counters
+                .queued_interactive
+                .store(q.interactive.len(), Ordering::Relaxed);
+            shared
+                .counters
+                .queued_bulk
+                .store(q.bulk.len(), Ordering::Relaxed);
             batch
         };
         // A caller that gave up (its future was dropped) needs no answer.
@@ -302,7 +331,11 @@ fn run(shared: &Shared, net: &Network) {
         let seqs: Vec<&[u32]> = batch.iter().map(|j| j.ids.as_slice()).collect();
         let result = net.forward(&seqs);
         record(shared, &seqs);
-        tracing::trace!(inputs = seqs.len(), elapsed_ms = started.elapsed().as_millis() as u64, "batch");
+        tracing::trace!(
+            inputs = seqs.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch"
+        );
         match result {
             Ok(vectors) => {
                 for (job, v) in batch.into_iter().zip(vectors) {
@@ -312,7 +345,9 @@ fn run(shared: &Shared, net: &Network) {
             Err(e) => {
                 let message = e.to_string();
                 for job in batch {
-                    let _ = job.reply.send(Err(EmbedError::Fetch(format!("embedding failed: {message}"))));
+                    let _ = job.reply.send(Err(EmbedError::Fetch(format!(
+                        "embedding failed: {message}"
+                    ))));
                 }
             }
         }
@@ -327,7 +362,8 @@ fn take_batch(queue: &mut VecDeque<Job>, config: &EmbedConfig) -> Vec<Job> {
     let mut longest = 0;
     while let Some(next) = queue.front() {
         let len = next.ids.len().max(longest);
-        let fits = batch.len() < config.max_batch_size && (batch.len() + 1) * len <= config.max_batch_tokens;
+        let fits = batch.len() < config.max_batch_size
+            && (batch.len() + 1) * len <= config.max_batch_tokens;
         if !batch.is_empty() && !fits {
             break;
         }
@@ -345,5 +381,6 @@ fn record(shared: &Shared, seqs: &[&[u32]]) {
     c.inputs.fetch_add(seqs.len() as u64, Ordering::Relaxed);
     c.tokens.fetch_add(real as u64, Ordering::Relaxed);
     c.padded_tokens.fetch_add(padded as u64, Ordering::Relaxed);
-    c.largest_batch.fetch_max(seqs.len() as u64, Ordering::Relaxed);
+    c.largest_batch
+        .fetch_max(seqs.len() as u64, Ordering::Relaxed);
 }

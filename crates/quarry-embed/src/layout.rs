@@ -50,7 +50,12 @@ pub struct ModelLayout {
 }
 
 /// Files every model needs; the pooling folder comes from `modules.json`.
-pub const REQUIRED_FILES: &[&str] = &["config.json", "tokenizer.json", "model.safetensors", "modules.json"];
+pub const REQUIRED_FILES: &[&str] = &[
+    "config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "modules.json",
+];
 /// Files read when present.
 pub const OPTIONAL_FILES: &[&str] = &[
     "sentence_bert_config.json",
@@ -85,15 +90,25 @@ impl ModelLayout {
         let modules_path = dir.join("modules.json");
         let modules: Vec<Module> = read_json(&modules_path)?;
         let (pooling_dir, normalize) = read_modules(&modules_path, &modules)?;
-        let pooling = read_pooling(&dir.join(&pooling_dir).join("config.json"), bert.hidden_size)?;
+        let pooling = read_pooling(
+            &dir.join(&pooling_dir).join("config.json"),
+            bert.hidden_size,
+        )?;
 
         let st_path = dir.join("sentence_bert_config.json");
-        let st: Value = if st_path.is_file() { read_json(&st_path)? } else { Value::Null };
+        let st: Value = if st_path.is_file() {
+            read_json(&st_path)?
+        } else {
+            Value::Null
+        };
         let max_seq_length = match st.get("max_seq_length") {
-            Some(v) => v.as_u64().filter(|&n| n > 0).ok_or_else(|| EmbedError::ModelFile {
-                path: st_path.clone(),
-                message: format!("max_seq_length must be a positive integer, found {v}"),
-            })? as usize,
+            Some(v) => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| EmbedError::ModelFile {
+                    path: st_path.clone(),
+                    message: format!("max_seq_length must be a positive integer, found {v}"),
+                })? as usize,
             None => bert.max_position_embeddings,
         };
         if max_seq_length > bert.max_position_embeddings {
@@ -108,7 +123,11 @@ impl ModelLayout {
         }
 
         let prompts_path = dir.join("config_sentence_transformers.json");
-        let prompts: Value = if prompts_path.is_file() { read_json(&prompts_path)? } else { Value::Null };
+        let prompts: Value = if prompts_path.is_file() {
+            read_json(&prompts_path)?
+        } else {
+            Value::Null
+        };
         let prompt = |keys: &[&str]| {
             keys.iter()
                 .find_map(|k| prompts.get("prompts")?.get(*k)?.as_str())
@@ -137,8 +156,10 @@ impl ModelLayout {
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(crate::io_err(path))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| EmbedError::ModelFile { path: path.to_path_buf(), message: format!("invalid JSON: {e}") })
+    serde_json::from_slice(&bytes).map_err(|e| EmbedError::ModelFile {
+        path: path.to_path_buf(),
+        message: format!("invalid JSON: {e}"),
+    })
 }
 
 fn read_bert_config(path: &Path) -> Result<candle_transformers::models::bert::Config> {
@@ -149,7 +170,8 @@ fn read_bert_config(path: &Path) -> Result<candle_transformers::models::bert::Co
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
-    let is_bert = model_type == "bert" || (model_type.is_empty() && archs.iter().any(|a| a.starts_with("Bert")));
+    let is_bert = model_type == "bert"
+        || (model_type.is_empty() && archs.iter().any(|a| a.starts_with("Bert")));
     if !is_bert {
         return Err(EmbedError::ModelFile {
             path: path.to_path_buf(),
@@ -164,13 +186,22 @@ fn read_bert_config(path: &Path) -> Result<candle_transformers::models::bert::Co
     {
         return Err(EmbedError::ModelFile {
             path: path.to_path_buf(),
-            message: format!("unsupported position_embedding_type {kind:?}; only \"absolute\" is supported"),
+            message: format!(
+                "unsupported position_embedding_type {kind:?}; only \"absolute\" is supported"
+            ),
         });
     }
-    let config: candle_transformers::models::bert::Config = serde_json::from_value(raw).map_err(|e| {
-        EmbedError::ModelFile { path: path.to_path_buf(), message: format!("not a valid BERT config: {e}") }
-    })?;
-    if config.hidden_size == 0 || config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
+    let config: candle_transformers::models::bert::Config =
+        serde_json::from_value(raw).map_err(|e| EmbedError::ModelFile {
+            path: path.to_path_buf(),
+            message: format!("not a valid BERT config: {e}"),
+        })?;
+    if config.hidden_size == 0
+        || config.num_attention_heads == 0
+        || !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+    {
         return Err(EmbedError::ModelFile {
             path: path.to_path_buf(),
             message: format!(
@@ -184,12 +215,19 @@ fn read_bert_config(path: &Path) -> Result<candle_transformers::models::bert::Co
 
 /// Returns the pooling folder and whether a Normalize module follows.
 fn read_modules(path: &Path, modules: &[Module]) -> Result<(String, bool)> {
-    let bad = |message: String| EmbedError::ModelFile { path: path.to_path_buf(), message };
+    let bad = |message: String| EmbedError::ModelFile {
+        path: path.to_path_buf(),
+        message,
+    };
     let short = |m: &Module| m.kind.rsplit('.').next().unwrap_or("").to_string();
     let kinds: Vec<String> = modules.iter().map(short).collect();
     match kinds.first().map(String::as_str) {
         Some("Transformer") => {}
-        _ => return Err(bad(format!("the first module must be a Transformer, found {kinds:?}"))),
+        _ => {
+            return Err(bad(format!(
+                "the first module must be a Transformer, found {kinds:?}"
+            )));
+        }
     }
     let mut pooling = None;
     let mut normalize = false;
@@ -220,7 +258,10 @@ fn read_pooling(path: &Path, hidden_size: usize) -> Result<Pooling> {
         });
     }
     let raw: Value = read_json(path)?;
-    let bad = |message: String| EmbedError::ModelFile { path: path.to_path_buf(), message };
+    let bad = |message: String| EmbedError::ModelFile {
+        path: path.to_path_buf(),
+        message,
+    };
     if let Some(dim) = raw.get("word_embedding_dimension").and_then(Value::as_u64)
         && dim as usize != hidden_size
     {
@@ -241,12 +282,16 @@ fn read_pooling(path: &Path, hidden_size: usize) -> Result<Pooling> {
     .collect();
     for unsupported in ["pooling_mode_weightedmean_tokens", "pooling_mode_lasttoken"] {
         if on(unsupported) {
-            return Err(bad(format!("{unsupported} is not supported; use mean, cls or max pooling")));
+            return Err(bad(format!(
+                "{unsupported} is not supported; use mean, cls or max pooling"
+            )));
         }
     }
     match modes.as_slice() {
         [one] => Ok(*one),
         [] => Err(bad("no pooling mode is enabled".into())),
-        many => Err(bad(format!("several pooling modes enabled ({many:?}); Quarry supports exactly one"))),
+        many => Err(bad(format!(
+            "several pooling modes enabled ({many:?}); Quarry supports exactly one"
+        ))),
     }
 }

