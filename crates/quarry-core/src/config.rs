@@ -20,6 +20,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub model: ModelConfig,
     pub embed: EmbedConfig,
+    pub chunking: ChunkingConfig,
+    pub sync: SyncConfig,
+    /// Configured sources, each feeding one collection.
+    pub sources: Vec<SourceConfig>,
 }
 
 impl Default for Config {
@@ -28,7 +32,95 @@ impl Default for Config {
             data_dir: PathBuf::from(".quarry"),
             model: ModelConfig::default(),
             embed: EmbedConfig::default(),
+            chunking: ChunkingConfig::default(),
+            sync: SyncConfig::default(),
+            sources: Vec::new(),
         }
+    }
+}
+
+/// How documents are split before embedding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChunkingConfig {
+    /// Largest chunk, in the embedding model's tokens. Capped so that a chunk
+    /// plus special tokens and the passage prompt fits `max_seq_length`: the
+    /// model never silently truncates a chunk.
+    pub max_tokens: usize,
+    /// Tokens shared by consecutive chunks.
+    pub overlap: usize,
+}
+
+impl Default for ChunkingConfig {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            overlap: 32,
+        }
+    }
+}
+
+/// Limits that keep one bad file from hurting a sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Files larger than this are skipped (with a reason in the report).
+    pub max_file_bytes: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A directory tree.
+    Fs,
+    /// A BEIR `corpus.jsonl`.
+    Beir,
+}
+
+/// One `[[sources]]` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: SourceKind,
+    /// Directory (fs) or `corpus.jsonl` / dataset directory (beir).
+    pub path: PathBuf,
+    /// Collection the source's documents go into. Default: the source name.
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// Glob patterns of files to include (fs). Default: everything.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Glob patterns of files to skip (fs).
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Honour `.gitignore` and `.ignore` files (fs). Default: true.
+    #[serde(default = "yes")]
+    pub gitignore: bool,
+    /// Follow symbolic links (fs); loops are detected. Default: false.
+    #[serde(default)]
+    pub follow_symlinks: bool,
+    /// Tags added to every document of this source.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl SourceConfig {
+    pub fn collection(&self) -> &str {
+        self.collection.as_deref().unwrap_or(&self.name)
     }
 }
 
@@ -121,7 +213,8 @@ impl Config {
     }
 
     /// `QUARRY_DATA_DIR`, `QUARRY_MODEL`, `QUARRY_MODEL_SOURCE`,
-    /// `QUARRY_MAX_BATCH_TOKENS`. The lookup is a
+    /// `QUARRY_MAX_BATCH_TOKENS`, `QUARRY_CHUNK_MAX_TOKENS`, `QUARRY_CHUNK_OVERLAP`,
+    /// `QUARRY_MAX_FILE_BYTES`. The lookup is a
     /// parameter so tests need not mutate the process environment.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
         let set = |var: &str| get(var).filter(|v| !v.is_empty());
@@ -136,6 +229,15 @@ impl Config {
         }
         if let Some(v) = set("QUARRY_MAX_BATCH_TOKENS") {
             self.embed.max_batch_tokens = parse_env("QUARRY_MAX_BATCH_TOKENS", &v)?;
+        }
+        if let Some(v) = set("QUARRY_CHUNK_MAX_TOKENS") {
+            self.chunking.max_tokens = parse_env("QUARRY_CHUNK_MAX_TOKENS", &v)?;
+        }
+        if let Some(v) = set("QUARRY_CHUNK_OVERLAP") {
+            self.chunking.overlap = parse_env("QUARRY_CHUNK_OVERLAP", &v)?;
+        }
+        if let Some(v) = set("QUARRY_MAX_FILE_BYTES") {
+            self.sync.max_file_bytes = parse_env("QUARRY_MAX_FILE_BYTES", &v)?;
         }
         Ok(())
     }
@@ -152,10 +254,49 @@ impl Config {
                 "embed.bulk_queue and embed.interactive_queue must be at least 1".into(),
             ));
         }
+        if self.chunking.max_tokens < 8 {
+            return Err(CoreError::Invalid(
+                "chunking.max_tokens must be at least 8".into(),
+            ));
+        }
+        if self.chunking.overlap >= self.chunking.max_tokens {
+            return Err(CoreError::Invalid(format!(
+                "chunking.overlap ({}) must be smaller than chunking.max_tokens ({})",
+                self.chunking.overlap, self.chunking.max_tokens
+            )));
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &self.sources {
+            crate::config::check_name("sources.name", &s.name)?;
+            crate::config::check_name("sources.collection", s.collection())?;
+            if !names.insert(&s.name) {
+                return Err(CoreError::Invalid(format!(
+                    "source name {:?} is used twice",
+                    s.name
+                )));
+            }
+        }
         if self.model.id.trim().is_empty() {
             return Err(CoreError::Invalid("model.id must not be empty".into()));
         }
         Ok(())
+    }
+}
+
+/// Collection and source names become directory names and URL segments.
+pub fn check_name(field: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        && !name.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::Invalid(format!(
+            "{field} {name:?} is not a valid name: use 1-64 ASCII letters, digits, '-' or '_'"
+        )))
     }
 }
 

@@ -8,9 +8,11 @@
 //! files.
 
 pub mod config;
+pub mod document;
 pub mod paths;
 
-pub use config::{Config, EmbedConfig, ModelConfig};
+pub use config::{ChunkingConfig, Config, EmbedConfig, ModelConfig, SourceConfig, SourceKind};
+pub use document::{Chunk, ParsedDocument, PointId};
 
 /// Errors from loading configuration or resolving Quarry's directories.
 #[derive(Debug, thiserror::Error)]

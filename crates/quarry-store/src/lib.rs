@@ -1,1 +1,139 @@
-//! quarry-store
+//! Where vectors live.
+//!
+//! One [`VectorStore`] trait, so the indexer and retriever never see which
+//! Qdrant they talk to. This is the only crate that imports Qdrant; its
+//! nested request and update enums stay behind a handful of methods here.
+//!
+//! Writes that replace a document come in two steps, [`VectorStore::upsert_staged`]
+//! then [`VectorStore::publish`]: staged points are invisible to searches
+//! until publish removes the old ones and reveals the new ones in one step,
+//! so a concurrent search never sees a document missing or doubled.
+
+mod edge;
+
+pub use edge::EdgeStore;
+
+use quarry_core::PointId;
+use serde::{Deserialize, Serialize};
+
+pub const DENSE: &str = "dense";
+pub const SPARSE: &str = "bm25";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("collection {0:?} does not exist; run `quarry sync` to create it")]
+    NoCollection(String),
+    #[error(
+        "collection {collection:?} was built with {existing}, not {requested}; sync into a new collection or reindex it"
+    )]
+    Mismatch {
+        collection: String,
+        existing: String,
+        requested: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("qdrant-edge ({collection}): {message}")]
+    Qdrant { collection: String, message: String },
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// What a collection is bound to: vectors from another model (or another
+/// chunking) must not be mixed in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CollectionSpec {
+    pub dimension: usize,
+    /// The model fingerprint (id, weights sha256, dimension, pooling, ...).
+    pub model: serde_json::Value,
+}
+
+/// A point to write.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub id: PointId,
+    pub dense: Vec<f32>,
+    /// The text the BM25 vector is computed from.
+    pub text: String,
+    pub payload: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A point read back.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredPoint {
+    pub id: PointId,
+    pub payload: serde_json::Map<String, serde_json::Value>,
+    pub dense: Option<Vec<f32>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    Dense(Vec<f32>),
+    Bm25(String),
+    /// Both, fused by reciprocal rank; each side fetches `prefetch` hits.
+    Hybrid {
+        dense: Vec<f32>,
+        text: String,
+        prefetch: usize,
+        rrf_k: usize,
+    },
+}
+
+/// Filters in Qdrant's JSON filter language (`must`, `should`, `must_not`).
+pub type Filter = serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: Query,
+    pub limit: usize,
+    pub filter: Option<Filter>,
+    pub score_threshold: Option<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScoredPoint {
+    pub id: PointId,
+    pub score: f32,
+    pub payload: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Which payload fields a scroll returns.
+#[derive(Debug, Clone)]
+pub enum Fields {
+    All,
+    Only(Vec<String>),
+}
+
+pub trait VectorStore: Send + Sync {
+    /// Creates the collection, or checks that an existing one was built for
+    /// the same spec.
+    fn open_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()>;
+    fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>>;
+    fn list_collections(&self) -> Result<Vec<String>>;
+    /// Writes points that searches do not see until [`Self::publish`].
+    fn upsert_staged(&self, name: &str, points: Vec<Point>) -> Result<()>;
+    /// Deletes `delete` (minus anything in `staged`) and reveals `staged`, as
+    /// one step for readers.
+    fn publish(&self, name: &str, staged: &[PointId], delete: &[PointId]) -> Result<()>;
+    fn delete(&self, name: &str, ids: &[PointId]) -> Result<()>;
+    /// One page of points in id order, from `offset`; returns the next offset.
+    fn scroll(
+        &self,
+        name: &str,
+        offset: Option<PointId>,
+        limit: usize,
+        fields: &Fields,
+        with_vectors: bool,
+    ) -> Result<(Vec<StoredPoint>, Option<PointId>)>;
+    fn retrieve(&self, name: &str, ids: &[PointId], with_vectors: bool)
+    -> Result<Vec<StoredPoint>>;
+    fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>>;
+    fn count(&self, name: &str) -> Result<usize>;
+    /// Makes written data durable.
+    fn flush(&self, name: &str) -> Result<()>;
+}

@@ -42,13 +42,21 @@ enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// Bring collections in step with their sources.
+    Sync(cmd::index::SyncArgs),
+    /// Search a collection.
+    Search(cmd::index::SearchArgs),
+    /// Write every point of a collection as JSON Lines, sorted by id.
+    Export(cmd::index::ExportArgs),
+    /// List collections with their model, documents and points.
+    Collections(cmd::index::CollectionsArgs),
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,qdrant_edge=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -76,5 +84,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Model(c) => cmd::model::run(&config, c),
         Command::Embed(args) => runtime.block_on(cmd::embed::run(&config, args)),
         Command::Bench(c) => runtime.block_on(cmd::bench::run(&config, c)),
+        Command::Sync(args) => runtime.block_on(cmd::index::sync(&config, args)),
+        Command::Search(args) => runtime.block_on(cmd::index::search(&config, args)),
+        Command::Export(args) => cmd::index::export(&config, args),
+        Command::Collections(args) => cmd::index::collections(&config, args),
     }
 }

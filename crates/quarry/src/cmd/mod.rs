@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod embed;
+pub mod index;
 pub mod model;
 
 use anyhow::Context;

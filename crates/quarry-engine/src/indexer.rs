@@ -1,0 +1,564 @@
+//! Sync orchestration: keep a collection exactly in step with a source.
+//!
+//! The order of operations is what makes this safe:
+//!
+//! 1. finish any replacement a crash interrupted ([`crate::journal`]);
+//! 2. read the manifest from the points themselves and list the source;
+//! 3. plan: unchanged documents are skipped without being read twice;
+//! 4. a parser thread reads, parses and chunks changed documents into a
+//!    bounded channel while this task embeds the previous group and a writer
+//!    task stores the one before, so memory stays flat and the model stays
+//!    busy;
+//! 5. each group is written staged, then published, which deletes the old
+//!    points and reveals the new ones as one step for readers;
+//! 6. documents gone from the source are deleted in the same sync.
+//!
+//! Point ids are derived from (document id, chunk position, chunk text) and
+//! payloads hold nothing time-dependent, so any sequence of interrupted and
+//! completed syncs converges on exactly what one clean sync produces.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use quarry_core::document::sha256_hex;
+use quarry_core::{Chunk, ParsedDocument, PointId};
+use quarry_embed::{Embedder, InputKind, Priority};
+use quarry_ingest::{Chunker, DocumentRef, Parsed, Plan, Source};
+use quarry_store::{CollectionSpec, Point, VectorStore};
+use serde_json::{Map, Value, json};
+use tokio::sync::mpsc;
+
+use crate::journal::{self, Journal};
+use crate::report::SyncReport;
+use crate::{EngineError, Result, blocking, manifest};
+
+/// Bumped when parsing or payload layout changes, so every document is
+/// re-chunked (reusing vectors of unchanged chunks).
+const PIPELINE_VERSION: &str = "1";
+/// Documents per write group, and chunks to embed per group.
+const GROUP_DOCS: usize = 64;
+const GROUP_CHUNKS: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct IndexerSettings {
+    pub data_dir: PathBuf,
+    pub chunk_max_tokens: usize,
+    pub chunk_overlap: usize,
+}
+
+pub struct Indexer {
+    store: Arc<dyn VectorStore>,
+    embedder: Embedder,
+    chunker: Chunker,
+    data_dir: PathBuf,
+    spec: CollectionSpec,
+    chunking: Value,
+}
+
+impl std::fmt::Debug for Indexer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Indexer")
+            .field("chunking", &self.chunking)
+            .finish()
+    }
+}
+
+/// A document after the parser thread.
+struct Prepared {
+    doc: DocumentRef,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    Doc {
+        parsed: ParsedDocument,
+        chunks: Vec<Chunk>,
+        hash: String,
+    },
+    Skipped(String),
+    Failed(String),
+}
+
+/// A group ready to write.
+struct WriteGroup {
+    points: Vec<Point>,
+    new_ids: Vec<PointId>,
+    old_ids: Vec<PointId>,
+}
+
+impl Indexer {
+    /// `tokenizer_json` is the embedding model's tokenizer, so chunks are
+    /// sized in the model's own tokens.
+    pub fn new(
+        store: Arc<dyn VectorStore>,
+        embedder: Embedder,
+        tokenizer_json: &std::path::Path,
+        settings: &IndexerSettings,
+    ) -> Result<Self> {
+        let fp = embedder.fingerprint().clone();
+        // Room for [CLS], [SEP] and the passage prompt: a chunk must never be
+        // truncated by the model.
+        let reserved = embedder.count_tokens("", InputKind::Passage)?;
+        let budget = settings
+            .chunk_max_tokens
+            .min(fp.max_seq_length.saturating_sub(reserved));
+        let chunker = Chunker::new(tokenizer_json, budget, settings.chunk_overlap)?;
+        let chunking = json!({"max_tokens": chunker.max_tokens(), "overlap": chunker.overlap()});
+        let model = serde_json::to_value(&fp).map_err(|e| EngineError::Invalid(e.to_string()))?;
+        Ok(Self {
+            store,
+            spec: CollectionSpec {
+                dimension: fp.dimension,
+                model,
+            },
+            embedder,
+            chunker,
+            data_dir: settings.data_dir.clone(),
+            chunking,
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn VectorStore> {
+        &self.store
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Opens (or creates) `collection` for this model and finishes any
+    /// replacement an earlier crash interrupted.
+    pub async fn prepare(&self, collection: &str) -> Result<()> {
+        let (name, spec) = (collection.to_string(), self.spec.clone());
+        let journal = journal::path(&self.data_dir, collection);
+        blocking(&self.store, move |s| {
+            s.open_collection(&name, &spec)?;
+            Ok(name)
+        })
+        .await?;
+        let name = collection.to_string();
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || journal::recover(store.as_ref(), &name, &journal))
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))??;
+        Ok(())
+    }
+
+    /// The version a document is stored under: its content hash combined
+    /// with everything else that shapes its chunks.
+    fn doc_hash(&self, content_version: &str) -> String {
+        sha256_hex(&[
+            content_version.as_bytes(),
+            self.chunking.to_string().as_bytes(),
+            PIPELINE_VERSION.as_bytes(),
+        ])
+    }
+
+    pub async fn sync(&self, source: Arc<dyn Source>, collection: &str) -> Result<SyncReport> {
+        let started = Instant::now();
+        let mut report = SyncReport {
+            source: source.name().into(),
+            collection: collection.into(),
+            ..Default::default()
+        };
+        self.prepare(collection).await?;
+
+        let t = Instant::now();
+        let src = Arc::clone(&source);
+        let (listed, issues) = tokio::task::spawn_blocking(move || src.list())
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))??;
+        report.seconds.list = t.elapsed().as_secs_f64();
+
+        let t = Instant::now();
+        let (name, source_name) = (collection.to_string(), source.name().to_string());
+        let manifest = blocking(&self.store, move |s| {
+            manifest::scan(s, &name, &source_name).map_err(|e| match e {
+                EngineError::Store(s) => s,
+                other => quarry_store::StoreError::Invalid(other.to_string()),
+            })
+        })
+        .await?;
+        let mut keep: HashSet<String> = HashSet::new();
+        for issue in issues {
+            if issue.skipped {
+                report.skip(&issue.uri, issue.reason);
+            } else {
+                report.fail(&issue.uri, issue.reason);
+                // Unreadable now is not gone: keep what is indexed.
+                keep.extend(issue.id);
+            }
+        }
+        let listed: Vec<DocumentRef> = listed
+            .into_iter()
+            .map(|mut d| {
+                d.version = self.doc_hash(&d.version);
+                d
+            })
+            .collect();
+        let listed_count = listed.len();
+        let mut plan = Plan::new(listed, &manifest.docs);
+        plan.deleted.retain(|id| !keep.contains(id));
+        report.unchanged = plan.unchanged;
+        report.seconds.plan = t.elapsed().as_secs_f64();
+
+        let was_stored: HashSet<String> = plan.updated.iter().map(|d| d.id.clone()).collect();
+        let work: Vec<DocumentRef> = plan.added.into_iter().chain(plan.updated).collect();
+        let mut to_delete: Vec<PointId> = Vec::new();
+        for id in &plan.deleted {
+            to_delete.extend(manifest.points.get(id).into_iter().flatten().copied());
+        }
+        report.deleted = plan.deleted.len();
+
+        if !work.is_empty() {
+            self.run_pipeline(
+                source,
+                collection,
+                work,
+                &manifest.points,
+                &was_stored,
+                &mut report,
+                &mut to_delete,
+            )
+            .await?;
+        }
+
+        let t = Instant::now();
+        let name = collection.to_string();
+        blocking(&self.store, move |s| {
+            for ids in to_delete.chunks(4096) {
+                s.delete(&name, ids)?;
+            }
+            s.flush(&name)
+        })
+        .await?;
+        report.seconds.write += t.elapsed().as_secs_f64();
+        let name = collection.to_string();
+        report.points = blocking(&self.store, move |s| s.count(&name)).await?;
+        report.documents = report.added + report.updated + report.unchanged;
+        let _ = listed_count;
+        report.seconds.total = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_pipeline(
+        &self,
+        source: Arc<dyn Source>,
+        collection: &str,
+        work: Vec<DocumentRef>,
+        stored_points: &HashMap<String, Vec<PointId>>,
+        was_stored: &HashSet<String>,
+        report: &mut SyncReport,
+        to_delete: &mut Vec<PointId>,
+    ) -> Result<()> {
+        // Stage 1: a parser thread, ahead of embedding by a bounded channel.
+        let (tx, mut rx) = mpsc::channel::<Prepared>(GROUP_DOCS * 2);
+        let chunker = self.chunker.clone();
+        let hasher = (self.chunking.to_string(), PIPELINE_VERSION);
+        let parser = std::thread::Builder::new()
+            .name("quarry-parse".into())
+            .spawn(move || {
+                for doc in work {
+                    let outcome = prepare(source.as_ref(), &doc, &chunker, &hasher);
+                    if tx.blocking_send(Prepared { doc, outcome }).is_err() {
+                        break; // the sync was abandoned
+                    }
+                }
+            })
+            .map_err(|e| EngineError::Task(e.to_string()))?;
+
+        // Stage 3: a writer task, one group behind embedding.
+        let (wtx, mut wrx) = mpsc::channel::<WriteGroup>(1);
+        let store = Arc::clone(&self.store);
+        let name = collection.to_string();
+        let journal_path = journal::path(&self.data_dir, collection);
+        let writer = tokio::spawn(async move {
+            let mut seconds = 0.0;
+            while let Some(group) = wrx.recv().await {
+                let t = Instant::now();
+                let (store, name, jp) = (Arc::clone(&store), name.clone(), journal_path.clone());
+                tokio::task::spawn_blocking(move || write_group(store.as_ref(), &name, &jp, group))
+                    .await
+                    .map_err(|e| EngineError::Task(e.to_string()))??;
+                seconds += t.elapsed().as_secs_f64();
+            }
+            Ok::<f64, EngineError>(seconds)
+        });
+
+        // Stage 2: here. Group documents, embed what is new, hand to the writer.
+        let parse_started = Instant::now();
+        let mut pending: Vec<Prepared> = Vec::new();
+        let mut done = false;
+        while !done {
+            match rx.recv().await {
+                Some(p) => pending.push(p),
+                None => done = true,
+            }
+            while pending.len() < GROUP_DOCS {
+                match rx.try_recv() {
+                    Ok(p) => pending.push(p),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            let chunk_total: usize = pending
+                .iter()
+                .map(|p| match &p.outcome {
+                    Outcome::Doc { chunks, .. } => chunks.len(),
+                    _ => 0,
+                })
+                .sum();
+            if pending.is_empty()
+                || (!done && pending.len() < GROUP_DOCS && chunk_total < GROUP_CHUNKS)
+            {
+                continue;
+            }
+            let group = std::mem::take(&mut pending);
+            let write = self
+                .embed_group(
+                    collection,
+                    group,
+                    stored_points,
+                    was_stored,
+                    report,
+                    to_delete,
+                )
+                .await?;
+            if !write.points.is_empty() && wtx.send(write).await.is_err() {
+                break; // the writer failed; its error is reported below
+            }
+        }
+        drop(wtx);
+        let _ = parser.join();
+        report.seconds.parse_chunk = parse_started.elapsed().as_secs_f64();
+        report.seconds.write += writer
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))??;
+        Ok(())
+    }
+
+    async fn embed_group(
+        &self,
+        collection: &str,
+        group: Vec<Prepared>,
+        stored_points: &HashMap<String, Vec<PointId>>,
+        was_stored: &HashSet<String>,
+        report: &mut SyncReport,
+        to_delete: &mut Vec<PointId>,
+    ) -> Result<WriteGroup> {
+        let mut docs = Vec::new();
+        for p in group {
+            let old = stored_points.get(&p.doc.id).cloned().unwrap_or_default();
+            match p.outcome {
+                Outcome::Doc {
+                    parsed,
+                    chunks,
+                    hash,
+                } if !chunks.is_empty() => docs.push((p.doc, parsed, chunks, hash, old)),
+                Outcome::Doc { .. } => {
+                    report.skip(&p.doc.uri, "no text to index");
+                    to_delete.extend(old);
+                }
+                Outcome::Skipped(reason) => {
+                    report.skip(&p.doc.uri, reason);
+                    to_delete.extend(old);
+                }
+                Outcome::Failed(reason) => report.fail(&p.doc.uri, reason),
+            }
+        }
+        // Unchanged chunks keep their point id; their stored vectors are reused.
+        let old_ids: HashSet<PointId> = docs.iter().flat_map(|d| d.4.iter().copied()).collect();
+        let mut reuse_ids = Vec::new();
+        let mut to_embed: Vec<(usize, usize)> = Vec::new();
+        let mut ids: Vec<Vec<PointId>> = Vec::new();
+        for (di, (doc, _, chunks, _, _)) in docs.iter().enumerate() {
+            let doc_ids: Vec<PointId> = chunks
+                .iter()
+                .map(|c| PointId::for_chunk(&doc.id, c.index, &c.text))
+                .collect();
+            for (ci, id) in doc_ids.iter().enumerate() {
+                if old_ids.contains(id) {
+                    reuse_ids.push(*id);
+                } else {
+                    to_embed.push((di, ci));
+                }
+            }
+            ids.push(doc_ids);
+        }
+        let name = collection.to_string();
+        let reuse_lookup = reuse_ids.clone();
+        let reused: HashMap<PointId, Vec<f32>> =
+            blocking(&self.store, move |s| s.retrieve(&name, &reuse_lookup, true))
+                .await?
+                .into_iter()
+                .filter_map(|p| Some((p.id, p.dense?)))
+                .collect();
+
+        let t = Instant::now();
+        // A reused id whose vector could not be read is embedded after all.
+        for (di, (_, _, chunks, _, _)) in docs.iter().enumerate() {
+            for (ci, _) in chunks.iter().enumerate() {
+                if old_ids.contains(&ids[di][ci]) && !reused.contains_key(&ids[di][ci]) {
+                    to_embed.push((di, ci));
+                }
+            }
+        }
+        let texts: Vec<&str> = to_embed
+            .iter()
+            .map(|&(di, ci)| docs[di].2[ci].text.as_str())
+            .collect();
+        let vectors = self
+            .embedder
+            .embed(&texts, InputKind::Passage, Priority::Bulk)
+            .await?;
+        report.seconds.embed += t.elapsed().as_secs_f64();
+        report.chunks_embedded += vectors.len();
+        report.tokens_embedded += vectors.iter().map(|e| e.tokens).sum::<usize>();
+        let mut fresh: HashMap<(usize, usize), Vec<f32>> = HashMap::new();
+        for (key, e) in to_embed.into_iter().zip(vectors) {
+            fresh.insert(key, e.embedding);
+        }
+
+        let mut write = WriteGroup {
+            points: Vec::new(),
+            new_ids: Vec::new(),
+            old_ids: Vec::new(),
+        };
+        for (di, (doc, parsed, chunks, hash, old)) in docs.into_iter().enumerate() {
+            let count = chunks.len();
+            for (ci, chunk) in chunks.into_iter().enumerate() {
+                let id = ids[di][ci];
+                let dense = match fresh.remove(&(di, ci)) {
+                    Some(v) => v,
+                    None => {
+                        report.chunks_reused += 1;
+                        reused.get(&id).cloned().unwrap_or_default()
+                    }
+                };
+                let payload =
+                    self.payload(report.source.as_str(), &doc, &parsed, &chunk, count, &hash);
+                write.points.push(Point {
+                    id,
+                    dense,
+                    text: chunk.text,
+                    payload,
+                });
+                write.new_ids.push(id);
+            }
+            write.old_ids.extend(old);
+            if was_stored.contains(&doc.id) {
+                report.updated += 1;
+            } else {
+                report.added += 1;
+            }
+        }
+        Ok(write)
+    }
+
+    fn payload(
+        &self,
+        source: &str,
+        doc: &DocumentRef,
+        parsed: &ParsedDocument,
+        chunk: &Chunk,
+        count: usize,
+        hash: &str,
+    ) -> Map<String, Value> {
+        let mut prefixes = Vec::new();
+        if let Some(path) = &doc.path {
+            let mut at = 0;
+            while let Some(i) = path[at..].find('/') {
+                at += i + 1;
+                prefixes.push(Value::String(path[..at].to_string()));
+            }
+            prefixes.push(Value::String(path.clone()));
+        }
+        let fields = json!({
+            "doc_id": doc.id,
+            "doc_hash": hash,
+            "source": source,
+            "uri": doc.uri,
+            "path": doc.path,
+            "path_prefixes": prefixes,
+            "title": parsed.title,
+            "content_type": parsed.content_type,
+            "tags": parsed.tags,
+            "metadata": parsed.metadata,
+            "chunk_index": chunk.index,
+            "chunk_count": count,
+            "text": chunk.text,
+            "start": chunk.start,
+            "end": chunk.end,
+            "headings": chunk.headings,
+            "page": chunk.page,
+            "model": self.spec.model,
+            "chunking": self.chunking,
+        });
+        match fields {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// Reads, parses and chunks one document, on the parser thread. Panics in
+/// third-party parsers become a failure of this document only.
+fn prepare(
+    source: &dyn Source,
+    doc: &DocumentRef,
+    chunker: &Chunker,
+    hasher: &(String, &str),
+) -> Outcome {
+    let raw = match source.read(doc) {
+        Ok(r) => r,
+        Err(reason) => return Outcome::Failed(reason),
+    };
+    // Hash what was actually read: the file may have changed since listing.
+    let content = sha256_hex(&[&raw.bytes]);
+    let hash = sha256_hex(&[content.as_bytes(), hasher.0.as_bytes(), hasher.1.as_bytes()]);
+    let name = doc.path.as_deref().unwrap_or(&doc.id);
+    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        match quarry_ingest::parse(name, &raw.bytes, raw.content_type.as_deref()) {
+            Parsed::Document(mut parsed) => {
+                if parsed.title.is_none() {
+                    parsed.title = raw.title.clone();
+                }
+                match chunker.chunk(&parsed) {
+                    Ok(chunks) => Outcome::Doc {
+                        parsed,
+                        chunks,
+                        hash: hash.clone(),
+                    },
+                    Err(e) => Outcome::Failed(e.to_string()),
+                }
+            }
+            Parsed::Skipped(r) => Outcome::Skipped(r),
+            Parsed::Failed(r) => Outcome::Failed(r),
+        }
+    }));
+    result.unwrap_or_else(|_| Outcome::Failed("the parser crashed on this file".into()))
+}
+
+/// Writes one group: journal, staged upsert, publish, journal cleared.
+fn write_group(
+    store: &dyn VectorStore,
+    collection: &str,
+    journal_path: &std::path::Path,
+    group: WriteGroup,
+) -> Result<()> {
+    let journal = Journal {
+        new_ids: group.new_ids.clone(),
+        old_ids: group.old_ids.clone(),
+    };
+    journal::write(journal_path, &journal)?;
+    store.upsert_staged(collection, group.points)?;
+    store.publish(collection, &group.new_ids, &group.old_ids)?;
+    journal::clear(journal_path)
+}

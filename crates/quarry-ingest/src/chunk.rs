@@ -1,0 +1,124 @@
+//! Token-aware chunking with text-splitter.
+//!
+//! Sizes are counted with the embedding model's own tokenizer, and the
+//! budget leaves room for the special tokens and the passage prompt the
+//! embedder adds, so a chunk always fits the model whole.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use quarry_core::{Chunk, ParsedDocument};
+use text_splitter::{ChunkCharIndex, ChunkConfig, CodeSplitter, MarkdownSplitter, TextSplitter};
+use tokenizers::Tokenizer;
+
+use crate::{IngestError, Result};
+
+#[derive(Debug, Clone)]
+pub struct Chunker {
+    tokenizer: Arc<Tokenizer>,
+    max_tokens: usize,
+    overlap: usize,
+}
+
+impl Chunker {
+    /// `budget` is the most tokens a chunk may have: the configured
+    /// `max_tokens`, already capped by the caller to the model's limit minus
+    /// special tokens and prompt.
+    pub fn new(tokenizer_json: &Path, budget: usize, overlap: usize) -> Result<Self> {
+        let err = |message: String| IngestError::Tokenizer {
+            path: tokenizer_json.to_path_buf(),
+            message,
+        };
+        let mut tokenizer = Tokenizer::from_file(tokenizer_json).map_err(|e| err(e.to_string()))?;
+        // Sizes must be the full token count: no truncation, no padding.
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| err(e.to_string()))?;
+        tokenizer.with_padding(None);
+        if budget < 8 {
+            return Err(IngestError::Chunk(format!(
+                "chunk budget of {budget} tokens is too small"
+            )));
+        }
+        let overlap = overlap.min(budget / 2);
+        Ok(Self {
+            tokenizer: Arc::new(tokenizer),
+            max_tokens: budget,
+            overlap,
+        })
+    }
+
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    pub fn overlap(&self) -> usize {
+        self.overlap
+    }
+
+    /// Tokens of `text` without special tokens.
+    pub fn count_tokens(&self, text: &str) -> usize {
+        self.tokenizer
+            .encode_fast(text, false)
+            .map(|e| e.len())
+            .unwrap_or(usize::MAX)
+    }
+
+    /// Splits a parsed document. Markdown (and HTML, which is parsed into
+    /// Markdown-like text) splits at headings and paragraphs first; code
+    /// along its syntax tree; everything else at paragraphs and sentences.
+    pub fn chunk(&self, doc: &ParsedDocument) -> Result<Vec<Chunk>> {
+        let config = || {
+            ChunkConfig::new(self.max_tokens)
+                .with_sizer(self.tokenizer.as_ref())
+                .with_overlap(self.overlap)
+                .map_err(|e| IngestError::Chunk(e.to_string()))
+        };
+        let text = doc.text.as_str();
+        let pieces: Vec<ChunkCharIndex<'_>> = match doc.content_type.as_str() {
+            "text/markdown" | "text/html" => MarkdownSplitter::new(config()?)
+                .chunk_char_indices(text)
+                .collect(),
+            ct if ct.starts_with("text/x-") => {
+                let lang: Option<tree_sitter_language::LanguageFn> = match &ct[7..] {
+                    "rust" => Some(tree_sitter_rust::LANGUAGE),
+                    "python" => Some(tree_sitter_python::LANGUAGE),
+                    "javascript" => Some(tree_sitter_javascript::LANGUAGE),
+                    "typescript" => Some(tree_sitter_typescript::LANGUAGE_TYPESCRIPT),
+                    "tsx" => Some(tree_sitter_typescript::LANGUAGE_TSX),
+                    "go" => Some(tree_sitter_go::LANGUAGE),
+                    _ => None,
+                };
+                let splitter = match lang {
+                    Some(l) => CodeSplitter::new(l, config()?).ok(),
+                    None => None,
+                };
+                match splitter {
+                    Some(splitter) => splitter.chunk_char_indices(text).collect(),
+                    None => TextSplitter::new(config()?)
+                        .chunk_char_indices(text)
+                        .collect(),
+                }
+            }
+            _ => TextSplitter::new(config()?)
+                .chunk_char_indices(text)
+                .collect(),
+        };
+        Ok(pieces
+            .into_iter()
+            .filter(|p| !p.chunk.trim().is_empty())
+            .enumerate()
+            .map(|(index, p)| {
+                let start = p.char_offset;
+                Chunk {
+                    index,
+                    text: p.chunk.to_string(),
+                    start,
+                    end: start + p.chunk.chars().count(),
+                    headings: doc.heading_path(start),
+                    page: doc.page_at(start),
+                }
+            })
+            .collect())
+    }
+}

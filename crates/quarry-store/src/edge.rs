@@ -1,0 +1,473 @@
+//! The embedded store: one qdrant-edge shard per collection, under
+//! `DATA_DIR/collections/NAME/`.
+//!
+//! qdrant-edge is synchronous and single-process; async callers reach it
+//! through `spawn_blocking`. A collection folder is created under a
+//! temporary name and renamed into place once its shard and payload indexes
+//! exist, so a crash during creation never leaves a half collection.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
+use qdrant_edge::external::uuid::Uuid;
+use qdrant_edge::{
+    CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
+    EdgeVectorParamsBuilder, FieldIndexOperations, Fusion, Modifier, NamedQuery,
+    PointId as QPointId, PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum,
+    QueryRequest, ScoringQuery, ScrollRequest, UpdateOperation, Vector, VectorInternal,
+    VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
+};
+
+use crate::{
+    CollectionSpec, DENSE, Fields, Point, Query, Result, SPARSE, ScoredPoint, SearchRequest,
+    StoreError, StoredPoint, VectorStore,
+};
+
+const SPEC_FILE: &str = "collection.json";
+const SHARD_DIR: &str = "shard";
+/// Payload fields with a keyword index: the ones filters and sync planning use.
+pub const INDEXED_FIELDS: &[&str] = &["doc_id", "source", "path_prefixes", "tags"];
+
+struct Collection {
+    shard: EdgeShard,
+    /// Staged point ids, hidden from searches until published. Searches hold
+    /// the read lock while they run; publish takes the write lock.
+    hidden: RwLock<HashSet<QPointId>>,
+}
+
+pub struct EdgeStore {
+    root: PathBuf,
+    open: Mutex<HashMap<String, Arc<Collection>>>,
+    bm25: EdgeBm25,
+}
+
+impl std::fmt::Debug for EdgeStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeStore")
+            .field("root", &self.root)
+            .finish()
+    }
+}
+
+fn qerr(collection: &str) -> impl Fn(qdrant_edge::OperationError) -> StoreError + '_ {
+    move |e| StoreError::Qdrant {
+        collection: collection.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn to_qid(id: quarry_core::PointId) -> QPointId {
+    QPointId::Uuid(Uuid::from_u128(id.0))
+}
+
+fn from_qid(id: &QPointId) -> quarry_core::PointId {
+    match id {
+        QPointId::Uuid(u) => quarry_core::PointId(u.as_u128()),
+        QPointId::NumId(n) => quarry_core::PointId(*n as u128),
+    }
+}
+
+impl EdgeStore {
+    /// Opens (or prepares) a store under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let root = data_dir.join("collections");
+        std::fs::create_dir_all(&root).map_err(|source| StoreError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        let bm25 = EdgeBm25::new(EdgeBm25Config::default())
+            .map_err(|e| StoreError::Invalid(format!("BM25 configuration: {e}")))?;
+        // Remove collection folders whose creation was interrupted.
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".creating-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        Ok(Self {
+            root,
+            open: Mutex::new(HashMap::new()),
+            bm25,
+        })
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = open.get(name) {
+            return Ok(Arc::clone(c));
+        }
+        let dir = self.dir(name);
+        if !dir.join(SPEC_FILE).is_file() {
+            return Err(StoreError::NoCollection(name.to_string()));
+        }
+        let shard = EdgeShard::load(&dir.join(SHARD_DIR), None).map_err(qerr(name))?;
+        let c = Arc::new(Collection {
+            shard,
+            hidden: RwLock::new(HashSet::new()),
+        });
+        open.insert(name.to_string(), Arc::clone(&c));
+        Ok(c)
+    }
+
+    fn create(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
+        let tmp = self
+            .root
+            .join(format!(".creating-{}-{name}", std::process::id()));
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { path, source }
+        };
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join(SHARD_DIR)).map_err(io(&tmp))?;
+        let config = EdgeConfigBuilder::new()
+            .vector(
+                DENSE,
+                EdgeVectorParamsBuilder::new(spec.dimension, Distance::Cosine).build(),
+            )
+            .sparse_vector(
+                SPARSE,
+                EdgeSparseVectorParamsBuilder::new()
+                    .modifier(Modifier::Idf)
+                    .build(),
+            )
+            .on_disk_payload(true)
+            .build();
+        {
+            let shard = EdgeShard::new(&tmp.join(SHARD_DIR), config).map_err(qerr(name))?;
+            for field in INDEXED_FIELDS {
+                let op: CreateIndex = serde_json::from_value(serde_json::json!({
+                    "field_name": field, "field_schema": "keyword"
+                }))
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+                shard
+                    .update(UpdateOperation::FieldIndexOperation(
+                        FieldIndexOperations::CreateIndex(op),
+                    ))
+                    .map_err(qerr(name))?;
+            }
+            shard.flush();
+        }
+        let spec_json =
+            serde_json::to_vec_pretty(spec).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        std::fs::write(tmp.join(SPEC_FILE), spec_json).map_err(io(&tmp))?;
+        let dir = self.dir(name);
+        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        Ok(())
+    }
+
+    fn filter(json: &serde_json::Value) -> Result<qdrant_edge::Filter> {
+        serde_json::from_value(json.clone())
+            .map_err(|e| StoreError::Invalid(format!("filter: {e}")))
+    }
+}
+
+fn payload_map(p: Option<qdrant_edge::Payload>) -> serde_json::Map<String, serde_json::Value> {
+    p.map(|p| p.0.into_iter().collect()).unwrap_or_default()
+}
+
+fn dense_of(v: Option<VectorStructInternal>) -> Option<Vec<f32>> {
+    match v? {
+        VectorStructInternal::Named(mut m) => match m.remove(DENSE)? {
+            VectorInternal::Dense(d) => Some(d),
+            _ => None,
+        },
+        VectorStructInternal::Single(d) => Some(d),
+        _ => None,
+    }
+}
+
+impl VectorStore for EdgeStore {
+    fn open_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
+        quarry_core::config::check_name("collection", name)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        match self.collection_spec(name)? {
+            Some(existing) if existing == *spec => {}
+            Some(existing) => {
+                return Err(StoreError::Mismatch {
+                    collection: name.into(),
+                    existing: existing.model.to_string(),
+                    requested: spec.model.to_string(),
+                });
+            }
+            None => self.create(name, spec)?,
+        }
+        self.collection(name).map(|_| ())
+    }
+
+    fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>> {
+        let path = self.dir(name).join(SPEC_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    fn list_collections(&self) -> Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+            .map_err(|source| StoreError::Io {
+                path: self.root.clone(),
+                source,
+            })?
+            .flatten()
+            .filter(|e| e.path().join(SPEC_FILE).is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn upsert_staged(&self, name: &str, points: Vec<Point>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let c = self.collection(name)?;
+        let mut structs = Vec::with_capacity(points.len());
+        let mut ids = Vec::with_capacity(points.len());
+        for p in points {
+            let sparse = self.bm25.embed_document(&p.text);
+            let vectors = Vectors::new_named([
+                (DENSE, Vector::new_dense(p.dense)),
+                (SPARSE, Vector::from(sparse)),
+            ]);
+            ids.push(to_qid(p.id));
+            structs.push(
+                PointStruct::new(to_qid(p.id), vectors, serde_json::Value::Object(p.payload))
+                    .into(),
+            );
+        }
+        {
+            let mut hidden = c.hidden.write().unwrap_or_else(|e| e.into_inner());
+            // Points that already exist (unchanged chunks keep their id) are
+            // visible now and stay visible: hiding them would open a gap.
+            let existing: HashSet<QPointId> = c
+                .shard
+                .retrieve(
+                    &ids,
+                    Some(WithPayloadInterface::Bool(false)),
+                    Some(WithVector::Bool(false)),
+                )
+                .map_err(qerr(name))?
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            hidden.extend(ids.iter().filter(|id| !existing.contains(id)).copied());
+        }
+        c.shard
+            .update(UpdateOperation::PointOperation(
+                PointOperations::UpsertPoints(PointInsertOperations::PointsList(structs)),
+            ))
+            .map_err(qerr(name))
+    }
+
+    fn publish(
+        &self,
+        name: &str,
+        staged: &[quarry_core::PointId],
+        delete: &[quarry_core::PointId],
+    ) -> Result<()> {
+        let c = self.collection(name)?;
+        let keep: HashSet<_> = staged.iter().collect();
+        let ids: Vec<QPointId> = delete
+            .iter()
+            .filter(|id| !keep.contains(id))
+            .map(|id| to_qid(*id))
+            .collect();
+        let mut hidden = c.hidden.write().unwrap_or_else(|e| e.into_inner());
+        if !ids.is_empty() {
+            c.shard
+                .update(UpdateOperation::PointOperation(
+                    PointOperations::DeletePoints { ids },
+                ))
+                .map_err(qerr(name))?;
+        }
+        for id in staged {
+            hidden.remove(&to_qid(*id));
+        }
+        Ok(())
+    }
+
+    fn delete(&self, name: &str, ids: &[quarry_core::PointId]) -> Result<()> {
+        self.publish(name, &[], ids)
+    }
+
+    fn scroll(
+        &self,
+        name: &str,
+        offset: Option<quarry_core::PointId>,
+        limit: usize,
+        fields: &Fields,
+        with_vectors: bool,
+    ) -> Result<(Vec<StoredPoint>, Option<quarry_core::PointId>)> {
+        let c = self.collection(name)?;
+        let with_payload = match fields {
+            Fields::All => WithPayloadInterface::Bool(true),
+            Fields::Only(f) => serde_json::from_value(serde_json::json!(f))
+                .map_err(|e| StoreError::Invalid(e.to_string()))?,
+        };
+        let (records, next) = c
+            .shard
+            .scroll(ScrollRequest {
+                offset: offset.map(to_qid),
+                limit: Some(limit.max(1)),
+                filter: None,
+                with_payload: Some(with_payload),
+                with_vector: if with_vectors {
+                    WithVector::Selector(vec![DENSE.into()])
+                } else {
+                    WithVector::Bool(false)
+                },
+                order_by: None,
+            })
+            .map_err(qerr(name))?;
+        let points = records
+            .into_iter()
+            .map(|r| StoredPoint {
+                id: from_qid(&r.id),
+                payload: payload_map(r.payload),
+                dense: dense_of(r.vector),
+            })
+            .collect();
+        Ok((points, next.as_ref().map(from_qid)))
+    }
+
+    fn retrieve(
+        &self,
+        name: &str,
+        ids: &[quarry_core::PointId],
+        with_vectors: bool,
+    ) -> Result<Vec<StoredPoint>> {
+        let c = self.collection(name)?;
+        let qids: Vec<QPointId> = ids.iter().map(|id| to_qid(*id)).collect();
+        let with_vector = if with_vectors {
+            WithVector::Selector(vec![DENSE.into()])
+        } else {
+            WithVector::Bool(false)
+        };
+        let records = c
+            .shard
+            .retrieve(
+                &qids,
+                Some(WithPayloadInterface::Bool(true)),
+                Some(with_vector),
+            )
+            .map_err(qerr(name))?;
+        Ok(records
+            .into_iter()
+            .map(|r| StoredPoint {
+                id: from_qid(&r.id),
+                payload: payload_map(r.payload),
+                dense: dense_of(r.vector),
+            })
+            .collect())
+    }
+
+    fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        let c = self.collection(name)?;
+        let hidden = c.hidden.read().unwrap_or_else(|e| e.into_inner());
+        let mut filter = request
+            .filter
+            .clone()
+            .unwrap_or_else(|| serde_json::json!({}));
+        if !hidden.is_empty() {
+            let ids: Vec<String> = hidden.iter().map(|id| from_qid(id).to_string()).collect();
+            let obj = filter
+                .as_object_mut()
+                .ok_or_else(|| StoreError::Invalid("filter must be a JSON object".into()))?;
+            let must_not = obj
+                .entry("must_not")
+                .or_insert_with(|| serde_json::json!([]));
+            match must_not {
+                serde_json::Value::Array(a) => a.push(serde_json::json!({ "has_id": ids })),
+                other => *other = serde_json::json!([other.clone(), { "has_id": ids }]),
+            }
+        }
+        let filter = if filter.as_object().is_some_and(|o| o.is_empty()) {
+            None
+        } else {
+            Some(Self::filter(&filter)?)
+        };
+        let dense_query = |v: &[f32]| {
+            ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                query: VectorInternal::from(v.to_vec()),
+                using: Some(DENSE.into()),
+            }))
+        };
+        let sparse_query = |t: &str| {
+            ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                query: VectorInternal::from(self.bm25.embed_query(t)),
+                using: Some(SPARSE.into()),
+            }))
+        };
+        let threshold = request
+            .score_threshold
+            .map(qdrant_edge::external::ordered_float::OrderedFloat);
+        let (prefetches, query) = match &request.query {
+            Query::Dense(v) => (vec![], dense_query(v)),
+            Query::Bm25(t) => (vec![], sparse_query(t)),
+            Query::Hybrid {
+                dense,
+                text,
+                prefetch,
+                rrf_k,
+            } => {
+                let pf = |q| Prefetch {
+                    prefetches: vec![],
+                    query: Some(q),
+                    limit: *prefetch,
+                    params: None,
+                    filter: filter.clone(),
+                    score_threshold: None,
+                };
+                (
+                    vec![pf(dense_query(dense)), pf(sparse_query(text))],
+                    ScoringQuery::Fusion(Fusion::Rrf {
+                        k: *rrf_k,
+                        weights: None,
+                    }),
+                )
+            }
+        };
+        let points = c
+            .shard
+            .query(QueryRequest {
+                prefetches,
+                query: Some(query),
+                filter,
+                score_threshold: threshold,
+                limit: request.limit,
+                offset: 0,
+                params: None,
+                with_vector: WithVector::Bool(false),
+                with_payload: WithPayloadInterface::Bool(true),
+            })
+            .map_err(qerr(name))?;
+        Ok(points
+            .into_iter()
+            .map(|p| ScoredPoint {
+                id: from_qid(&p.id),
+                score: p.score,
+                payload: payload_map(p.payload),
+            })
+            .collect())
+    }
+
+    fn count(&self, name: &str) -> Result<usize> {
+        Ok(self.collection(name)?.shard.info().points_count)
+    }
+
+    fn flush(&self, name: &str) -> Result<()> {
+        self.collection(name)?.shard.flush();
+        Ok(())
+    }
+}

@@ -1,0 +1,348 @@
+//! `sync`, `search`, `export` and `collections`: the index commands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use quarry_core::config::{SourceConfig, SourceKind};
+use quarry_core::{Config, PointId};
+use quarry_engine::{Indexer, IndexerSettings, Mode, Retriever, SearchOptions, SyncReport};
+use quarry_store::{EdgeStore, Fields, VectorStore};
+
+/// Exit status when some documents failed but the rest were indexed.
+pub const EXIT_PARTIAL: u8 = 3;
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Sync only this configured source (default: all configured sources).
+    #[arg(long, conflicts_with_all = ["path", "beir"])]
+    source: Option<String>,
+    /// Ad hoc: sync this directory (needs --collection).
+    #[arg(long, value_name = "DIR", conflicts_with = "beir")]
+    path: Option<PathBuf>,
+    /// Ad hoc: sync a BEIR corpus.jsonl or dataset directory (needs --collection).
+    #[arg(long, value_name = "CORPUS")]
+    beir: Option<PathBuf>,
+    /// Target collection for --path or --beir.
+    #[arg(long, short = 'c')]
+    collection: Option<String>,
+    /// Glob of files to include (with --path; repeatable).
+    #[arg(long)]
+    include: Vec<String>,
+    /// Glob of files to exclude (with --path; repeatable).
+    #[arg(long)]
+    exclude: Vec<String>,
+    /// Print the report as one JSON object per source.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    query: String,
+    #[arg(long, short = 'c')]
+    collection: Option<String>,
+    #[arg(short = 'k', long = "top-k", default_value_t = 10)]
+    top_k: usize,
+    #[arg(long, default_value = "hybrid")]
+    mode: Mode,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, short = 'c')]
+    collection: String,
+    #[arg(long)]
+    with_vectors: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CollectionsArgs {
+    #[arg(long)]
+    json: bool,
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
+    let store = EdgeStore::open(&config.data_dir)
+        .with_context(|| format!("opening the index under {}", config.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn indexer(config: &Config, store: Arc<dyn VectorStore>) -> anyhow::Result<Indexer> {
+    let model = super::load_model(config, None)?;
+    let tokenizer = model.layout().dir.join("tokenizer.json");
+    let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
+    let settings = IndexerSettings {
+        data_dir: config.data_dir.clone(),
+        chunk_max_tokens: config.chunking.max_tokens,
+        chunk_overlap: config.chunking.overlap,
+    };
+    Ok(Indexer::new(store, embedder, &tokenizer, &settings)?)
+}
+
+pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let sources: Vec<SourceConfig> = match (&args.path, &args.beir) {
+        (Some(path), None) | (None, Some(path)) => {
+            let Some(collection) = args.collection.clone() else {
+                bail!("--path and --beir need --collection NAME");
+            };
+            vec![SourceConfig {
+                name: collection.clone(),
+                kind: if args.path.is_some() {
+                    SourceKind::Fs
+                } else {
+                    SourceKind::Beir
+                },
+                path: path.clone(),
+                collection: Some(collection),
+                include: args.include.clone(),
+                exclude: args.exclude.clone(),
+                gitignore: true,
+                follow_symlinks: false,
+                tags: Vec::new(),
+            }]
+        }
+        _ => {
+            let all = config.sources.clone();
+            if all.is_empty() {
+                bail!(
+                    "no sources configured: add [[sources]] to quarry.toml, or use --path DIR --collection NAME"
+                );
+            }
+            match &args.source {
+                Some(name) => {
+                    let found: Vec<_> = all.into_iter().filter(|s| &s.name == name).collect();
+                    if found.is_empty() {
+                        bail!("no source named {name:?} in the configuration");
+                    }
+                    found
+                }
+                None => all,
+            }
+        }
+    };
+    for s in &sources {
+        quarry_core::config::check_name("collection", s.collection())?;
+    }
+    let store = open_store(config)?;
+    let indexer = indexer(config, store)?;
+    let mut partial = false;
+    for source_config in &sources {
+        let source = quarry_ingest::open_source(source_config, config.sync.max_file_bytes)?;
+        let report = indexer
+            .sync(Arc::from(source), source_config.collection())
+            .await
+            .with_context(|| format!("syncing source {:?}", source_config.name))?;
+        partial |= report.failed > 0;
+        print_report(&report, args.json)?;
+    }
+    Ok(if partial {
+        ExitCode::from(EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_report(r: &SyncReport, json: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", serde_json::to_string(r)?)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "synced source {} into collection {} in {:.2}s",
+        r.source, r.collection, r.seconds.total
+    )?;
+    writeln!(
+        out,
+        "  added {}, updated {}, unchanged {}, deleted {}, skipped {}, failed {}",
+        r.added, r.updated, r.unchanged, r.deleted, r.skipped, r.failed
+    )?;
+    writeln!(
+        out,
+        "  chunks embedded {} ({} tokens), reused {}; {} documents, {} points",
+        r.chunks_embedded, r.tokens_embedded, r.chunks_reused, r.documents, r.points
+    )?;
+    let s = &r.seconds;
+    writeln!(
+        out,
+        "  seconds: list {:.2}, plan {:.2}, parse+chunk {:.2}, embed {:.2}, write {:.2}",
+        s.list, s.plan, s.parse_chunk, s.embed, s.write
+    )?;
+    for e in &r.errors {
+        writeln!(out, "  {:<8} {}: {}", e.kind, e.uri, e.reason)?;
+    }
+    Ok(())
+}
+
+fn pick_collection(store: &dyn VectorStore, given: Option<String>) -> anyhow::Result<String> {
+    if let Some(c) = given {
+        return Ok(c);
+    }
+    let all = store.list_collections()?;
+    match all.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!("there are no collections yet; run `quarry sync` first"),
+        many => bail!(
+            "several collections exist ({}); choose one with -c NAME",
+            many.join(", ")
+        ),
+    }
+}
+
+pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    let collection = pick_collection(store.as_ref(), args.collection)?;
+    if store.collection_spec(&collection)?.is_none() {
+        bail!(
+            "collection {collection:?} does not exist under {}",
+            config.data_dir.display()
+        );
+    }
+    let embedder = super::start_embedder(config, None)?;
+    let retriever = Retriever::new(store, embedder);
+    let options = SearchOptions {
+        mode: args.mode,
+        top_k: args.top_k,
+        ..Default::default()
+    };
+    let hits = retriever.search(&collection, &args.query, &options).await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::json!({ "hits": hits }))?;
+    } else {
+        for (i, h) in hits.iter().enumerate() {
+            let preview: String = h
+                .text
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(160)
+                .collect();
+            writeln!(
+                out,
+                "{:>2}. {:.4}  {}  {}",
+                i + 1,
+                h.score,
+                h.doc_id,
+                h.headings.join(" › ")
+            )?;
+            writeln!(out, "    {preview}")?;
+        }
+        if hits.is_empty() {
+            writeln!(out, "no hits")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every point as JSON Lines, sorted by id.
+pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    if store.collection_spec(&args.collection)?.is_none() {
+        bail!(
+            "collection {:?} does not exist under {}",
+            args.collection,
+            config.data_dir.display()
+        );
+    }
+    let mut points = Vec::new();
+    let mut offset: Option<PointId> = None;
+    loop {
+        let (page, next) = store.scroll(
+            &args.collection,
+            offset,
+            2048,
+            &Fields::All,
+            args.with_vectors,
+        )?;
+        points.extend(page);
+        match next {
+            Some(n) => offset = Some(n),
+            None => break,
+        }
+    }
+    points.sort_by_key(|p| p.id);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for p in points {
+        let mut line = serde_json::json!({ "id": p.id.to_string(), "payload": p.payload });
+        if let Some(v) = p.dense {
+            line["vector"] = serde_json::json!(v);
+        }
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn collections(config: &Config, args: CollectionsArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    let mut rows = Vec::new();
+    for name in store.list_collections()? {
+        let spec = store.collection_spec(&name)?;
+        let mut docs = std::collections::HashSet::new();
+        let mut points = 0;
+        let mut offset = None;
+        loop {
+            let (page, next) = store.scroll(
+                &name,
+                offset,
+                4096,
+                &Fields::Only(vec!["doc_id".into()]),
+                false,
+            )?;
+            points += page.len();
+            docs.extend(page.into_iter().filter_map(|p| {
+                p.payload
+                    .get("doc_id")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            }));
+            match next {
+                Some(n) => offset = Some(n),
+                None => break,
+            }
+        }
+        rows.push(serde_json::json!({
+            "name": name,
+            "model": spec.as_ref().map(|s| s.model.clone()),
+            "dimension": spec.as_ref().map(|s| s.dimension),
+            "documents": docs.len(),
+            "points": points,
+        }));
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::json!({ "collections": rows }))?;
+    } else if rows.is_empty() {
+        writeln!(
+            out,
+            "no collections under {}",
+            data_dir_display(&config.data_dir)
+        )?;
+    } else {
+        for r in rows {
+            writeln!(
+                out,
+                "{}  documents {}  points {}  model {} ({}d)",
+                r["name"].as_str().unwrap_or(""),
+                r["documents"],
+                r["points"],
+                r["model"]["model_id"].as_str().unwrap_or("?"),
+                r["dimension"]
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn data_dir_display(p: &Path) -> String {
+    p.display().to_string()
+}
