@@ -1,0 +1,443 @@
+//! `quarry sync` end to end on real files: formats, bad input, incremental
+//! updates, and `kill -9` at random moments.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+fn home() -> PathBuf {
+    model_dir()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    quarry(args, Some(&home()), env, None)
+}
+
+fn sync_json(tree: &Path, data: &Path, env: &[(&str, &str)]) -> (i32, serde_json::Value) {
+    let out = run(
+        &[
+            "sync",
+            "--path",
+            tree.to_str().unwrap(),
+            "-c",
+            "docs",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--json",
+        ],
+        env,
+    );
+    assert_no_panic(&out);
+    let code = out.status.code().unwrap_or(-1);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        )
+    });
+    (code, v)
+}
+
+fn export(data: &Path) -> String {
+    let out = run(
+        &["export", "-c", "docs", "--data-dir", data.to_str().unwrap()],
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn write(root: &Path, rel: &str, bytes: &[u8]) {
+    let p = root.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
+/// A small, valid two-page PDF with real text objects.
+fn pdf(pages: &[&str]) -> Vec<u8> {
+    let n = pages.len();
+    let mut objs: Vec<String> = Vec::new();
+    objs.push("<< /Type /Catalog /Pages 2 0 R >>".into());
+    let kids: Vec<String> = (0..n).map(|i| format!("{} 0 R", 4 + 2 * i)).collect();
+    objs.push(format!(
+        "<< /Type /Pages /Kids [{}] /Count {n} >>",
+        kids.join(" ")
+    ));
+    objs.push(
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    );
+    for (i, text) in pages.iter().enumerate() {
+        objs.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {} 0 R /Resources << /Font << /F1 3 0 R >> >> >>",
+            5 + 2 * i
+        ));
+        let stream = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");
+        objs.push(format!(
+            "<< /Length {} >>\nstream\n{stream}\nendstream",
+            stream.len()
+        ));
+    }
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{o}\nendobj\n", i + 1).bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).bytes());
+    for off in offsets {
+        out.extend(format!("{off:010} 00000 n \n").bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objs.len() + 1
+        )
+        .bytes(),
+    );
+    out
+}
+
+#[test]
+fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    write(&tree, "guide/intro.md", b"---\ntitle: Intro\ntags: [guide]\n---\n# Overview\n\nThe aardvark protocol keeps indexes fresh.\n\n## Details\n\nMore words.\n");
+    write(&tree, "site/page.html", b"<html><head><title>Page</title><script>var trap='scriptword';</script></head><body><nav>navword</nav><main><h1>Heading</h1><p>The bandicoot endpoint answers quickly.</p></main></body></html>");
+    write(
+        &tree,
+        "papers/report.pdf",
+        &pdf(&[
+            "Page one covers the capybara telemetry. It measures rivers and reeds at dawn every day.",
+            "Page two covers zeolite filtration. Minerals trap ions in water treatment plants.",
+        ]),
+    );
+    write(&tree, "src/lib.rs", b"/// Computes the dromedary checksum.\npub fn dromedary(x: u32) -> u32 {\n    x.wrapping_mul(31)\n}\n");
+    write(&tree, "src/tool.py", b"def echidna_parser(text):\n    \"\"\"Parse echidna records.\"\"\"\n    return text.split()\n");
+    write(&tree, "src/app.ts", b"export function flamingoRouter(path: string): string {\n  return `flamingo:${path}`;\n}\n");
+    write(
+        &tree,
+        "src/main.go",
+        b"package main\n\n// gazelleServer serves gazelle requests.\nfunc gazelleServer() {}\n",
+    );
+    write(&tree, "notes.txt", b"The hedgehog cache is warm.\n");
+    // The bad ones.
+    write(&tree, "bad/latin1.txt", b"caf\xe9 au lait\n");
+    write(&tree, "bad/zero.txt", b"");
+    write(&tree, "bad/blank.md", b"   \n\n  \n");
+    write(&tree, "bad/big.txt", &b"x".repeat(10_000));
+    write(
+        &tree,
+        "bad/corrupt.pdf",
+        b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage",
+    );
+    write(&tree, "bad/image.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR");
+    write(&tree, "bad/blob.bin2", b"\x00\x01\x02\x03binary");
+    write(&tree, ".gitignore", b"ignored/\n");
+    write(&tree, "ignored/secret.md", b"# should not be indexed\n");
+
+    let data = dir.path().join("data");
+    let env = [
+        ("QUARRY_MAX_FILE_BYTES", "4096"),
+        SMALL_CHUNKS[0],
+        SMALL_CHUNKS[1],
+    ];
+    let (code, r) = sync_json(&tree, &data, &env);
+    assert_eq!(
+        code, 3,
+        "some documents failed, so the documented partial exit code: {r}"
+    );
+    assert_eq!(r["added"], 8, "{r}");
+    let mut bad: Vec<(String, String)> = r["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["uri"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                e["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    bad.sort();
+    let expected: Vec<(String, String)> = [
+        ("big.txt", "skipped"),
+        ("blank.md", "skipped"),
+        ("blob.bin2", "skipped"),
+        ("corrupt.pdf", "failed"),
+        ("image.png", "skipped"),
+        ("latin1.txt", "skipped"),
+        ("zero.txt", "skipped"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(bad, expected, "{r}");
+    assert_eq!(r["skipped"], 6);
+    assert_eq!(r["failed"], 1);
+    for e in r["errors"].as_array().unwrap() {
+        assert!(!e["reason"].as_str().unwrap().is_empty());
+    }
+
+    for (query, doc) in [
+        ("aardvark protocol", "guide/intro.md"),
+        ("bandicoot endpoint", "site/page.html"),
+        ("capybara telemetry", "papers/report.pdf"),
+        ("zeolite filtration", "papers/report.pdf"),
+        ("dromedary checksum", "src/lib.rs"),
+        ("echidna records", "src/tool.py"),
+        ("flamingoRouter", "src/app.ts"),
+        ("gazelleServer", "src/main.go"),
+        ("hedgehog cache", "notes.txt"),
+    ] {
+        let out = run(
+            &[
+                "search",
+                query,
+                "-c",
+                "docs",
+                "--mode",
+                "bm25",
+                "--json",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["hits"][0]["doc_id"], doc, "query {query:?}: {v}");
+    }
+    let html = run(
+        &[
+            "search",
+            "scriptword navword",
+            "-c",
+            "docs",
+            "--mode",
+            "bm25",
+            "--json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&html.stdout).unwrap();
+    assert_eq!(
+        v["hits"].as_array().unwrap().len(),
+        0,
+        "script and nav text must not be indexed: {v}"
+    );
+    let exported = export(&data);
+    assert!(
+        exported.contains("\"headings\":[\"Overview\"]"),
+        "heading paths are kept"
+    );
+    assert!(
+        exported.contains("\"tags\":[\"guide\"]"),
+        "front matter tags are kept"
+    );
+    assert!(exported.contains("\"page\":2"), "PDF pages are kept");
+    assert!(!exported.contains("secret.md"), ".gitignore is honoured");
+}
+
+fn doc_text(i: usize, variant: usize) -> String {
+    format!(
+        "# Document {i}\n\nThe first paragraph of document {i} talks about retrieval and indexing in some detail.\n\n\
+         The second paragraph, version {variant}, is where edits happen in document number {i}.\n\n\
+         The third paragraph closes document {i} with a summary of chunking and embeddings.\n"
+    )
+}
+
+const SMALL_CHUNKS: &[(&str, &str)] = &[
+    ("QUARRY_CHUNK_MAX_TOKENS", "24"),
+    ("QUARRY_CHUNK_OVERLAP", "4"),
+];
+
+#[test]
+fn edit_delete_add_is_exactly_one_of_each_and_embeds_only_changed_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    for i in 0..6 {
+        write(&tree, &format!("d{i}.md"), doc_text(i, 0).as_bytes());
+    }
+    let data = dir.path().join("data");
+    let (code, first) = sync_json(&tree, &data, SMALL_CHUNKS);
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(first["added"], 6);
+    let per_doc = first["chunks_embedded"].as_u64().unwrap() / 6;
+    assert!(
+        per_doc >= 3,
+        "documents should span several chunks: {first}"
+    );
+
+    let (_, again) = sync_json(&tree, &data, SMALL_CHUNKS);
+    assert_eq!(
+        (
+            again["unchanged"].as_u64(),
+            again["chunks_embedded"].as_u64()
+        ),
+        (Some(6), Some(0)),
+        "{again}"
+    );
+
+    write(&tree, "d1.md", doc_text(1, 1).as_bytes());
+    std::fs::remove_file(tree.join("d2.md")).unwrap();
+    write(&tree, "d9.md", doc_text(9, 0).as_bytes());
+    let (code, r) = sync_json(&tree, &data, SMALL_CHUNKS);
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(
+        (
+            r["added"].as_u64(),
+            r["updated"].as_u64(),
+            r["deleted"].as_u64(),
+            r["unchanged"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1), Some(4)),
+        "{r}"
+    );
+    let embedded = r["chunks_embedded"].as_u64().unwrap();
+    let reused = r["chunks_reused"].as_u64().unwrap();
+    assert!(
+        reused >= 1,
+        "unchanged chunks of the edited document are reused: {r}"
+    );
+    assert!(
+        embedded < 2 * per_doc,
+        "only the new document and the edited chunks are embedded: {r}"
+    );
+
+    // The index now equals a clean sync of the same tree.
+    let clean = dir.path().join("clean");
+    sync_json(&tree, &clean, SMALL_CHUNKS);
+    assert_eq!(export(&data), export(&clean));
+}
+
+/// Kills `quarry sync` with SIGKILL at random moments of a sync that adds,
+/// replaces and deletes documents, resumes it, and compares the result with
+/// a clean sync, point by point.
+#[test]
+fn kill_9_at_random_moments_then_resync_equals_a_clean_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("v1");
+    let v2 = dir.path().join("v2");
+    for i in 0..150 {
+        write(&v1, &format!("docs/d{i:03}.md"), doc_text(i, 0).as_bytes());
+        if i % 5 != 0 {
+            write(
+                &v2,
+                &format!("docs/d{i:03}.md"),
+                doc_text(i, (i % 3 == 0) as usize).as_bytes(),
+            );
+        }
+    }
+    for i in 150..200 {
+        write(&v2, &format!("docs/d{i:03}.md"), doc_text(i, 0).as_bytes());
+    }
+    // The same tree path for every run: URIs are part of the payload.
+    let tree = dir.path().join("tree");
+    let use_tree = |from: &Path| {
+        let _ = std::fs::remove_dir_all(&tree);
+        copy_dir(from, &tree);
+    };
+
+    use_tree(&v2);
+    let clean = dir.path().join("clean");
+    let (code, _) = sync_json(&tree, &clean, SMALL_CHUNKS);
+    assert_eq!(code, 0);
+    let expected = export(&clean);
+
+    use_tree(&v1);
+    let base = dir.path().join("base");
+    sync_json(&tree, &base, SMALL_CHUNKS);
+    use_tree(&v2);
+    let timing = dir.path().join("timing");
+    copy_dir(&base, &timing);
+    let t = Instant::now();
+    sync_json(&tree, &timing, SMALL_CHUNKS);
+    let full = t.elapsed();
+
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill -9 test: seed {seed}, a full update sync takes {full:?}");
+    let mut killed_mid_sync = 0;
+    for round in 0..12 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        // Anywhere from model loading to the last writes.
+        let span = full.as_millis() as u64;
+        let at = Duration::from_millis(span / 10 + seed % (span * 85 / 100).max(1));
+        let data = dir.path().join(format!("crash{round}"));
+        copy_dir(&base, &data);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+            .args([
+                "sync",
+                "--path",
+                tree.to_str().unwrap(),
+                "-c",
+                "docs",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--json",
+            ])
+            .env("QUARRY_HOME", home())
+            .envs(SMALL_CHUNKS.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        if !finished {
+            killed_mid_sync += 1;
+        }
+        let (code, r) = sync_json(&tree, &data, SMALL_CHUNKS);
+        assert_eq!(code, 0, "round {round} (killed after {at:?}): {r}");
+        let got = export(&data);
+        assert!(
+            got == expected,
+            "round {round}, killed after {at:?}: the resumed index differs from a clean sync"
+        );
+    }
+    assert!(
+        killed_mid_sync >= 10,
+        "only {killed_mid_sync} of 12 kills landed during a sync"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
