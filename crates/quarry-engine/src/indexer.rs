@@ -149,15 +149,21 @@ impl Indexer {
 
     /// The version a document is stored under: its content hash combined
     /// with everything else that shapes its chunks.
-    fn doc_hash(&self, content_version: &str) -> String {
-        sha256_hex(&[
-            content_version.as_bytes(),
-            self.chunking.to_string().as_bytes(),
-            PIPELINE_VERSION.as_bytes(),
-        ])
+    fn salt(&self, tags: &[String]) -> String {
+        format!("{}|tags={}", self.chunking, tags.join("\u{1f}"))
     }
 
     pub async fn sync(&self, source: Arc<dyn Source>, collection: &str) -> Result<SyncReport> {
+        self.sync_tagged(source, collection, &[]).await
+    }
+
+    /// Like [`Self::sync`], adding `tags` to every document of the source.
+    pub async fn sync_tagged(
+        &self,
+        source: Arc<dyn Source>,
+        collection: &str,
+        tags: &[String],
+    ) -> Result<SyncReport> {
         let started = Instant::now();
         let mut report = SyncReport {
             source: source.name().into(),
@@ -192,10 +198,11 @@ impl Indexer {
                 keep.extend(issue.id);
             }
         }
+        let salt = self.salt(tags);
         let listed: Vec<DocumentRef> = listed
             .into_iter()
             .map(|mut d| {
-                d.version = self.doc_hash(&d.version);
+                d.version = doc_hash(&d.version, &salt);
                 d
             })
             .collect();
@@ -220,6 +227,7 @@ impl Indexer {
                 work,
                 &manifest.points,
                 &was_stored,
+                tags,
                 &mut report,
                 &mut to_delete,
             )
@@ -252,18 +260,27 @@ impl Indexer {
         work: Vec<DocumentRef>,
         stored_points: &HashMap<String, Vec<PointId>>,
         was_stored: &HashSet<String>,
+        tags: &[String],
         report: &mut SyncReport,
         to_delete: &mut Vec<PointId>,
     ) -> Result<()> {
         // Stage 1: a parser thread, ahead of embedding by a bounded channel.
         let (tx, mut rx) = mpsc::channel::<Prepared>(GROUP_DOCS * 2);
         let chunker = self.chunker.clone();
-        let hasher = (self.chunking.to_string(), PIPELINE_VERSION);
+        let salt = self.salt(tags);
+        let source_tags = tags.to_vec();
         let parser = std::thread::Builder::new()
             .name("quarry-parse".into())
             .spawn(move || {
                 for doc in work {
-                    let outcome = prepare(source.as_ref(), &doc, &chunker, &hasher);
+                    let mut outcome = prepare(source.as_ref(), &doc, &chunker, &salt);
+                    if let Outcome::Doc { parsed, .. } = &mut outcome {
+                        for t in &source_tags {
+                            if !parsed.tags.contains(t) {
+                                parsed.tags.push(t.clone());
+                            }
+                        }
+                    }
                     if tx.blocking_send(Prepared { doc, outcome }).is_err() {
                         break; // the sync was abandoned
                     }
@@ -508,21 +525,26 @@ impl Indexer {
     }
 }
 
+/// The version a document is stored under: its content hash combined with
+/// everything else that shapes its points (chunking, source tags, pipeline).
+fn doc_hash(content_version: &str, salt: &str) -> String {
+    sha256_hex(&[
+        content_version.as_bytes(),
+        salt.as_bytes(),
+        PIPELINE_VERSION.as_bytes(),
+    ])
+}
+
 /// Reads, parses and chunks one document, on the parser thread. Panics in
 /// third-party parsers become a failure of this document only.
-fn prepare(
-    source: &dyn Source,
-    doc: &DocumentRef,
-    chunker: &Chunker,
-    hasher: &(String, &str),
-) -> Outcome {
+fn prepare(source: &dyn Source, doc: &DocumentRef, chunker: &Chunker, salt: &str) -> Outcome {
     let raw = match source.read(doc) {
         Ok(r) => r,
         Err(reason) => return Outcome::Failed(reason),
     };
     // Hash what was actually read: the file may have changed since listing.
     let content = sha256_hex(&[&raw.bytes]);
-    let hash = sha256_hex(&[content.as_bytes(), hasher.0.as_bytes(), hasher.1.as_bytes()]);
+    let hash = doc_hash(&content, salt);
     let name = doc.path.as_deref().unwrap_or(&doc.id);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         match quarry_ingest::parse(name, &raw.bytes, raw.content_type.as_deref()) {

@@ -135,7 +135,11 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     for source_config in &sources {
         let source = quarry_ingest::open_source(source_config, config.sync.max_file_bytes)?;
         let report = indexer
-            .sync(Arc::from(source), source_config.collection())
+            .sync_tagged(
+                Arc::from(source),
+                source_config.collection(),
+                &source_config.tags,
+            )
             .await
             .with_context(|| format!("syncing source {:?}", source_config.name))?;
         partial |= report.failed > 0;
