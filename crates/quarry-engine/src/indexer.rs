@@ -49,7 +49,20 @@ pub struct IndexerSettings {
     pub chunk_overlap: usize,
 }
 
+/// Progress of the changed documents of one sync.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncProgress {
+    /// Documents to parse and embed (added or changed).
+    pub total: usize,
+    pub done: usize,
+    pub chunks_embedded: usize,
+}
+
+pub type ProgressFn = Arc<dyn Fn(SyncProgress) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct Indexer {
+    progress: Option<ProgressFn>,
     store: Arc<dyn VectorStore>,
     embedder: Embedder,
     chunker: Chunker,
@@ -109,6 +122,7 @@ impl Indexer {
         let chunking = json!({"max_tokens": chunker.max_tokens(), "overlap": chunker.overlap()});
         let model = serde_json::to_value(&fp).map_err(|e| EngineError::Invalid(e.to_string()))?;
         Ok(Self {
+            progress: None,
             store,
             spec: CollectionSpec {
                 dimension: fp.dimension,
@@ -119,6 +133,12 @@ impl Indexer {
             data_dir: settings.data_dir.clone(),
             chunking,
         })
+    }
+
+    /// Calls `f` as changed documents are processed.
+    pub fn with_progress(mut self, f: ProgressFn) -> Self {
+        self.progress = Some(f);
+        self
     }
 
     pub fn store(&self) -> &Arc<dyn VectorStore> {
@@ -264,6 +284,13 @@ impl Indexer {
         report: &mut SyncReport,
         to_delete: &mut Vec<PointId>,
     ) -> Result<()> {
+        let mut progress = SyncProgress {
+            total: work.len(),
+            ..Default::default()
+        };
+        if let Some(f) = &self.progress {
+            f(progress);
+        }
         // Stage 1: a parser thread, ahead of embedding by a bounded channel.
         let (tx, mut rx) = mpsc::channel::<Prepared>(GROUP_DOCS * 2);
         let chunker = self.chunker.clone();
@@ -338,6 +365,7 @@ impl Indexer {
                 continue;
             }
             let group = std::mem::take(&mut pending);
+            progress.done += group.len();
             let write = self
                 .embed_group(
                     collection,
@@ -348,6 +376,10 @@ impl Indexer {
                     to_delete,
                 )
                 .await?;
+            if let Some(f) = &self.progress {
+                progress.chunks_embedded = report.chunks_embedded;
+                f(progress);
+            }
             if !write.points.is_empty() && wtx.send(write).await.is_err() {
                 break; // the writer failed; its error is reported below
             }

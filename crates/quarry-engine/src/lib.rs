@@ -8,7 +8,7 @@ mod manifest;
 pub mod report;
 pub mod retriever;
 
-pub use indexer::{Indexer, IndexerSettings};
+pub use indexer::{Indexer, IndexerSettings, ProgressFn, SyncProgress};
 pub use report::{ReportError, SyncReport};
 pub use retriever::{Hit, Mode, Retriever, SearchOptions};
 

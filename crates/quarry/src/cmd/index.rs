@@ -130,10 +130,11 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
         quarry_core::config::check_name("collection", s.collection())?;
     }
     let store = open_store(config)?;
-    let indexer = indexer(config, store)?;
+    let base = indexer(config, store)?;
     let mut partial = false;
     for source_config in &sources {
         let source = quarry_ingest::open_source(source_config, config.sync.max_file_bytes)?;
+        let (indexer, bar) = with_progress(&base, &source_config.name);
         let report = indexer
             .sync_tagged(
                 Arc::from(source),
@@ -142,6 +143,9 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
             )
             .await
             .with_context(|| format!("syncing source {:?}", source_config.name))?;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
         partial |= report.failed > 0;
         print_report(&report, args.json)?;
     }
@@ -150,6 +154,44 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A progress bar on a terminal; otherwise a plain line every few seconds.
+fn with_progress(base: &Indexer, source: &str) -> (Indexer, Option<indicatif::ProgressBar>) {
+    use std::io::IsTerminal;
+    let indexer = base.clone();
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {pos}/{len} documents, {msg} ({eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(source.to_string());
+        let b = bar.clone();
+        let f: quarry_engine::ProgressFn = Arc::new(move |p| {
+            b.set_length(p.total as u64);
+            b.set_position(p.done as u64);
+            b.set_message(format!("{} chunks embedded", p.chunks_embedded));
+        });
+        (indexer.with_progress(f), Some(bar))
+    } else {
+        let name = source.to_string();
+        let last = std::sync::Mutex::new(std::time::Instant::now());
+        let f: quarry_engine::ProgressFn = Arc::new(move |p| {
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            if last.elapsed().as_secs() >= 10 && p.done < p.total {
+                *last = std::time::Instant::now();
+                eprintln!(
+                    "sync {name}: {}/{} documents, {} chunks embedded",
+                    p.done, p.total, p.chunks_embedded
+                );
+            }
+        });
+        (indexer.with_progress(f), None)
+    }
 }
 
 fn print_report(r: &SyncReport, json: bool) -> anyhow::Result<()> {
