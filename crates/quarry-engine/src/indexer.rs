@@ -87,7 +87,7 @@ struct Prepared {
 
 enum Outcome {
     Doc {
-        parsed: ParsedDocument,
+        parsed: Box<ParsedDocument>,
         chunks: Vec<Chunk>,
         hash: String,
     },
@@ -586,7 +586,7 @@ fn prepare(source: &dyn Source, doc: &DocumentRef, chunker: &Chunker, salt: &str
                 }
                 match chunker.chunk(&parsed) {
                     Ok(chunks) => Outcome::Doc {
-                        parsed,
+                        parsed: Box::new(parsed),
                         chunks,
                         hash: hash.clone(),
                     },
