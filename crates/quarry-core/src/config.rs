@@ -22,8 +22,71 @@ pub struct Config {
     pub embed: EmbedConfig,
     pub chunking: ChunkingConfig,
     pub sync: SyncConfig,
+    pub server: ServerConfig,
+    pub retrieval: RetrievalConfig,
     /// Configured sources, each feeding one collection.
     pub sources: Vec<SourceConfig>,
+}
+
+/// `quarry serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub addr: String,
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// Requests taking longer get 504.
+    pub request_timeout_secs: u64,
+    /// Requests in flight at once; more are shed with 503.
+    pub max_concurrency: usize,
+    /// The largest `top_k` a search may ask for.
+    pub max_top_k: usize,
+    /// Keys allowed to read (search, context, list). With no keys at all,
+    /// the API is open. Also `QUARRY_READ_KEYS` (comma-separated).
+    pub read_keys: Vec<String>,
+    /// Keys allowed to read and write. Also `QUARRY_WRITE_KEYS`.
+    pub write_keys: Vec<String>,
+    /// Tokenizer that counts context budgets (the LLM's `tokenizer.json`);
+    /// default: the embedding model's.
+    pub context_tokenizer: Option<PathBuf>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:7700".into(),
+            max_body_bytes: 2 * 1024 * 1024,
+            request_timeout_secs: 30,
+            max_concurrency: 64,
+            max_top_k: 1000,
+            read_keys: Vec::new(),
+            write_keys: Vec::new(),
+            context_tokenizer: None,
+        }
+    }
+}
+
+/// How searches are run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalConfig {
+    /// Reciprocal rank fusion's k (hybrid mode).
+    pub rrf_k: usize,
+    /// Candidates each side of a hybrid query fetches, per requested hit
+    /// (at least 50).
+    pub hybrid_prefetch_factor: usize,
+    /// Query embeddings kept in an LRU cache; 0 disables it.
+    pub query_cache: usize,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self {
+            rrf_k: 60,
+            hybrid_prefetch_factor: 4,
+            query_cache: 1024,
+        }
+    }
 }
 
 impl Default for Config {
@@ -34,6 +97,8 @@ impl Default for Config {
             embed: EmbedConfig::default(),
             chunking: ChunkingConfig::default(),
             sync: SyncConfig::default(),
+            server: ServerConfig::default(),
+            retrieval: RetrievalConfig::default(),
             sources: Vec::new(),
         }
     }
@@ -235,6 +300,23 @@ impl Config {
         }
         if let Some(v) = set("QUARRY_CHUNK_OVERLAP") {
             self.chunking.overlap = parse_env("QUARRY_CHUNK_OVERLAP", &v)?;
+        }
+        if let Some(v) = set("QUARRY_READ_KEYS") {
+            self.server.read_keys.extend(
+                v.split(',')
+                    .map(|k| k.trim().to_string())
+                    .filter(|k| !k.is_empty()),
+            );
+        }
+        if let Some(v) = set("QUARRY_WRITE_KEYS") {
+            self.server.write_keys.extend(
+                v.split(',')
+                    .map(|k| k.trim().to_string())
+                    .filter(|k| !k.is_empty()),
+            );
+        }
+        if let Some(v) = set("QUARRY_ADDR") {
+            self.server.addr = v;
         }
         if let Some(v) = set("QUARRY_MAX_FILE_BYTES") {
             self.sync.max_file_bytes = parse_env("QUARRY_MAX_FILE_BYTES", &v)?;

@@ -58,6 +58,10 @@ pub struct Chunk {
     pub end: usize,
     pub headings: Vec<String>,
     pub page: Option<u32>,
+    /// The text between the previous chunk's end and this chunk's start
+    /// (whitespace the splitter trimmed); empty when the chunks overlap. It
+    /// lets adjacent chunks be merged back into the exact source text.
+    pub gap_before: String,
 }
 
 /// A point id: 128 bits rendered as a UUID, derived from the document id,

@@ -545,6 +545,7 @@ impl Indexer {
             "text": chunk.text,
             "start": chunk.start,
             "end": chunk.end,
+            "gap_before": chunk.gap_before,
             "headings": chunk.headings,
             "page": chunk.page,
             "model": self.spec.model,

@@ -2,15 +2,19 @@
 //! and the one path from a query to hits, shared by the CLI, the HTTP server
 //! and the evaluation harness so that what is measured is what is served.
 
+pub mod context;
+pub mod filter;
 pub mod indexer;
 mod journal;
 mod manifest;
 pub mod report;
 pub mod retriever;
 
+pub use context::{Context, ContextOptions, Passage, TokenCounter};
+pub use filter::{Filter, OneOrMany};
 pub use indexer::{Indexer, IndexerSettings, ProgressFn, SyncProgress};
 pub use report::{ReportError, SyncReport};
-pub use retriever::{Hit, Mode, Retriever, SearchOptions};
+pub use retriever::{Hit, Mode, Retriever, RetrieverSettings, SearchOptions};
 
 use std::sync::Arc;
 

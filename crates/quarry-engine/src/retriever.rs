@@ -1,12 +1,15 @@
 //! The query path: text in, hits out, for the CLI, the server and eval alike.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 
 use quarry_embed::Embedder;
 use quarry_store::{Query, SearchRequest, VectorStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::filter::Filter;
 use crate::{EngineError, Result, blocking};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -34,9 +37,10 @@ impl std::str::FromStr for Mode {
 pub struct SearchOptions {
     pub mode: Mode,
     pub top_k: usize,
-    /// Qdrant JSON filter.
-    pub filter: Option<Value>,
+    pub filter: Filter,
     pub score_threshold: Option<f32>,
+    /// At most this many chunks from one document.
+    pub per_doc_limit: Option<usize>,
 }
 
 impl Default for SearchOptions {
@@ -44,8 +48,9 @@ impl Default for SearchOptions {
         Self {
             mode: Mode::Hybrid,
             top_k: 10,
-            filter: None,
+            filter: Filter::default(),
             score_threshold: None,
+            per_doc_limit: None,
         }
     }
 }
@@ -65,15 +70,42 @@ pub struct Hit {
     pub end: usize,
     pub headings: Vec<String>,
     pub page: Option<u32>,
+    /// Whitespace between the previous chunk and this one (for merging).
+    #[serde(skip)]
+    pub gap_before: String,
 }
+
+/// Fusion and caching settings of a retriever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrieverSettings {
+    /// Candidates each side of a hybrid query fetches, per requested hit
+    /// (at least 50).
+    pub hybrid_prefetch_factor: usize,
+    /// Reciprocal rank fusion's k.
+    pub rrf_k: usize,
+    /// Query embeddings kept in an LRU cache (0 disables it).
+    pub query_cache: usize,
+}
+
+impl Default for RetrieverSettings {
+    fn default() -> Self {
+        Self {
+            hybrid_prefetch_factor: 4,
+            rrf_k: 60,
+            query_cache: 1024,
+        }
+    }
+}
+
+type QueryCache = Mutex<lru::LruCache<String, Arc<Vec<f32>>>>;
 
 #[derive(Clone)]
 pub struct Retriever {
     store: Arc<dyn VectorStore>,
     embedder: Embedder,
-    /// Candidates each side of a hybrid query fetches, per requested hit.
-    pub hybrid_prefetch_factor: usize,
-    pub rrf_k: usize,
+    cache: Option<Arc<QueryCache>>,
+    hybrid_prefetch_factor: usize,
+    rrf_k: usize,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -86,12 +118,48 @@ impl std::fmt::Debug for Retriever {
 
 impl Retriever {
     pub fn new(store: Arc<dyn VectorStore>, embedder: Embedder) -> Self {
+        Self::with_settings(store, embedder, &RetrieverSettings::default())
+    }
+
+    pub fn with_settings(
+        store: Arc<dyn VectorStore>,
+        embedder: Embedder,
+        settings: &RetrieverSettings,
+    ) -> Self {
         Self {
             store,
             embedder,
-            hybrid_prefetch_factor: 4,
-            rrf_k: 60,
+            cache: NonZeroUsize::new(settings.query_cache)
+                .map(|n| Arc::new(Mutex::new(lru::LruCache::new(n)))),
+            hybrid_prefetch_factor: settings.hybrid_prefetch_factor.max(1),
+            rrf_k: settings.rrf_k.max(1),
         }
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    pub fn store(&self) -> &Arc<dyn VectorStore> {
+        &self.store
+    }
+
+    /// The query's vector, from the cache when the same text was asked
+    /// recently: repeated queries skip the model entirely.
+    async fn query_vector(&self, query: &str) -> Result<Vec<f32>> {
+        if let Some(cache) = &self.cache
+            && let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(query)
+        {
+            return Ok(v.as_ref().clone());
+        }
+        let v = self.embedder.embed_query(query).await?.embedding;
+        if let Some(cache) = &self.cache {
+            cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(query.to_string(), Arc::new(v.clone()));
+        }
+        Ok(v)
     }
 
     pub async fn search(
@@ -106,25 +174,36 @@ impl Retriever {
         if options.top_k == 0 {
             return Err(EngineError::Invalid("top_k must be at least 1".into()));
         }
+        if options.per_doc_limit == Some(0) {
+            return Err(EngineError::Invalid(
+                "per_doc_limit must be at least 1".into(),
+            ));
+        }
+        // With a per-document cap, fetch more so the cap still leaves top_k.
+        let limit = match options.per_doc_limit {
+            Some(_) => options.top_k.saturating_mul(4).max(options.top_k + 20),
+            None => options.top_k,
+        };
         let query = match options.mode {
             Mode::Bm25 => Query::Bm25(query.to_string()),
-            Mode::Dense => Query::Dense(self.embedder.embed_query(query).await?.embedding),
+            Mode::Dense => Query::Dense(self.query_vector(query).await?),
             Mode::Hybrid => Query::Hybrid {
-                dense: self.embedder.embed_query(query).await?.embedding,
+                dense: self.query_vector(query).await?,
                 text: query.to_string(),
-                prefetch: (options.top_k * self.hybrid_prefetch_factor).max(50),
+                prefetch: limit.saturating_mul(self.hybrid_prefetch_factor).max(50),
                 rrf_k: self.rrf_k,
             },
         };
         let request = SearchRequest {
             query,
-            limit: options.top_k,
-            filter: options.filter.clone(),
+            limit,
+            filter: options.filter.to_qdrant()?,
             score_threshold: options.score_threshold,
         };
         let name = collection.to_string();
         let points = blocking(&self.store, move |s| s.search(&name, &request)).await?;
-        Ok(points
+        let mut per_doc: HashMap<String, usize> = HashMap::new();
+        let hits = points
             .into_iter()
             .map(|p| {
                 let s = |k: &str| {
@@ -165,8 +244,19 @@ impl Retriever {
                         .get("page")
                         .and_then(Value::as_u64)
                         .map(|v| v as u32),
+                    gap_before: s("gap_before"),
                 }
             })
-            .collect())
+            .filter(|h| match options.per_doc_limit {
+                Some(cap) => {
+                    let n = per_doc.entry(h.doc_id.clone()).or_default();
+                    *n += 1;
+                    *n <= cap
+                }
+                None => true,
+            })
+            .take(options.top_k)
+            .collect();
+        Ok(hits)
     }
 }

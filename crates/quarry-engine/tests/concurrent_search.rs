@@ -11,7 +11,7 @@ use quarry_core::config::{SourceConfig, SourceKind};
 use quarry_core::{EmbedConfig, config::DEFAULT_MODEL};
 use quarry_embed::model::LoadOptions;
 use quarry_embed::{Embedder, Model};
-use quarry_engine::{Indexer, IndexerSettings, Mode, Retriever, SearchOptions};
+use quarry_engine::{Filter, Indexer, IndexerSettings, Mode, OneOrMany, Retriever, SearchOptions};
 use quarry_store::{EdgeStore, VectorStore};
 
 fn doc(i: usize, version: usize) -> String {
@@ -82,16 +82,35 @@ async fn searches_during_a_replacing_sync_see_each_document_exactly_once() {
             while !stop.load(Ordering::Relaxed) || rounds == 0 {
                 let target = format!("d{:03}.md", (rounds * 7 + worker) % 120);
                 let options = SearchOptions {
-                    mode: if worker == 0 && rounds % 4 == 0 { Mode::Hybrid } else { Mode::Bm25 },
+                    mode: if worker == 0 && rounds % 4 == 0 {
+                        Mode::Hybrid
+                    } else {
+                        Mode::Bm25
+                    },
                     top_k: 50,
-                    filter: Some(serde_json::json!({"must": [{"key": "doc_id", "match": {"value": target}}]})),
+                    filter: Filter {
+                        doc_id: Some(OneOrMany::One(target.clone())),
+                        ..Default::default()
+                    },
                     score_threshold: None,
+                    per_doc_limit: None,
                 };
-                let hits = retriever.search("docs", "topic paragraph revision", &options).await.unwrap();
+                let hits = retriever
+                    .search("docs", "topic paragraph revision", &options)
+                    .await
+                    .unwrap();
                 let indexes: Vec<usize> = hits.iter().map(|h| h.chunk_index).collect();
                 let unique: HashSet<usize> = indexes.iter().copied().collect();
-                assert_eq!(unique.len(), indexes.len(), "a chunk appeared twice for {target}: {indexes:?}");
-                assert_eq!(hits.len(), chunks_per_doc, "{target} was not whole: {indexes:?}");
+                assert_eq!(
+                    unique.len(),
+                    indexes.len(),
+                    "a chunk appeared twice for {target}: {indexes:?}"
+                );
+                assert_eq!(
+                    hits.len(),
+                    chunks_per_doc,
+                    "{target} was not whole: {indexes:?}"
+                );
                 let texts: HashSet<&str> = hits.iter().map(|h| h.text.as_str()).collect();
                 let old = texts.iter().any(|t| t.contains("revision 0"));
                 let new = texts.iter().any(|t| t.contains("revision 1"));

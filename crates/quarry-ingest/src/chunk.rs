@@ -104,12 +104,18 @@ impl Chunker {
                 .chunk_char_indices(text)
                 .collect(),
         };
+        let mut prev_end_byte: Option<usize> = None;
         Ok(pieces
             .into_iter()
             .filter(|p| !p.chunk.trim().is_empty())
             .enumerate()
             .map(|(index, p)| {
                 let start = p.char_offset;
+                let gap_before = match prev_end_byte {
+                    Some(end) if p.byte_offset > end => text[end..p.byte_offset].to_string(),
+                    _ => String::new(),
+                };
+                prev_end_byte = Some(p.byte_offset + p.chunk.len());
                 Chunk {
                     index,
                     text: p.chunk.to_string(),
@@ -117,6 +123,7 @@ impl Chunker {
                     end: start + p.chunk.chars().count(),
                     headings: doc.heading_path(start),
                     page: doc.page_at(start),
+                    gap_before,
                 }
             })
             .collect())

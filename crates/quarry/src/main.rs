@@ -46,6 +46,10 @@ enum Command {
     Sync(cmd::index::SyncArgs),
     /// Search a collection.
     Search(cmd::index::SearchArgs),
+    /// Build token-budgeted grounding context with citations for a query.
+    Context(cmd::index::ContextArgs),
+    /// Serve the HTTP API.
+    Serve(cmd::serve::ServeArgs),
     /// Write every point of a collection as JSON Lines, sorted by id.
     Export(cmd::index::ExportArgs),
     /// List collections with their model, documents and points.
@@ -86,6 +90,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(c) => runtime.block_on(cmd::bench::run(&config, c)),
         Command::Sync(args) => runtime.block_on(cmd::index::sync(&config, args)),
         Command::Search(args) => runtime.block_on(cmd::index::search(&config, args)),
+        Command::Context(args) => runtime.block_on(cmd::index::context(&config, args)),
+        Command::Serve(args) => runtime.block_on(cmd::serve::run(&config, args)),
         Command::Export(args) => cmd::index::export(&config, args),
         Command::Collections(args) => cmd::index::collections(&config, args),
     }

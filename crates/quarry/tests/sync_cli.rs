@@ -441,3 +441,39 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_collection_refuses_vectors_from_another_model_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    write(&tree, "a.md", b"# A\n\nSome text.\n");
+    let data = dir.path().join("data");
+    let (code, _) = sync_json(&tree, &data, &[]);
+    assert_eq!(code, 0);
+    // Same weights, different truncation: a different vector space.
+    let config = dir.path().join("other.toml");
+    std::fs::write(&config, "[model]\nmax_seq_length = 128\n").unwrap();
+    let out = run(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "sync",
+            "--path",
+            tree.to_str().unwrap(),
+            "-c",
+            "docs",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_no_panic(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("\"docs\"")
+            && err.contains("max_seq_length\":256")
+            && err.contains("max_seq_length\":128"),
+        "{err}"
+    );
+}

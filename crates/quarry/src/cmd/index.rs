@@ -49,8 +49,48 @@ pub struct SearchArgs {
     top_k: usize,
     #[arg(long, default_value = "hybrid")]
     mode: Mode,
+    /// A filter as JSON: {"source", "doc_id", "path_prefix", "tags", "metadata"}.
+    #[arg(long)]
+    filter: Option<String>,
+    /// Drop hits scoring below this.
+    #[arg(long)]
+    score_threshold: Option<f32>,
+    /// At most this many chunks per document.
+    #[arg(long)]
+    per_doc_limit: Option<usize>,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    query: String,
+    #[arg(long, short = 'c')]
+    collection: Option<String>,
+    /// The token budget of the returned context.
+    #[arg(long)]
+    max_tokens: usize,
+    #[arg(long, default_value = "hybrid")]
+    mode: Mode,
+    #[arg(long)]
+    filter: Option<String>,
+    /// At most this many passages per document.
+    #[arg(long)]
+    per_doc_limit: Option<usize>,
+    /// Candidate chunks considered.
+    #[arg(long, default_value_t = 50)]
+    candidates: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_filter(json: Option<&str>) -> anyhow::Result<quarry_engine::Filter> {
+    match json {
+        None => Ok(quarry_engine::Filter::default()),
+        Some(s) => serde_json::from_str(s).with_context(|| {
+            "--filter must be a JSON object with fields source, doc_id, path_prefix, tags, metadata".to_string()
+        }),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +325,49 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
         if hits.is_empty() {
             writeln!(out, "no hits")?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn context(config: &Config, args: ContextArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    let collection = pick_collection(store.as_ref(), args.collection)?;
+    if store.collection_spec(&collection)?.is_none() {
+        bail!(
+            "collection {collection:?} does not exist under {}",
+            config.data_dir.display()
+        );
+    }
+    let model = super::load_model(config, None)?;
+    let counter =
+        quarry_engine::TokenCounter::from_file(&model.layout().dir.join("tokenizer.json"))?;
+    let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
+    let retriever = Retriever::new(store, embedder);
+    let options = quarry_engine::ContextOptions {
+        search: SearchOptions {
+            mode: args.mode,
+            top_k: args.candidates,
+            filter: parse_filter(args.filter.as_deref())?,
+            ..Default::default()
+        },
+        max_tokens: args.max_tokens,
+        per_doc_limit: args.per_doc_limit,
+    };
+    let ctx =
+        quarry_engine::context::build(&retriever, &counter, &collection, &args.query, &options)
+            .await?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&ctx)?)?;
+    } else {
+        writeln!(out, "{}", ctx.text)?;
+        writeln!(
+            out,
+            "\n({} passages, {} of {} tokens)",
+            ctx.passages.len(),
+            ctx.tokens,
+            ctx.max_tokens
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@ pub mod bench;
 pub mod embed;
 pub mod index;
 pub mod model;
+pub mod serve;
 
 use anyhow::Context;
 use quarry_core::Config;

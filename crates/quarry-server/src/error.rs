@@ -1,0 +1,122 @@
+//! The one place errors become HTTP responses.
+//!
+//! Every handler returns [`ApiError`]; its `IntoResponse` decides the status
+//! code and renders the one JSON shape, `{"error": {"code", "message"}}`.
+//! Nothing else in the server builds an error response.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use quarry_embed::EmbedError;
+use quarry_engine::EngineError;
+use quarry_store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("missing or invalid API key: send `Authorization: Bearer KEY`")]
+    Unauthorized,
+    #[error("this API key may not write; use a write key")]
+    Forbidden,
+    #[error("the request body is larger than the server accepts (server.max_body_bytes)")]
+    TooLarge,
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the server is busy; retry shortly")]
+    Overloaded,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the request took too long")]
+    Timeout,
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The error body every failing route returns.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable machine-readable code, e.g. `bad_request`, `not_found`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(%status, error = %self, "request failed");
+        }
+        (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message: self.to_string(),
+                },
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Invalid(m) => Self::BadRequest(m),
+            EngineError::Embed(EmbedError::Overloaded) => Self::Overloaded,
+            EngineError::Embed(other) => Self::Internal(other.to_string()),
+            EngineError::Store(StoreError::NoCollection(c)) => {
+                Self::NotFound(format!("collection {c:?} does not exist"))
+            }
+            EngineError::Store(StoreError::Invalid(m)) => Self::BadRequest(m),
+            EngineError::Store(e @ StoreError::Mismatch { .. }) => Self::Conflict(e.to_string()),
+            EngineError::Ingest(e) => Self::BadRequest(e.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::MissingJsonContentType(_) => Self::Unsupported(
+                "send the body as JSON with `Content-Type: application/json`".into(),
+            ),
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::TooLarge
+            }
+            other => Self::BadRequest(other.body_text()),
+        }
+    }
+}

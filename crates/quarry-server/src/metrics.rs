@@ -1,0 +1,194 @@
+//! Prometheus metrics in the text exposition format.
+//!
+//! Request metrics are recorded as requests finish; queue, batch and
+//! collection figures are read when `/metrics` is scraped, so they are never
+//! stale and cost nothing between scrapes.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use quarry_embed::EmbedderStats;
+
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<(String, String), Histogram>,
+}
+
+#[derive(Default)]
+pub(crate) struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+fn esc(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *m.requests
+            .entry((route.to_string(), method.to_string(), status))
+            .or_default() += 1;
+        let h = m
+            .latency
+            .entry((route.to_string(), method.to_string()))
+            .or_default();
+        if h.counts.is_empty() {
+            h.counts = vec![0; BUCKETS.len()];
+        }
+        let s = elapsed.as_secs_f64();
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                h.counts[i] += 1;
+            }
+        }
+        h.sum += s;
+        h.count += 1;
+    }
+
+    pub fn render(&self, embed: &EmbedderStats, collections: &[(String, usize, usize)]) -> String {
+        let mut out = String::new();
+        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(
+            out,
+            "# HELP quarry_http_requests_total HTTP requests by route, method and status."
+        );
+        let _ = writeln!(out, "# TYPE quarry_http_requests_total counter");
+        for ((route, method, status), n) in &m.requests {
+            let _ = writeln!(
+                out,
+                "quarry_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+                esc(route)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP quarry_http_request_duration_seconds HTTP request latency by route."
+        );
+        let _ = writeln!(out, "# TYPE quarry_http_request_duration_seconds histogram");
+        for ((route, method), h) in &m.latency {
+            let labels = format!("route=\"{}\",method=\"{method}\"", esc(route));
+            for (b, c) in BUCKETS.iter().zip(&h.counts) {
+                let _ = writeln!(
+                    out,
+                    "quarry_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {c}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "quarry_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "quarry_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "quarry_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        drop(m);
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: String| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let _ = writeln!(
+            out,
+            "# HELP quarry_embed_queue_depth Inputs waiting for the embedding worker."
+        );
+        let _ = writeln!(out, "# TYPE quarry_embed_queue_depth gauge");
+        let _ = writeln!(
+            out,
+            "quarry_embed_queue_depth{{priority=\"interactive\"}} {}",
+            embed.queued_interactive
+        );
+        let _ = writeln!(
+            out,
+            "quarry_embed_queue_depth{{priority=\"bulk\"}} {}",
+            embed.queued_bulk
+        );
+        gauge(
+            &mut out,
+            "quarry_embed_batches_total",
+            "Forward passes run.",
+            "counter",
+            embed.batches.to_string(),
+        );
+        gauge(
+            &mut out,
+            "quarry_embed_inputs_total",
+            "Inputs embedded (batch size = inputs / batches).",
+            "counter",
+            embed.inputs.to_string(),
+        );
+        gauge(
+            &mut out,
+            "quarry_embed_tokens_total",
+            "Real tokens embedded.",
+            "counter",
+            embed.tokens.to_string(),
+        );
+        gauge(
+            &mut out,
+            "quarry_embed_padded_tokens_total",
+            "Tokens computed including padding.",
+            "counter",
+            embed.padded_tokens.to_string(),
+        );
+        gauge(
+            &mut out,
+            "quarry_embed_largest_batch",
+            "Largest batch so far.",
+            "gauge",
+            embed.largest_batch.to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP quarry_collection_documents Documents per collection.\n# TYPE quarry_collection_documents gauge"
+        );
+        for (name, docs, _) in collections {
+            let _ = writeln!(
+                out,
+                "quarry_collection_documents{{collection=\"{}\"}} {docs}",
+                esc(name)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP quarry_collection_points Points per collection.\n# TYPE quarry_collection_points gauge"
+        );
+        for (name, _, points) in collections {
+            let _ = writeln!(
+                out,
+                "quarry_collection_points{{collection=\"{}\"}} {points}",
+                esc(name)
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,431 @@
+//! The HTTP API with the real model and a real on-disk shard: `oneshot`
+//! through the router, and once over real HTTP on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use quarry_core::EmbedConfig;
+use quarry_core::config::{DEFAULT_MODEL, SourceConfig, SourceKind};
+use quarry_embed::model::LoadOptions;
+use quarry_embed::{Embedder, Model};
+use quarry_engine::{Indexer, IndexerSettings, Retriever, TokenCounter};
+use quarry_server::{AppState, Keys, ServerSettings, app};
+use quarry_store::{EdgeStore, VectorStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+struct Fixture {
+    router: axum::Router,
+    // Last: the store flushes into this directory when dropped.
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture(keys: Keys) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("guide")).unwrap();
+    std::fs::write(tree.join("guide/sync.md"), "---\ntags: [ops]\n---\n# Sync\n\nIncremental sync skips unchanged documents.\n\n## Crashes\n\nA killed sync resumes cleanly.\n").unwrap();
+    std::fs::write(
+        tree.join("notes.txt"),
+        "Hybrid search fuses BM25 and dense rankings.",
+    )
+    .unwrap();
+    let model_dir =
+        quarry_embed::fetch::resolve(&quarry_core::paths::models_dir().unwrap(), DEFAULT_MODEL)
+            .unwrap();
+    let embedder = Embedder::start(
+        Model::load(&model_dir, &LoadOptions::default()).unwrap(),
+        EmbedConfig::default(),
+    )
+    .unwrap();
+    let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(&dir.path().join("data")).unwrap());
+    let settings = IndexerSettings {
+        data_dir: dir.path().join("data"),
+        chunk_max_tokens: 64,
+        chunk_overlap: 0,
+    };
+    let indexer = Indexer::new(
+        Arc::clone(&store),
+        embedder.clone(),
+        &model_dir.join("tokenizer.json"),
+        &settings,
+    )
+    .unwrap();
+    let source = SourceConfig {
+        name: "docs".into(),
+        kind: SourceKind::Fs,
+        path: tree,
+        collection: None,
+        include: vec![],
+        exclude: vec![],
+        gitignore: true,
+        follow_symlinks: false,
+        tags: vec![],
+    };
+    indexer
+        .sync(
+            Arc::from(quarry_ingest::open_source(&source, 1 << 20).unwrap()),
+            "docs",
+        )
+        .await
+        .unwrap();
+    let counter = TokenCounter::from_file(&model_dir.join("tokenizer.json")).unwrap();
+    let settings = ServerSettings {
+        max_body_bytes: 4096,
+        ..ServerSettings::default()
+    };
+    let state = AppState::new(Retriever::new(store, embedder), counter, keys, settings);
+    Fixture {
+        _dir: dir,
+        router: app(state),
+    }
+}
+
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(k) = key {
+        req = req.header("authorization", format!("Bearer {k}"));
+    }
+    let req = match body {
+        Some(b) => req
+            .header("content-type", "application/json")
+            .body(Body::from(b.to_string()))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    raw(router, req).await
+}
+
+async fn raw(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = router.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let v = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, v)
+}
+
+fn assert_error_shape(v: &Value) {
+    assert!(
+        v["error"]["code"].is_string()
+            && v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_and_mode_with_real_model_and_shard() {
+    let f = fixture(Keys::default()).await;
+    for mode in ["dense", "bm25", "hybrid"] {
+        let (s, v) = call(
+            &f.router,
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": "killed sync", "mode": mode, "top_k": 3})),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let hits = v["hits"].as_array().unwrap();
+        assert!(!hits.is_empty(), "{mode}: {v}");
+        assert_eq!(hits[0]["doc_id"], "guide/sync.md", "{mode}: {v}");
+        for field in ["doc_id", "chunk_id", "score", "text", "uri"] {
+            assert!(!hits[0][field].is_null(), "{field} missing: {v}");
+        }
+    }
+    let (s, v) = call(
+        &f.router,
+        "POST",
+        "/v1/collections/docs/search",
+        Some(json!({"query": "search", "filter": {"tags": ["ops"]}})),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["doc_id"] == "guide/sync.md"),
+        "{v}"
+    );
+    let (s, v) = call(
+        &f.router,
+        "POST",
+        "/v1/collections/docs/context",
+        Some(json!({"query": "what happens to a killed sync", "max_tokens": 60})),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(
+        v["tokens"].as_u64().unwrap() <= 60 && v["text"].as_str().unwrap().contains("[1]"),
+        "{v}"
+    );
+    let (s, v) = call(&f.router, "GET", "/v1/collections", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["collections"][0]["name"], "docs");
+    assert_eq!(v["collections"][0]["documents"], 2);
+    assert_eq!(v["collections"][0]["dimension"], 384);
+    assert_eq!(
+        call(&f.router, "GET", "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+    let (s, v) = call(&f.router, "GET", "/readyz", None, None).await;
+    assert_eq!((s, v["ready"].clone()), (StatusCode::OK, Value::Bool(true)));
+    let (s, v) = call(&f.router, "GET", "/metrics", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let text = v.as_str().unwrap();
+    for metric in [
+        "quarry_http_requests_total{route=\"/v1/collections/{name}/search\"",
+        "quarry_http_request_duration_seconds_bucket",
+        "quarry_embed_queue_depth",
+        "quarry_embed_tokens_total",
+        "quarry_collection_points{collection=\"docs\"} ",
+    ] {
+        assert!(text.contains(metric), "{metric} missing from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_4xx_with_the_error_shape() {
+    let f = fixture(Keys::default()).await;
+    let cases: Vec<(&str, &str, Option<Value>, StatusCode)> = vec![
+        (
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": "x", "top_k": 1_000_000})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": "   "})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": "x", "top_k": 0})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/nope/search",
+            Some(json!({"query": "x"})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": "x", "filter": {"colour": "red"}})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": "x", "mode": "fuzzy"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": 42})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": "x", "extra": 1})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/context",
+            Some(json!({"query": "x", "max_tokens": 0})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/context",
+            Some(json!({"query": "x"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "POST",
+            "/v1/collections/docs/search",
+            Some(json!({"query": "x", "filter": {"metadata": {"a": [1]}}})),
+            StatusCode::BAD_REQUEST,
+        ),
+    ];
+    for (method, uri, body, want) in cases {
+        let (s, v) = call(&f.router, method, uri, body.clone(), None).await;
+        assert_eq!(s, want, "{uri} {body:?}: {v}");
+        assert_error_shape(&v);
+    }
+    // Garbage JSON, a missing content type, and an oversized body.
+    let garbage = Request::post("/v1/collections/docs/search")
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let (s, v) = raw(&f.router, garbage).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_error_shape(&v);
+    let no_type = Request::post("/v1/collections/docs/search")
+        .body(Body::from("{\"query\": \"x\"}"))
+        .unwrap();
+    let (s, v) = raw(&f.router, no_type).await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_error_shape(&v);
+    let big = json!({"query": "x".repeat(10_000)});
+    let (s, v) = call(
+        &f.router,
+        "POST",
+        "/v1/collections/docs/search",
+        Some(big),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    assert_error_shape(&v);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_guard_every_route_but_health() {
+    let f = fixture(Keys::new(["reader"], ["writer"])).await;
+    let body = || Some(json!({"query": "sync"}));
+    let (s, v) = call(
+        &f.router,
+        "POST",
+        "/v1/collections/docs/search",
+        body(),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_error_shape(&v);
+    assert_eq!(
+        call(
+            &f.router,
+            "POST",
+            "/v1/collections/docs/search",
+            body(),
+            Some("wrong")
+        )
+        .await
+        .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(
+            &f.router,
+            "POST",
+            "/v1/collections/docs/search",
+            body(),
+            Some("reader")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(
+            &f.router,
+            "POST",
+            "/v1/collections/docs/search",
+            body(),
+            Some("writer")
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&f.router, "GET", "/v1/collections", None, None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&f.router, "GET", "/metrics", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&f.router, "GET", "/healthz", None, None).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_lists_every_route_and_loopback_http_works() {
+    let f = fixture(Keys::default()).await;
+    let (s, doc) = call(&f.router, "GET", "/openapi.json", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{doc}");
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    for route in [
+        "/v1/collections/{name}/search",
+        "/v1/collections/{name}/context",
+        "/v1/collections",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(
+            paths.iter().any(|p| *p == route),
+            "{route} missing from the OpenAPI document: {paths:?}"
+        );
+    }
+    // Every documented path answers something other than 404 (method-level
+    // checks are in the other tests).
+    for p in &paths {
+        let uri = p.replace("{name}", "docs");
+        let method = if uri.ends_with("search") || uri.ends_with("context") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let (s, _) = call(
+            &f.router,
+            method,
+            &uri,
+            (method == "POST").then(|| json!({"query": "x", "max_tokens": 10})),
+            None,
+        )
+        .await;
+        assert_ne!(s, StatusCode::NOT_FOUND, "{uri}");
+    }
+
+    // Real HTTP on loopback.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = f.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let body = json!({"query": "hybrid search", "mode": "bm25"}).to_string();
+    let response = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "POST /v1/collections/docs/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"doc_id\":\"notes.txt\""), "{response}");
+}

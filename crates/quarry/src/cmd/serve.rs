@@ -1,0 +1,66 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use quarry_core::Config;
+use quarry_engine::{Retriever, RetrieverSettings, TokenCounter};
+use quarry_server::{AppState, Keys, ServerSettings};
+use quarry_store::{EdgeStore, VectorStore};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default: server.addr, 127.0.0.1:7700).
+    #[arg(long)]
+    addr: Option<String>,
+}
+
+pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let store: Arc<dyn VectorStore> = Arc::new(
+        EdgeStore::open(&config.data_dir)
+            .with_context(|| format!("opening the index under {}", config.data_dir.display()))?,
+    );
+    let model = super::load_model(config, None)?;
+    let tokenizer = match &config.server.context_tokenizer {
+        Some(path) => path.clone(),
+        None => model.layout().dir.join("tokenizer.json"),
+    };
+    let counter = TokenCounter::from_file(&tokenizer)?;
+    let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
+    let r = &config.retrieval;
+    let settings = RetrieverSettings {
+        hybrid_prefetch_factor: r.hybrid_prefetch_factor,
+        rrf_k: r.rrf_k,
+        query_cache: r.query_cache,
+    };
+    let retriever = Retriever::with_settings(store, embedder, &settings);
+    let s = &config.server;
+    let keys = Keys::new(
+        s.read_keys.iter().map(String::as_str),
+        s.write_keys.iter().map(String::as_str),
+    );
+    let server_settings = ServerSettings {
+        max_body_bytes: s.max_body_bytes,
+        request_timeout: Duration::from_secs(s.request_timeout_secs.max(1)),
+        max_concurrency: s.max_concurrency.max(1),
+        max_top_k: s.max_top_k.max(1),
+    };
+    let state = AppState::new(retriever, counter, keys.clone(), server_settings);
+    let addr = args.addr.as_deref().unwrap_or(&s.addr);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    eprintln!(
+        "quarry serving {} on http://{} ({})",
+        config.data_dir.display(),
+        listener.local_addr()?,
+        if keys.enabled() {
+            "API keys required"
+        } else {
+            "no API keys configured: open to anyone who can reach it"
+        }
+    );
+    quarry_server::serve(listener, quarry_server::app(state)).await?;
+    Ok(ExitCode::SUCCESS)
+}
