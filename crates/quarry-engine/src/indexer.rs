@@ -62,6 +62,7 @@ pub type ProgressFn = Arc<dyn Fn(SyncProgress) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Indexer {
+    locks: Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     progress: Option<ProgressFn>,
     store: Arc<dyn VectorStore>,
     embedder: Embedder,
@@ -122,6 +123,7 @@ impl Indexer {
         let chunking = json!({"max_tokens": chunker.max_tokens(), "overlap": chunker.overlap()});
         let model = serde_json::to_value(&fp).map_err(|e| EngineError::Invalid(e.to_string()))?;
         Ok(Self {
+            locks: Arc::default(),
             progress: None,
             store,
             spec: CollectionSpec {
@@ -184,6 +186,97 @@ impl Indexer {
         collection: &str,
         tags: &[String],
     ) -> Result<SyncReport> {
+        self.run_sync(source, collection, tags, None).await
+    }
+
+    /// Adds or replaces one document through the same path as a sync, under
+    /// source `api`. Other documents are untouched.
+    pub async fn put_document(
+        &self,
+        collection: &str,
+        source: quarry_ingest::MemorySource,
+        doc_id: &str,
+    ) -> Result<SyncReport> {
+        self.run_sync(Arc::new(source), collection, &[], Some(doc_id))
+            .await
+    }
+
+    /// Deletes every point of one document; returns how many there were.
+    pub async fn delete_document(&self, collection: &str, doc_id: &str) -> Result<usize> {
+        let _guard = self.lock(collection).await;
+        self.prepare(collection).await?;
+        let ids: Vec<PointId> = self
+            .document_points(collection, doc_id)
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let (name, n) = (collection.to_string(), ids.len());
+        blocking(&self.store, move |s| {
+            s.delete(&name, &ids)?;
+            s.flush(&name)
+        })
+        .await?;
+        Ok(n)
+    }
+
+    /// The stored points of one document, in chunk order.
+    pub async fn document_points(
+        &self,
+        collection: &str,
+        doc_id: &str,
+    ) -> Result<Vec<quarry_store::StoredPoint>> {
+        let (name, filter) = (
+            collection.to_string(),
+            json!({"must": [{"key": "doc_id", "match": {"value": doc_id}}]}),
+        );
+        let mut points = blocking(&self.store, move |s| {
+            let mut all = Vec::new();
+            let mut offset = None;
+            loop {
+                let (page, next) = s.scroll(
+                    &name,
+                    offset,
+                    1024,
+                    &quarry_store::Fields::All,
+                    false,
+                    Some(&filter),
+                )?;
+                all.extend(page);
+                match next {
+                    Some(n) => offset = Some(n),
+                    None => return Ok(all),
+                }
+            }
+        })
+        .await?;
+        points.sort_by_key(|p| {
+            p.payload
+                .get("chunk_index")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+        });
+        Ok(points)
+    }
+
+    /// Serialises writers of one collection: the journal and the
+    /// staged/publish protocol assume one writer at a time.
+    async fn lock(&self, collection: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(locks.entry(collection.to_string()).or_default())
+        };
+        lock.lock_owned().await
+    }
+
+    async fn run_sync(
+        &self,
+        source: Arc<dyn Source>,
+        collection: &str,
+        tags: &[String],
+        only: Option<&str>,
+    ) -> Result<SyncReport> {
+        let _guard = self.lock(collection).await;
         let started = Instant::now();
         let mut report = SyncReport {
             source: source.name().into(),
@@ -201,8 +294,9 @@ impl Indexer {
 
         let t = Instant::now();
         let (name, source_name) = (collection.to_string(), source.name().to_string());
+        let only_doc = only.map(str::to_string);
         let manifest = blocking(&self.store, move |s| {
-            manifest::scan(s, &name, &source_name).map_err(|e| match e {
+            manifest::scan(s, &name, &source_name, only_doc.as_deref()).map_err(|e| match e {
                 EngineError::Store(s) => s,
                 other => quarry_store::StoreError::Invalid(other.to_string()),
             })
@@ -228,7 +322,8 @@ impl Indexer {
             .collect();
         let listed_count = listed.len();
         let mut plan = Plan::new(listed, &manifest.docs);
-        plan.deleted.retain(|id| !keep.contains(id));
+        plan.deleted
+            .retain(|id| !keep.contains(id) && only.is_none());
         report.unchanged = plan.unchanged;
         report.seconds.plan = t.elapsed().as_secs_f64();
 
@@ -576,14 +671,27 @@ fn prepare(source: &dyn Source, doc: &DocumentRef, chunker: &Chunker, salt: &str
         Err(reason) => return Outcome::Failed(reason),
     };
     // Hash what was actually read: the file may have changed since listing.
-    let content = sha256_hex(&[&raw.bytes]);
+    let content = raw
+        .version
+        .clone()
+        .unwrap_or_else(|| sha256_hex(&[&raw.bytes]));
     let hash = doc_hash(&content, salt);
     let name = doc.path.as_deref().unwrap_or(&doc.id);
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         match quarry_ingest::parse(name, &raw.bytes, raw.content_type.as_deref()) {
             Parsed::Document(mut parsed) => {
-                if parsed.title.is_none() {
+                if raw.title.is_some() {
                     parsed.title = raw.title.clone();
+                }
+                for (k, v) in &raw.metadata {
+                    if k == "tags"
+                        && let Some(tags) = v.as_array()
+                    {
+                        parsed
+                            .tags
+                            .extend(tags.iter().filter_map(|t| t.as_str().map(str::to_string)));
+                    }
+                    parsed.metadata.insert(k.clone(), v.clone());
                 }
                 match chunker.chunk(&parsed) {
                     Ok(chunks) => Outcome::Doc {

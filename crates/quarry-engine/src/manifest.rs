@@ -20,7 +20,15 @@ pub(crate) struct Manifest {
     pub total_points: usize,
 }
 
-pub(crate) fn scan(store: &dyn VectorStore, collection: &str, source: &str) -> Result<Manifest> {
+/// Scans `source`'s points in `collection`, or only `doc_id`'s.
+pub(crate) fn scan(
+    store: &dyn VectorStore,
+    collection: &str,
+    source: &str,
+    doc_id: Option<&str>,
+) -> Result<Manifest> {
+    let filter =
+        doc_id.map(|id| serde_json::json!({"must": [{"key": "doc_id", "match": {"value": id}}]}));
     let fields = Fields::Only(vec![
         "doc_id".into(),
         "doc_hash".into(),
@@ -31,7 +39,8 @@ pub(crate) fn scan(store: &dyn VectorStore, collection: &str, source: &str) -> R
     let mut counts: HashMap<String, (HashMap<String, usize>, usize)> = HashMap::new();
     let mut offset = None;
     loop {
-        let (page, next) = store.scroll(collection, offset, 4096, &fields, false)?;
+        let (page, next) =
+            store.scroll(collection, offset, 4096, &fields, false, filter.as_ref())?;
         m.total_points += page.len();
         for p in page {
             let get = |k: &str| {

@@ -18,7 +18,9 @@ pub mod source;
 pub use chunk::Chunker;
 pub use parse::{Parsed, parse};
 pub use plan::{Plan, StoredDoc};
-pub use source::{BeirSource, DocumentRef, FsSource, Source, open_source};
+pub use source::{
+    BeirSource, DocumentRef, FsSource, MemorySource, RawDocument, Source, open_source,
+};
 
 use std::path::PathBuf;
 

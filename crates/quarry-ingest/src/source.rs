@@ -33,6 +33,11 @@ pub struct RawDocument {
     /// Set when the source already knows the kind (BEIR records are text).
     pub content_type: Option<String>,
     pub title: Option<String>,
+    /// Fields merged over the document's own front matter.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// The version, when it covers more than the bytes (title, metadata);
+    /// otherwise the reader hashes the bytes it read.
+    pub version: Option<String>,
 }
 
 /// A listing problem that does not stop the sync: an unreadable file, a
@@ -208,6 +213,8 @@ impl Source for FsSource {
             bytes,
             content_type: None,
             title: None,
+            metadata: Default::default(),
+            version: None,
         })
     }
 }
@@ -355,6 +362,8 @@ impl Source for BeirSource {
             bytes: body.into_bytes(),
             content_type: Some("text/plain".into()),
             title: (!title.is_empty()).then(|| title.clone()),
+            metadata: Default::default(),
+            version: None,
         })
     }
 }
@@ -365,5 +374,84 @@ fn beir_body(title: &str, text: &str) -> String {
         text.to_string()
     } else {
         format!("{title} {text}")
+    }
+}
+
+/// Documents handed over directly (the HTTP API's `PUT`), so they go through
+/// exactly the parse, chunk and embed path a sync uses.
+#[derive(Debug)]
+pub struct MemorySource {
+    name: String,
+    docs: Vec<(DocumentRef, RawDocument)>,
+}
+
+impl MemorySource {
+    /// One document; its version covers the text, content type, title, URI
+    /// and metadata, so changing any of them re-indexes it. `updated_at` is
+    /// stored in the metadata but is not part of the version, so re-sending
+    /// the same document changes nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn single(
+        name: &str,
+        id: &str,
+        text: String,
+        content_type: &str,
+        title: Option<String>,
+        uri: Option<String>,
+        metadata: serde_json::Map<String, serde_json::Value>,
+        updated_at_unix: Option<u64>,
+    ) -> Self {
+        let meta = serde_json::Value::Object(metadata.clone()).to_string();
+        let uri = uri.unwrap_or_else(|| format!("quarry://{name}/{id}"));
+        let version = sha256_hex(&[
+            text.as_bytes(),
+            content_type.as_bytes(),
+            title.as_deref().unwrap_or("").as_bytes(),
+            uri.as_bytes(),
+            meta.as_bytes(),
+        ]);
+        let doc = DocumentRef {
+            id: id.to_string(),
+            version: version.clone(),
+            uri,
+            path: None,
+            size: text.len() as u64,
+        };
+        let mut metadata = metadata;
+        if let Some(t) = updated_at_unix {
+            metadata.insert("updated_at_unix".into(), serde_json::json!(t));
+        }
+        let raw = RawDocument {
+            bytes: text.into_bytes(),
+            content_type: Some(content_type.to_string()),
+            title,
+            metadata,
+            version: Some(version),
+        };
+        Self {
+            name: name.to_string(),
+            docs: vec![(doc, raw)],
+        }
+    }
+}
+
+impl Source for MemorySource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn list(&self) -> Result<(Vec<DocumentRef>, Vec<ListingIssue>)> {
+        Ok((
+            self.docs.iter().map(|(d, _)| d.clone()).collect(),
+            Vec::new(),
+        ))
+    }
+
+    fn read(&self, doc: &DocumentRef) -> std::result::Result<RawDocument, String> {
+        self.docs
+            .iter()
+            .find(|(d, _)| d.id == doc.id)
+            .map(|(_, r)| r.clone())
+            .ok_or_else(|| format!("no document {:?}", doc.id))
     }
 }

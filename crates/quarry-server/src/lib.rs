@@ -11,6 +11,7 @@ pub mod api;
 mod auth;
 pub mod error;
 mod metrics;
+pub mod writes;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -61,6 +62,8 @@ pub struct AppState {
     pub counter: TokenCounter,
     pub keys: Keys,
     pub settings: ServerSettings,
+    /// Document writes and sync jobs; `None` serves read-only.
+    pub writer: Option<writes::Writer>,
     metrics: metrics::Metrics,
 }
 
@@ -78,14 +81,20 @@ impl AppState {
         counter: TokenCounter,
         keys: Keys,
         settings: ServerSettings,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Self {
+        Self {
             retriever,
             counter,
             keys,
             settings,
+            writer: None,
             metrics: metrics::Metrics::new(),
-        })
+        }
+    }
+
+    pub fn with_writer(mut self, writer: writes::Writer) -> Self {
+        self.writer = Some(writer);
+        self
     }
 }
 
@@ -121,6 +130,13 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(search))
         .routes(routes!(context_route))
         .routes(routes!(collections))
+        .routes(routes!(
+            writes::put_document,
+            writes::get_document,
+            writes::delete_document
+        ))
+        .routes(routes!(writes::start_sync))
+        .routes(routes!(writes::get_job))
         .routes(routes!(healthz))
         .routes(routes!(readyz))
         .routes(routes!(metrics_route))
@@ -348,6 +364,7 @@ pub(crate) fn count_docs(
             4096,
             &Fields::Only(vec!["doc_id".into()]),
             false,
+            None,
         )?;
         points += page.len();
         docs.extend(page.into_iter().filter_map(|p| {
@@ -416,7 +433,10 @@ async fn metrics_route(State(state): St) -> Result<Response, ApiError> {
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let body = state.metrics.render(&stats, &per_collection);
+    let mut body = state.metrics.render(&stats, &per_collection);
+    if let Some(w) = &state.writer {
+        metrics::render_sync(&mut body, w);
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -192,3 +192,53 @@ impl Metrics {
         out
     }
 }
+
+/// Sync counters and seconds since each source's last successful sync.
+pub(crate) fn render_sync(out: &mut String, w: &crate::writes::Writer) {
+    let totals = w.totals.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(
+        out,
+        "# HELP quarry_sync_documents_total Documents processed by syncs, by source and outcome."
+    );
+    let _ = writeln!(out, "# TYPE quarry_sync_documents_total counter");
+    for (source, t) in totals.iter() {
+        for (i, outcome) in ["added", "updated", "deleted", "skipped", "failed"]
+            .iter()
+            .enumerate()
+        {
+            let _ = writeln!(
+                out,
+                "quarry_sync_documents_total{{source=\"{}\",outcome=\"{outcome}\"}} {}",
+                esc(source),
+                t[i]
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP quarry_sync_chunks_embedded_total Chunks embedded by syncs.\n# TYPE quarry_sync_chunks_embedded_total counter"
+    );
+    for (source, t) in totals.iter() {
+        let _ = writeln!(
+            out,
+            "quarry_sync_chunks_embedded_total{{source=\"{}\"}} {}",
+            esc(source),
+            t[5]
+        );
+    }
+    drop(totals);
+    let last = w.last_success.lock().unwrap_or_else(|e| e.into_inner());
+    let _ = writeln!(
+        out,
+        "# HELP quarry_sync_seconds_since_success Seconds since the source's last successful sync."
+    );
+    let _ = writeln!(out, "# TYPE quarry_sync_seconds_since_success gauge");
+    for (source, at) in last.iter() {
+        let secs = at.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let _ = writeln!(
+            out,
+            "quarry_sync_seconds_since_success{{source=\"{}\"}} {secs:.1}",
+            esc(source)
+        );
+    }
+}

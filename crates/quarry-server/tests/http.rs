@@ -73,15 +73,27 @@ async fn fixture(keys: Keys) -> Fixture {
         )
         .await
         .unwrap();
+    std::fs::write(
+        source.path.join("later.md"),
+        "# Later\n\nAdded after the first sync: the ocelot appendix.\n",
+    )
+    .unwrap();
     let counter = TokenCounter::from_file(&model_dir.join("tokenizer.json")).unwrap();
-    let settings = ServerSettings {
+    let server_settings = ServerSettings {
         max_body_bytes: 4096,
         ..ServerSettings::default()
     };
-    let state = AppState::new(Retriever::new(store, embedder), counter, keys, settings);
+    let writer = quarry_server::writes::Writer::new(indexer, vec![source], 1 << 20);
+    let state = AppState::new(
+        Retriever::new(store, embedder),
+        counter,
+        keys,
+        server_settings,
+    )
+    .with_writer(writer);
     Fixture {
         _dir: dir,
-        router: app(state),
+        router: app(Arc::new(state)),
     }
 }
 
@@ -379,6 +391,9 @@ async fn openapi_lists_every_route_and_loopback_http_works() {
     for route in [
         "/v1/collections/{name}/search",
         "/v1/collections/{name}/context",
+        "/v1/collections/{name}/documents/{id}",
+        "/v1/sources/{name}/sync",
+        "/v1/jobs/{id}",
         "/v1/collections",
         "/healthz",
         "/readyz",
@@ -393,7 +408,10 @@ async fn openapi_lists_every_route_and_loopback_http_works() {
     // Every documented path answers something other than 404 (method-level
     // checks are in the other tests).
     for p in &paths {
-        let uri = p.replace("{name}", "docs");
+        if p.contains("sources") {
+            continue; // starting a sync is covered in documents_and_sync_jobs
+        }
+        let uri = p.replace("{name}", "docs").replace("{id}", "x");
         let method = if uri.ends_with("search") || uri.ends_with("context") {
             "POST"
         } else {
@@ -407,7 +425,8 @@ async fn openapi_lists_every_route_and_loopback_http_works() {
             None,
         )
         .await;
-        assert_ne!(s, StatusCode::NOT_FOUND, "{uri}");
+        assert!(s != StatusCode::NOT_FOUND || uri.ends_with("/x"), "{uri}");
+        assert_ne!(s, StatusCode::METHOD_NOT_ALLOWED, "{uri}");
     }
 
     // Real HTTP on loopback.
@@ -428,4 +447,149 @@ async fn openapi_lists_every_route_and_loopback_http_works() {
     .unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("\"doc_id\":\"notes.txt\""), "{response}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_routes_need_a_write_key() {
+    let f = fixture(Keys::new(["reader"], ["writer"])).await;
+    let doc = || Some(json!({"text": "hello"}));
+    let uri = "/v1/collections/docs/documents/x";
+    assert_eq!(
+        call(&f.router, "PUT", uri, doc(), Some("reader")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(&f.router, "DELETE", uri, None, Some("reader")).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (s, v) = call(
+        &f.router,
+        "POST",
+        "/v1/sources/docs/sync",
+        None,
+        Some("reader"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_error_shape(&v);
+    assert_eq!(
+        call(&f.router, "PUT", uri, doc(), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(&f.router, "PUT", uri, doc(), Some("writer")).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        call(&f.router, "GET", uri, None, Some("reader")).await.0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_and_sync_jobs() {
+    let f = fixture(Keys::default()).await;
+    let uri = "/v1/collections/docs/documents/api%2Fnote-1";
+    let body = json!({"text": "# Lynx\n\nThe lynx protocol batches writes.", "content_type": "text/markdown", "title": "Lynx", "metadata": {"team": "edge"}});
+    let (s, v) = call(&f.router, "PUT", uri, Some(body.clone()), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["result"], "added");
+    assert!(
+        v["status"]["chunks"].as_u64().unwrap() >= 1
+            && v["status"]["hash"].as_str().unwrap().len() == 64,
+        "{v}"
+    );
+    let (_, again) = call(&f.router, "PUT", uri, Some(body), None).await;
+    assert_eq!(
+        (again["result"].clone(), again["chunks_embedded"].clone()),
+        (json!("unchanged"), json!(0)),
+        "{again}"
+    );
+    let search =
+        json!({"query": "lynx protocol", "mode": "bm25", "filter": {"metadata": {"team": "edge"}}});
+    let (s, hits) = call(
+        &f.router,
+        "POST",
+        "/v1/collections/docs/search",
+        Some(search),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(hits["hits"][0]["doc_id"], "api/note-1", "{hits}");
+    let (s, st) = call(&f.router, "GET", uri, None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (st["source"].clone(), st["title"].clone()),
+        (json!("api"), json!("Lynx")),
+        "{st}"
+    );
+    assert!(
+        st["updated_at_unix"].as_u64().unwrap() > 1_700_000_000,
+        "{st}"
+    );
+    let (s, v) = call(
+        &f.router,
+        "PUT",
+        uri,
+        Some(json!({"text": "x", "content_type": "application/pdf"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = call(&f.router, "DELETE", uri, None, None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        call(&f.router, "GET", uri, None, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&f.router, "DELETE", uri, None, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+
+    // A sync job over the configured source picks up the file added after
+    // the fixture's own sync.
+    let (s, v) = call(&f.router, "POST", "/v1/sources/docs/sync", None, None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let job = v["job_id"].as_str().unwrap().to_string();
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        let (s, v) = call(&f.router, "GET", &format!("/v1/jobs/{job}"), None, None).await;
+        assert_eq!(s, StatusCode::OK);
+        last = v;
+        if last["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(last["state"], "succeeded", "{last}");
+    assert_eq!(
+        (
+            last["report"]["added"].clone(),
+            last["report"]["unchanged"].clone()
+        ),
+        (json!(1), json!(2)),
+        "{last}"
+    );
+    assert_eq!(
+        call(&f.router, "POST", "/v1/sources/nope/sync", None, None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        call(&f.router, "GET", "/v1/jobs/nope", None, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+    let (_, m) = call(&f.router, "GET", "/metrics", None, None).await;
+    let m = m.as_str().unwrap();
+    assert!(
+        m.contains("quarry_sync_documents_total{source=\"docs\",outcome=\"added\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("quarry_sync_seconds_since_success{source=\"docs\"}"),
+        "{m}"
+    );
 }

@@ -308,8 +308,10 @@ impl VectorStore for EdgeStore {
         limit: usize,
         fields: &Fields,
         with_vectors: bool,
+        filter: Option<&crate::Filter>,
     ) -> Result<(Vec<StoredPoint>, Option<quarry_core::PointId>)> {
         let c = self.collection(name)?;
+        let filter = filter.map(Self::filter).transpose()?;
         let with_payload = match fields {
             Fields::All => WithPayloadInterface::Bool(true),
             Fields::Only(f) => serde_json::from_value(serde_json::json!(f))
@@ -320,7 +322,7 @@ impl VectorStore for EdgeStore {
             .scroll(ScrollRequest {
                 offset: offset.map(to_qid),
                 limit: Some(limit.max(1)),
-                filter: None,
+                filter,
                 with_payload: Some(with_payload),
                 with_vector: if with_vectors {
                     WithVector::Selector(vec![DENSE.into()])

@@ -129,6 +129,7 @@ pub trait VectorStore: Send + Sync {
         limit: usize,
         fields: &Fields,
         with_vectors: bool,
+        filter: Option<&Filter>,
     ) -> Result<(Vec<StoredPoint>, Option<PointId>)>;
     fn retrieve(&self, name: &str, ids: &[PointId], with_vectors: bool)
     -> Result<Vec<StoredPoint>>;

@@ -391,6 +391,7 @@ pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<ExitCode> {
             2048,
             &Fields::All,
             args.with_vectors,
+            None,
         )?;
         points.extend(page);
         match next {
@@ -426,6 +427,7 @@ pub fn collections(config: &Config, args: CollectionsArgs) -> anyhow::Result<Exi
                 4096,
                 &Fields::Only(vec!["doc_id".into()]),
                 false,
+                None,
             )?;
             points += page.len();
             docs.extend(page.into_iter().filter_map(|p| {

@@ -27,7 +27,18 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => model.layout().dir.join("tokenizer.json"),
     };
     let counter = TokenCounter::from_file(&tokenizer)?;
+    let tokenizer_json = model.layout().dir.join("tokenizer.json");
     let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
+    let indexer = quarry_engine::Indexer::new(
+        Arc::clone(&store),
+        embedder.clone(),
+        &tokenizer_json,
+        &quarry_engine::IndexerSettings {
+            data_dir: config.data_dir.clone(),
+            chunk_max_tokens: config.chunking.max_tokens,
+            chunk_overlap: config.chunking.overlap,
+        },
+    )?;
     let r = &config.retrieval;
     let settings = RetrieverSettings {
         hybrid_prefetch_factor: r.hybrid_prefetch_factor,
@@ -46,7 +57,14 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         max_concurrency: s.max_concurrency.max(1),
         max_top_k: s.max_top_k.max(1),
     };
-    let state = AppState::new(retriever, counter, keys.clone(), server_settings);
+    let writer = quarry_server::writes::Writer::new(
+        indexer,
+        config.sources.clone(),
+        config.sync.max_file_bytes,
+    );
+    let state = Arc::new(
+        AppState::new(retriever, counter, keys.clone(), server_settings).with_writer(writer),
+    );
     let addr = args.addr.as_deref().unwrap_or(&s.addr);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
