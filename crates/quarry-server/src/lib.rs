@@ -64,6 +64,7 @@ pub struct AppState {
     pub settings: ServerSettings,
     /// Document writes and sync jobs; `None` serves read-only.
     pub writer: Option<writes::Writer>,
+    inflight: Arc<tokio::sync::Semaphore>,
     metrics: metrics::Metrics,
 }
 
@@ -82,12 +83,14 @@ impl AppState {
         keys: Keys,
         settings: ServerSettings,
     ) -> Self {
+        let inflight = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrency.max(1)));
         Self {
             retriever,
             counter,
             keys,
             settings,
             writer: None,
+            inflight,
             metrics: metrics::Metrics::new(),
         }
     }
@@ -177,24 +180,33 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             Arc::clone(&state),
             auth::require_key,
         ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), shed))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|e: BoxError| async move {
-                    if e.is::<tower::load_shed::error::Overloaded>() {
-                        ApiError::Overloaded
-                    } else if e.is::<tower::timeout::error::Elapsed>() {
+                    if e.is::<tower::timeout::error::Elapsed>() {
                         ApiError::Timeout
                     } else {
                         ApiError::Internal(e.to_string())
                     }
                 }))
-                .load_shed()
-                .concurrency_limit(settings.max_concurrency)
                 .timeout(settings.request_timeout),
         )
         .with_state(state)
+}
+
+/// Sheds load: beyond `max_concurrency` requests in flight, answer 503 at
+/// once instead of queueing without bound. Health checks are never shed.
+async fn shed(State(state): St, req: Request, next: Next) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    match Arc::clone(&state.inflight).try_acquire_owned() {
+        Ok(_permit) => next.run(req).await,
+        Err(_) => ApiError::Overloaded.into_response(),
+    }
 }
 
 /// Per-route request counts and latency.

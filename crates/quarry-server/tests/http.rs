@@ -25,6 +25,17 @@ struct Fixture {
 }
 
 async fn fixture(keys: Keys) -> Fixture {
+    fixture_with(
+        keys,
+        ServerSettings {
+            max_body_bytes: 4096,
+            ..ServerSettings::default()
+        },
+    )
+    .await
+}
+
+async fn fixture_with(keys: Keys, server_settings: ServerSettings) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
     std::fs::create_dir_all(tree.join("guide")).unwrap();
@@ -79,10 +90,6 @@ async fn fixture(keys: Keys) -> Fixture {
     )
     .unwrap();
     let counter = TokenCounter::from_file(&model_dir.join("tokenizer.json")).unwrap();
-    let server_settings = ServerSettings {
-        max_body_bytes: 4096,
-        ..ServerSettings::default()
-    };
     let writer = quarry_server::writes::Writer::new(indexer, vec![source], 1 << 20);
     let state = AppState::new(
         Retriever::new(store, embedder),
@@ -592,4 +599,45 @@ async fn documents_and_sync_jobs() {
         m.contains("quarry_sync_seconds_since_success{source=\"docs\"}"),
         "{m}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_is_shed_with_503_and_slow_requests_time_out() {
+    let settings = ServerSettings {
+        max_concurrency: 1,
+        ..ServerSettings::default()
+    };
+    let f = fixture_with(Keys::default(), settings).await;
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let router = f.router.clone();
+        tasks.push(tokio::spawn(async move {
+            let body =
+                Some(json!({"query": format!("distinct query {i} about sync"), "mode": "dense"}));
+            call(&router, "POST", "/v1/collections/docs/search", body, None).await
+        }));
+    }
+    let (mut ok, mut shed) = (0, 0);
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        match s {
+            StatusCode::OK => ok += 1,
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(v["error"]["code"], "overloaded", "{v}");
+                shed += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert!(ok >= 1 && shed >= 1, "{ok} served, {shed} shed");
+
+    let settings = ServerSettings {
+        request_timeout: std::time::Duration::from_millis(1),
+        ..ServerSettings::default()
+    };
+    let f = fixture_with(Keys::default(), settings).await;
+    let body = Some(json!({"query": "a query that needs the model", "mode": "dense"}));
+    let (s, v) = call(&f.router, "POST", "/v1/collections/docs/search", body, None).await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
+    assert_error_shape(&v);
 }

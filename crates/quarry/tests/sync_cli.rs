@@ -477,3 +477,106 @@ fn a_collection_refuses_vectors_from_another_model_fingerprint() {
         "{err}"
     );
 }
+
+/// Permission denied: the file is reported as failed and, if it was indexed
+/// before, its indexed version is kept. Root can read anything, so as root
+/// the sync runs as `nobody` (through `setpriv`) over a copy of the model.
+#[test]
+fn an_unreadable_file_is_reported_and_keeps_its_indexed_version() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let tree = dir.path().join("tree");
+    write(&tree, "open.md", b"# Open\n\nEveryone can read this.\n");
+    write(&tree, "secret.md", b"# Secret\n\nThe narwhal memo.\n");
+    let data = dir.path().join("data");
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let home = if is_root {
+        // A model cache nobody can read: hard links (or copies) in the tempdir.
+        let models = dir
+            .path()
+            .join("home/models/sentence-transformers--all-MiniLM-L6-v2");
+        copy_dir(&model_dir(), &models);
+        chmod_all(dir.path(), 0o777, 0o666);
+        dir.path().join("home")
+    } else {
+        home()
+    };
+    let as_user = |args: &[&str]| {
+        let mut cmd = if is_root {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                env!("CARGO_BIN_EXE_quarry"),
+            ]);
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_quarry"))
+        };
+        let out = cmd.args(args).env("QUARRY_HOME", &home).output().unwrap();
+        assert_no_panic(&out);
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+        (out.status.code(), v)
+    };
+    let args = [
+        "sync",
+        "--path",
+        tree.to_str().unwrap(),
+        "-c",
+        "docs",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--json",
+    ];
+    let (code, first) = as_user(&args);
+    assert_eq!(
+        (code, first["added"].as_u64()),
+        (Some(0), Some(2)),
+        "{first}"
+    );
+    std::fs::set_permissions(
+        tree.join("secret.md"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let (code, second) = as_user(&args);
+    assert_eq!(code, Some(3), "{second}");
+    assert_eq!(
+        (
+            second["failed"].as_u64(),
+            second["deleted"].as_u64(),
+            second["unchanged"].as_u64()
+        ),
+        (Some(1), Some(0), Some(1)),
+        "{second}"
+    );
+    let e = &second["errors"][0];
+    assert!(
+        e["uri"].as_str().unwrap().ends_with("secret.md") && e["reason"] == "permission denied",
+        "{second}"
+    );
+    assert_eq!(
+        second["points"], first["points"],
+        "the unreadable file's indexed version is kept"
+    );
+}
+
+fn chmod_all(path: &Path, dir_mode: u32, file_mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    for e in std::fs::read_dir(path).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(dir_mode)).unwrap();
+            chmod_all(&e.path(), dir_mode, file_mode);
+        } else {
+            std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(file_mode)).unwrap();
+        }
+    }
+}
