@@ -25,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Json};
 use quarry_engine::context::{self, ContextOptions, TokenCounter};
 use quarry_engine::{Retriever, SearchOptions};
-use quarry_store::Fields;
 use tower::ServiceBuilder;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -345,7 +344,7 @@ async fn collections(State(state): St) -> Result<Json<CollectionsResponse>, ApiE
                 let Some(spec) = store.collection_spec(&name)? else {
                     continue;
                 };
-                let (docs, points) = count_docs(store.as_ref(), &name)?;
+                let (docs, points) = quarry_store::count_documents(store.as_ref(), &name)?;
                 out.push(CollectionInfo {
                     name,
                     model: spec.model,
@@ -361,35 +360,6 @@ async fn collections(State(state): St) -> Result<Json<CollectionsResponse>, ApiE
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .map_err(|e| ApiError::from(quarry_engine::EngineError::from(e)))?;
     Ok(Json(CollectionsResponse { collections: infos }))
-}
-
-pub(crate) fn count_docs(
-    store: &dyn quarry_store::VectorStore,
-    name: &str,
-) -> quarry_store::Result<(usize, usize)> {
-    let mut docs = std::collections::HashSet::new();
-    let (mut points, mut offset) = (0, None);
-    loop {
-        let (page, next) = store.scroll(
-            name,
-            offset,
-            4096,
-            &Fields::Only(vec!["doc_id".into()]),
-            false,
-            None,
-        )?;
-        points += page.len();
-        docs.extend(page.into_iter().filter_map(|p| {
-            p.payload
-                .get("doc_id")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        }));
-        match next {
-            Some(n) => offset = Some(n),
-            None => return Ok((docs.len(), points)),
-        }
-    }
 }
 
 /// Liveness: the process answers.
@@ -440,7 +410,11 @@ async fn metrics_route(State(state): St) -> Result<Response, ApiError> {
         let names = store.list_collections().unwrap_or_default();
         names
             .into_iter()
-            .filter_map(|n| count_docs(store.as_ref(), &n).ok().map(|(d, p)| (n, d, p)))
+            .filter_map(|n| {
+                quarry_store::count_documents(store.as_ref(), &n)
+                    .ok()
+                    .map(|(d, p)| (n, d, p))
+            })
             .collect()
     })
     .await

@@ -171,6 +171,14 @@ pub(crate) async fn put_document(
     if body.text.trim().is_empty() {
         return Err(ApiError::BadRequest("text must not be empty".into()));
     }
+    if let Some(existing) = status_of(w, &name, &id).await?
+        && existing.source != API_SOURCE
+    {
+        return Err(ApiError::Conflict(format!(
+            "document {id:?} belongs to source {:?}; change it there, or use another id",
+            existing.source
+        )));
+    }
     let metadata = body.metadata.unwrap_or_default();
     if metadata.contains_key("updated_at_unix") {
         return Err(ApiError::BadRequest(

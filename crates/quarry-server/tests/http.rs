@@ -496,6 +496,17 @@ async fn write_routes_need_a_write_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_and_sync_jobs() {
     let f = fixture(Keys::default()).await;
+    // A document owned by a configured source cannot be overwritten through the API.
+    let (s, v) = call(
+        &f.router,
+        "PUT",
+        "/v1/collections/docs/documents/notes.txt",
+        Some(json!({"text": "x"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_error_shape(&v);
     let uri = "/v1/collections/docs/documents/api%2Fnote-1";
     let body = json!({"text": "# Lynx\n\nThe lynx protocol batches writes.", "content_type": "text/markdown", "title": "Lynx", "metadata": {"team": "edge"}});
     let (s, v) = call(&f.router, "PUT", uri, Some(body.clone()), None).await;

@@ -138,3 +138,30 @@ pub trait VectorStore: Send + Sync {
     /// Makes written data durable.
     fn flush(&self, name: &str) -> Result<()>;
 }
+
+/// Documents (distinct `doc_id`s) and points in a collection, by one scan.
+pub fn count_documents(store: &dyn VectorStore, name: &str) -> Result<(usize, usize)> {
+    let mut docs = std::collections::HashSet::new();
+    let (mut points, mut offset) = (0, None);
+    loop {
+        let (page, next) = store.scroll(
+            name,
+            offset,
+            4096,
+            &Fields::Only(vec!["doc_id".into()]),
+            false,
+            None,
+        )?;
+        points += page.len();
+        docs.extend(page.into_iter().filter_map(|p| {
+            p.payload
+                .get("doc_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+        }));
+        match next {
+            Some(n) => offset = Some(n),
+            None => return Ok((docs.len(), points)),
+        }
+    }
+}

@@ -417,35 +417,12 @@ pub fn collections(config: &Config, args: CollectionsArgs) -> anyhow::Result<Exi
     let mut rows = Vec::new();
     for name in store.list_collections()? {
         let spec = store.collection_spec(&name)?;
-        let mut docs = std::collections::HashSet::new();
-        let mut points = 0;
-        let mut offset = None;
-        loop {
-            let (page, next) = store.scroll(
-                &name,
-                offset,
-                4096,
-                &Fields::Only(vec!["doc_id".into()]),
-                false,
-                None,
-            )?;
-            points += page.len();
-            docs.extend(page.into_iter().filter_map(|p| {
-                p.payload
-                    .get("doc_id")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_string)
-            }));
-            match next {
-                Some(n) => offset = Some(n),
-                None => break,
-            }
-        }
+        let (documents, points) = quarry_store::count_documents(store.as_ref(), &name)?;
         rows.push(serde_json::json!({
             "name": name,
             "model": spec.as_ref().map(|s| s.model.clone()),
             "dimension": spec.as_ref().map(|s| s.dimension),
-            "documents": docs.len(),
+            "documents": documents,
             "points": points,
         }));
     }
