@@ -184,6 +184,22 @@ fn yes() -> bool {
 }
 
 impl SourceConfig {
+    /// A directory source with the defaults: everything included,
+    /// `.gitignore` honoured, links not followed, collection = name.
+    pub fn fs(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.to_string(),
+            kind: SourceKind::Fs,
+            path: path.into(),
+            collection: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            gitignore: true,
+            follow_symlinks: false,
+            tags: Vec::new(),
+        }
+    }
+
     pub fn collection(&self) -> &str {
         self.collection.as_deref().unwrap_or(&self.name)
     }

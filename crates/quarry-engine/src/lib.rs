@@ -9,6 +9,8 @@ mod journal;
 mod manifest;
 pub mod report;
 pub mod retriever;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use context::{Context, ContextOptions, Passage, TokenCounter};
 pub use filter::{Filter, OneOrMany};

@@ -7,12 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use quarry_core::config::{SourceConfig, SourceKind};
-use quarry_core::{EmbedConfig, config::DEFAULT_MODEL};
-use quarry_embed::model::LoadOptions;
-use quarry_embed::{Embedder, Model};
-use quarry_engine::{Filter, Indexer, IndexerSettings, Mode, OneOrMany, Retriever, SearchOptions};
-use quarry_store::{EdgeStore, VectorStore};
+use quarry_engine::testing::TestIndex;
+use quarry_engine::{Filter, Mode, OneOrMany, SearchOptions};
 
 fn doc(i: usize, version: usize) -> String {
     format!(
@@ -31,48 +27,14 @@ async fn searches_during_a_replacing_sync_see_each_document_exactly_once() {
     for i in 0..n {
         std::fs::write(tree.join(format!("d{i:03}.md")), doc(i, 0)).unwrap();
     }
-    let model_dir =
-        quarry_embed::fetch::resolve(&quarry_core::paths::models_dir().unwrap(), DEFAULT_MODEL)
-            .unwrap();
-    let embedder = Embedder::start(
-        Model::load(&model_dir, &LoadOptions::default()).unwrap(),
-        EmbedConfig::default(),
-    )
-    .unwrap();
-    let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(&dir.path().join("data")).unwrap());
-    let settings = IndexerSettings {
-        data_dir: dir.path().join("data"),
-        chunk_max_tokens: 24,
-        chunk_overlap: 0,
-    };
-    let indexer = Indexer::new(
-        Arc::clone(&store),
-        embedder.clone(),
-        &model_dir.join("tokenizer.json"),
-        &settings,
-    )
-    .unwrap();
-    let source_config = SourceConfig {
-        name: "docs".into(),
-        kind: SourceKind::Fs,
-        path: tree.clone(),
-        collection: None,
-        include: vec![],
-        exclude: vec![],
-        gitignore: true,
-        follow_symlinks: false,
-        tags: vec![],
-    };
-    let source = || -> Arc<dyn quarry_ingest::Source> {
-        Arc::from(quarry_ingest::open_source(&source_config, 1 << 20).unwrap())
-    };
-    let first = indexer.sync(source(), "docs").await.unwrap();
+    let index = TestIndex::open(&dir.path().join("data"), 24, 0);
+    let first = index.sync_dir("docs", &tree).await;
     assert_eq!(first.added, n);
     let chunks_per_doc = first.points / n;
     assert!(chunks_per_doc >= 3, "{first:?}");
 
     // Expected chunk texts per document, before and after the edit.
-    let retriever = Retriever::new(Arc::clone(&store), embedder.clone());
+    let retriever = index.retriever();
     let stop = Arc::new(AtomicBool::new(false));
     let mut loops = Vec::new();
     for worker in 0..3 {
@@ -123,7 +85,7 @@ async fn searches_during_a_replacing_sync_see_each_document_exactly_once() {
     for i in 0..n {
         std::fs::write(tree.join(format!("d{i:03}.md")), doc(i, 1)).unwrap();
     }
-    let second = indexer.sync(source(), "docs").await.unwrap();
+    let second = index.sync_dir("docs", &tree).await;
     stop.store(true, Ordering::Relaxed);
     assert_eq!(second.updated, n, "{second:?}");
     assert!(second.chunks_reused > 0, "{second:?}");

@@ -2,16 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
-
-use quarry_core::EmbedConfig;
-use quarry_core::config::{DEFAULT_MODEL, SourceConfig, SourceKind};
-use quarry_embed::model::LoadOptions;
-use quarry_embed::{Embedder, Model};
 use quarry_engine::context::{self, ContextOptions, TokenCounter};
-use quarry_engine::{Filter, Indexer, IndexerSettings, Mode, OneOrMany, Retriever, SearchOptions};
+use quarry_engine::testing::{TestIndex, write_tree};
+use quarry_engine::{Filter, Mode, OneOrMany, Retriever, SearchOptions};
 use quarry_ingest::Parsed;
-use quarry_store::{EdgeStore, VectorStore};
 
 struct Fixture {
     tree: std::path::PathBuf,
@@ -24,79 +18,34 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
-    let files: &[(&str, String)] = &[
-        (
-            "guide/sync.md",
-            format!(
-                "---\ntags: [ops]\nteam: storage\nlevel: 2\n---\n# Sync\n\n{}",
-                "Incremental sync skips unchanged documents and replaces changed ones atomically. "
-                    .repeat(12)
+    let sync = format!(
+        "---\ntags: [ops]\nteam: storage\nlevel: 2\n---\n# Sync\n\n{}",
+        "Incremental sync skips unchanged documents and replaces changed ones atomically. "
+            .repeat(12)
+    );
+    let search = format!(
+        "---\ntags: [api]\nteam: search\n---\n# Search\n\n{}",
+        "Hybrid search fuses dense and keyword rankings with reciprocal rank fusion. ".repeat(12)
+    );
+    write_tree(
+        &tree,
+        &[
+            ("guide/sync.md", &sync),
+            ("guide/search.md", &search),
+            (
+                "notes/misc.txt",
+                "Unrelated notes about coffee and weather in spring.",
             ),
-        ),
-        (
-            "guide/search.md",
-            format!(
-                "---\ntags: [api]\nteam: search\n---\n# Search\n\n{}",
-                "Hybrid search fuses dense and keyword rankings with reciprocal rank fusion. "
-                    .repeat(12)
-            ),
-        ),
-        (
-            "notes/misc.txt",
-            "Unrelated notes about coffee and weather in spring.".to_string(),
-        ),
-    ];
-    for (path, text) in files {
-        let p = tree.join(path);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-    let model_dir =
-        quarry_embed::fetch::resolve(&quarry_core::paths::models_dir().unwrap(), DEFAULT_MODEL)
-            .unwrap();
-    let embedder = Embedder::start(
-        Model::load(&model_dir, &LoadOptions::default()).unwrap(),
-        EmbedConfig::default(),
-    )
-    .unwrap();
-    let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(&dir.path().join("data")).unwrap());
-    let settings = IndexerSettings {
-        data_dir: dir.path().join("data"),
-        chunk_max_tokens: 32,
-        chunk_overlap: 8,
-    };
-    let indexer = Indexer::new(
-        Arc::clone(&store),
-        embedder.clone(),
-        &model_dir.join("tokenizer.json"),
-        &settings,
-    )
-    .unwrap();
-    let source = SourceConfig {
-        name: "docs".into(),
-        kind: SourceKind::Fs,
-        path: tree.clone(),
-        collection: None,
-        include: vec![],
-        exclude: vec![],
-        gitignore: true,
-        follow_symlinks: false,
-        tags: vec![],
-    };
-    let report = indexer
-        .sync(
-            Arc::from(quarry_ingest::open_source(&source, 1 << 20).unwrap()),
-            "docs",
-        )
-        .await
-        .unwrap();
+        ],
+    );
+    let index = TestIndex::open(&dir.path().join("data"), 32, 8);
+    let report = index.sync_dir("docs", &tree).await;
     assert_eq!(report.added, 3);
-    let counter = TokenCounter::from_file(&model_dir.join("tokenizer.json")).unwrap();
     Fixture {
-        _dir: dir,
         tree,
-        retriever: Retriever::new(store, embedder),
-        counter,
+        retriever: index.retriever(),
+        counter: index.token_counter(),
+        _dir: dir,
     }
 }
 

@@ -8,13 +8,9 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use quarry_core::EmbedConfig;
-use quarry_core::config::{DEFAULT_MODEL, SourceConfig, SourceKind};
-use quarry_embed::model::LoadOptions;
-use quarry_embed::{Embedder, Model};
-use quarry_engine::{Indexer, IndexerSettings, Retriever, TokenCounter};
+use quarry_core::config::SourceConfig;
+use quarry_engine::testing::{TestIndex, write_tree};
 use quarry_server::{AppState, Keys, ServerSettings, app};
-use quarry_store::{EdgeStore, VectorStore};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -38,69 +34,41 @@ async fn fixture(keys: Keys) -> Fixture {
 async fn fixture_with(keys: Keys, server_settings: ServerSettings) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
-    std::fs::create_dir_all(tree.join("guide")).unwrap();
-    std::fs::write(tree.join("guide/sync.md"), "---\ntags: [ops]\n---\n# Sync\n\nIncremental sync skips unchanged documents.\n\n## Crashes\n\nA killed sync resumes cleanly.\n").unwrap();
-    std::fs::write(
-        tree.join("notes.txt"),
-        "Hybrid search fuses BM25 and dense rankings.",
-    )
-    .unwrap();
-    let model_dir =
-        quarry_embed::fetch::resolve(&quarry_core::paths::models_dir().unwrap(), DEFAULT_MODEL)
-            .unwrap();
-    let embedder = Embedder::start(
-        Model::load(&model_dir, &LoadOptions::default()).unwrap(),
-        EmbedConfig::default(),
-    )
-    .unwrap();
-    let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(&dir.path().join("data")).unwrap());
-    let settings = IndexerSettings {
-        data_dir: dir.path().join("data"),
-        chunk_max_tokens: 64,
-        chunk_overlap: 0,
-    };
-    let indexer = Indexer::new(
-        Arc::clone(&store),
-        embedder.clone(),
-        &model_dir.join("tokenizer.json"),
-        &settings,
-    )
-    .unwrap();
-    let source = SourceConfig {
-        name: "docs".into(),
-        kind: SourceKind::Fs,
-        path: tree,
-        collection: None,
-        include: vec![],
-        exclude: vec![],
-        gitignore: true,
-        follow_symlinks: false,
-        tags: vec![],
-    };
-    indexer
-        .sync(
-            Arc::from(quarry_ingest::open_source(&source, 1 << 20).unwrap()),
-            "docs",
-        )
-        .await
-        .unwrap();
-    std::fs::write(
-        source.path.join("later.md"),
-        "# Later\n\nAdded after the first sync: the ocelot appendix.\n",
-    )
-    .unwrap();
-    let counter = TokenCounter::from_file(&model_dir.join("tokenizer.json")).unwrap();
-    let writer = quarry_server::writes::Writer::new(indexer, vec![source], 1 << 20);
+    write_tree(
+        &tree,
+        &[
+            (
+                "guide/sync.md",
+                "---\ntags: [ops]\n---\n# Sync\n\nIncremental sync skips unchanged documents.\n\n## Crashes\n\nA killed sync resumes cleanly.\n",
+            ),
+            ("notes.txt", "Hybrid search fuses BM25 and dense rankings."),
+        ],
+    );
+    let index = TestIndex::open(&dir.path().join("data"), 64, 0);
+    index.sync_dir("docs", &tree).await;
+    // A file the sync-job test expects to be picked up later.
+    write_tree(
+        &tree,
+        &[(
+            "later.md",
+            "# Later\n\nAdded after the first sync: the ocelot appendix.\n",
+        )],
+    );
+    let writer = quarry_server::writes::Writer::new(
+        index.indexer.clone(),
+        vec![SourceConfig::fs("docs", &tree)],
+        1 << 20,
+    );
     let state = AppState::new(
-        Retriever::new(store, embedder),
-        counter,
+        index.retriever(),
+        index.token_counter(),
         keys,
         server_settings,
     )
     .with_writer(writer);
     Fixture {
-        _dir: dir,
         router: app(Arc::new(state)),
+        _dir: dir,
     }
 }
 

@@ -132,19 +132,14 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
                 bail!("--path and --beir need --collection NAME");
             };
             vec![SourceConfig {
-                name: collection.clone(),
                 kind: if args.path.is_some() {
                     SourceKind::Fs
                 } else {
                     SourceKind::Beir
                 },
-                path: path.clone(),
-                collection: Some(collection),
                 include: args.include.clone(),
                 exclude: args.exclude.clone(),
-                gitignore: true,
-                follow_symlinks: false,
-                tags: Vec::new(),
+                ..SourceConfig::fs(&collection, path.clone())
             }]
         }
         _ => {
