@@ -258,13 +258,6 @@ fn search_options(
     })
 }
 
-fn check_query(q: &str) -> Result<(), ApiError> {
-    if q.trim().is_empty() {
-        return Err(ApiError::BadRequest("query must not be empty".into()));
-    }
-    Ok(())
-}
-
 /// Search a collection.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", request_body = SearchBody,
     params(("name" = String, Path, description = "Collection")),
@@ -274,7 +267,6 @@ async fn search(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    check_query(&body.query)?;
     let options = search_options(
         &state,
         body.top_k,
@@ -298,7 +290,6 @@ async fn context_route(
     Path(name): Path<String>,
     JsonBody(body): JsonBody<ContextBody>,
 ) -> Result<Json<ContextResponse>, ApiError> {
-    check_query(&body.query)?;
     if body.max_tokens == 0 || body.max_tokens > 1_000_000 {
         return Err(ApiError::BadRequest(
             "max_tokens must be between 1 and 1000000".into(),

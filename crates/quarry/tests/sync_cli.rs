@@ -246,6 +246,52 @@ fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
         0,
         "script and nav text must not be indexed: {v}"
     );
+    // Search flags are honoured: the filter excludes the only matching document.
+    let d = data.to_str().unwrap();
+    let filtered = run(
+        &[
+            "search",
+            "aardvark protocol",
+            "-c",
+            "docs",
+            "--mode",
+            "bm25",
+            "--json",
+            "--filter",
+            r#"{"path_prefix": "src/"}"#,
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(filtered.status.success(), "{}", stderr(&filtered));
+    let v: serde_json::Value = serde_json::from_slice(&filtered.stdout).unwrap();
+    assert!(
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["doc_id"].as_str().unwrap().starts_with("src/")),
+        "{v}"
+    );
+    let bad = run(
+        &[
+            "search",
+            "x",
+            "-c",
+            "docs",
+            "--filter",
+            r#"{"colour": 1}"#,
+            "--data-dir",
+            d,
+        ],
+        &[],
+    );
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("--filter"),
+        "{}",
+        stderr(&bad)
+    );
     let exported = export(&data);
     assert!(
         exported.contains("\"headings\":[\"Overview\"]"),

@@ -277,21 +277,32 @@ fn pick_collection(store: &dyn VectorStore, given: Option<String>) -> anyhow::Re
     }
 }
 
-pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
+/// Opens the store and the named collection (or the only one there is).
+fn open_collection(
+    config: &Config,
+    given: Option<String>,
+) -> anyhow::Result<(Arc<dyn VectorStore>, String)> {
     let store = open_store(config)?;
-    let collection = pick_collection(store.as_ref(), args.collection)?;
+    let collection = pick_collection(store.as_ref(), given)?;
     if store.collection_spec(&collection)?.is_none() {
         bail!(
             "collection {collection:?} does not exist under {}",
             config.data_dir.display()
         );
     }
+    Ok((store, collection))
+}
+
+pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let (store, collection) = open_collection(config, args.collection)?;
     let embedder = super::start_embedder(config, None)?;
     let retriever = Retriever::new(store, embedder);
     let options = SearchOptions {
         mode: args.mode,
         top_k: args.top_k,
-        ..Default::default()
+        filter: parse_filter(args.filter.as_deref())?,
+        score_threshold: args.score_threshold,
+        per_doc_limit: args.per_doc_limit,
     };
     let hits = retriever.search(&collection, &args.query, &options).await?;
     let mut out = std::io::stdout().lock();
@@ -325,14 +336,7 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
 }
 
 pub async fn context(config: &Config, args: ContextArgs) -> anyhow::Result<ExitCode> {
-    let store = open_store(config)?;
-    let collection = pick_collection(store.as_ref(), args.collection)?;
-    if store.collection_spec(&collection)?.is_none() {
-        bail!(
-            "collection {collection:?} does not exist under {}",
-            config.data_dir.display()
-        );
-    }
+    let (store, collection) = open_collection(config, args.collection)?;
     let model = super::load_model(config, None)?;
     let counter =
         quarry_engine::TokenCounter::from_file(&model.layout().dir.join("tokenizer.json"))?;
