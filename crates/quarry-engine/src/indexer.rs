@@ -47,6 +47,9 @@ pub struct IndexerSettings {
     pub data_dir: PathBuf,
     pub chunk_max_tokens: usize,
     pub chunk_overlap: usize,
+    /// Index each document as one chunk, truncated by the model
+    /// (evaluation's `--chunking none`).
+    pub whole_documents: bool,
 }
 
 /// Progress of the changed documents of one sync.
@@ -119,8 +122,14 @@ impl Indexer {
         let budget = settings
             .chunk_max_tokens
             .min(fp.max_seq_length.saturating_sub(reserved));
-        let chunker = Chunker::new(tokenizer_json, budget, settings.chunk_overlap)?;
-        let chunking = json!({"max_tokens": chunker.max_tokens(), "overlap": chunker.overlap()});
+        let (chunker, chunking) = if settings.whole_documents {
+            let c = Chunker::whole(tokenizer_json, budget)?;
+            (c, json!({"whole": true}))
+        } else {
+            let c = Chunker::new(tokenizer_json, budget, settings.chunk_overlap)?;
+            let j = json!({"max_tokens": c.max_tokens(), "overlap": c.overlap()});
+            (c, j)
+        };
         let model = serde_json::to_value(&fp).map_err(|e| EngineError::Invalid(e.to_string()))?;
         Ok(Self {
             locks: Arc::default(),
@@ -149,6 +158,11 @@ impl Indexer {
 
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
+    }
+
+    /// The chunking settings documents are stored under.
+    pub fn chunking(&self) -> &Value {
+        &self.chunking
     }
 
     /// Opens (or creates) `collection` for this model and finishes any

@@ -55,6 +55,7 @@ impl TestIndex {
             data_dir: data_dir.to_path_buf(),
             chunk_max_tokens,
             chunk_overlap,
+            whole_documents: false,
         };
         let indexer = Indexer::new(
             Arc::clone(&store),

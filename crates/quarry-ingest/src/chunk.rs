@@ -18,6 +18,9 @@ pub struct Chunker {
     tokenizer: Arc<Tokenizer>,
     max_tokens: usize,
     overlap: usize,
+    /// One chunk per document, left for the model to truncate: how
+    /// sentence-transformers evaluations embed a corpus, so results compare.
+    whole: bool,
 }
 
 impl Chunker {
@@ -45,7 +48,21 @@ impl Chunker {
             tokenizer: Arc::new(tokenizer),
             max_tokens: budget,
             overlap,
+            whole: false,
         })
+    }
+
+    /// A chunker that keeps every document whole (`--chunking none`); the
+    /// embedder truncates it at the model's limit.
+    pub fn whole(tokenizer_json: &Path, model_limit: usize) -> Result<Self> {
+        Ok(Self {
+            whole: true,
+            ..Self::new(tokenizer_json, model_limit.max(8), 0)?
+        })
+    }
+
+    pub fn is_whole(&self) -> bool {
+        self.whole
     }
 
     pub fn max_tokens(&self) -> usize {
@@ -75,6 +92,20 @@ impl Chunker {
                 .map_err(|e| IngestError::Chunk(e.to_string()))
         };
         let text = doc.text.as_str();
+        if self.whole {
+            if text.trim().is_empty() {
+                return Ok(Vec::new());
+            }
+            return Ok(vec![Chunk {
+                index: 0,
+                text: text.to_string(),
+                start: 0,
+                end: text.chars().count(),
+                headings: Vec::new(),
+                page: doc.page_at(0),
+                gap_before: String::new(),
+            }]);
+        }
         let pieces: Vec<ChunkCharIndex<'_>> = match doc.content_type.as_str() {
             "text/markdown" | "text/html" => MarkdownSplitter::new(config()?)
                 .chunk_char_indices(text)

@@ -37,6 +37,7 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             data_dir: config.data_dir.clone(),
             chunk_max_tokens: config.chunking.max_tokens,
             chunk_overlap: config.chunking.overlap,
+            whole_documents: false,
         },
     )?;
     let r = &config.retrieval;
