@@ -54,6 +54,9 @@ enum Command {
     Export(cmd::index::ExportArgs),
     /// List collections with their model, documents and points.
     Collections(cmd::index::CollectionsArgs),
+    /// Measure retrieval quality on a BEIR-format dataset; compare runs;
+    /// gate on a baseline.
+    Eval(cmd::eval::EvalArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,5 +97,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => runtime.block_on(cmd::serve::run(&config, args)),
         Command::Export(args) => cmd::index::export(&config, args),
         Command::Collections(args) => cmd::index::collections(&config, args),
+        Command::Eval(args) => runtime.block_on(cmd::eval::run(&config, args)),
     }
 }

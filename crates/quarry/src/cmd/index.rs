@@ -107,7 +107,7 @@ pub struct CollectionsArgs {
     json: bool,
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
+pub(super) fn open_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
     let store = EdgeStore::open(&config.data_dir)
         .with_context(|| format!("opening the index under {}", config.data_dir.display()))?;
     Ok(Arc::new(store))
@@ -121,6 +121,7 @@ fn indexer(config: &Config, store: Arc<dyn VectorStore>) -> anyhow::Result<Index
         data_dir: config.data_dir.clone(),
         chunk_max_tokens: config.chunking.max_tokens,
         chunk_overlap: config.chunking.overlap,
+        whole_documents: false,
     };
     Ok(Indexer::new(store, embedder, &tokenizer, &settings)?)
 }
@@ -192,7 +193,10 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A progress bar on a terminal; otherwise a plain line every few seconds.
-fn with_progress(base: &Indexer, source: &str) -> (Indexer, Option<indicatif::ProgressBar>) {
+pub(super) fn with_progress(
+    base: &Indexer,
+    source: &str,
+) -> (Indexer, Option<indicatif::ProgressBar>) {
     use std::io::IsTerminal;
     let indexer = base.clone();
     if std::io::stderr().is_terminal() {

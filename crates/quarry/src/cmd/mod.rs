@@ -1,5 +1,7 @@
 pub mod bench;
 pub mod embed;
+pub mod eval;
+pub mod eval_sweep;
 pub mod index;
 pub mod model;
 pub mod serve;

@@ -1,0 +1,495 @@
+//! `quarry eval`: index a dataset through the sync path, run its queries
+//! through the retriever (or a server), score, report, compare and gate.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use quarry_core::Config;
+use quarry_embed::Embedder;
+use quarry_engine::{Indexer, IndexerSettings, Mode, Retriever, RetrieverSettings};
+use quarry_eval::report::{self, Summary};
+use quarry_eval::{Backend, Dataset, compare, run};
+use quarry_store::VectorStore;
+use serde_json::json;
+
+use super::eval_sweep::{Combo, Sweep};
+
+/// Exit status when the baseline gate finds a significant regression.
+pub const EXIT_REGRESSION: u8 = 4;
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    command: Option<EvalCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Per-metric deltas B - A with a paired randomisation test.
+    Compare {
+        /// A run directory or baseline file.
+        a: PathBuf,
+        /// A run directory or baseline file.
+        b: PathBuf,
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// BEIR dataset directory: queries.jsonl, qrels/SPLIT.tsv and corpus.jsonl
+    /// (or a dataset.toml naming a corpus folder).
+    #[arg(long, value_name = "DIR")]
+    dataset: Option<PathBuf>,
+    /// Qrels split (default: dataset.toml's, then "test", then the only one).
+    #[arg(long)]
+    split: Option<String>,
+    #[arg(long, value_delimiter = ',', default_value = "dense,bm25,hybrid")]
+    modes: Vec<Mode>,
+    /// none (whole documents, truncated by the model), default (the
+    /// configuration's chunking) or a chunk size in tokens.
+    #[arg(long, default_value = "default")]
+    chunking: String,
+    /// Output directory (default: evals/runs/<timestamp>-<dataset>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Print metrics.json to stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Evaluate a running server instead (e.g. http://127.0.0.1:7700).
+    #[arg(long, value_name = "URL", requires = "collection")]
+    endpoint: Option<String>,
+    /// Evaluate this existing collection as it is: the server's (with
+    /// --endpoint) or one in the data directory (no indexing).
+    #[arg(long, short = 'c')]
+    collection: Option<String>,
+    /// API key for --endpoint.
+    #[arg(long, env = "QUARRY_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Gate against this baseline file or run directory.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+    /// Largest allowed drop of a gated metric (absolute).
+    #[arg(long, default_value_t = 0.01)]
+    max_drop: f64,
+    /// Metrics the gate checks.
+    #[arg(long, value_delimiter = ',', default_value = "ndcg@10,recall@100")]
+    gate_metrics: Vec<String>,
+    /// Significance level of the gate's test.
+    #[arg(long, default_value_t = 0.05)]
+    alpha: f64,
+    /// Also write the result as a baseline file.
+    #[arg(long, value_name = "FILE")]
+    write_baseline: Option<PathBuf>,
+    /// Settings to sweep, e.g. `--sweep chunk_tokens=128,256 overlap=0,32`.
+    /// Keys: chunk_tokens (a number or none), overlap, rrf_k, prefetch.
+    #[arg(long, num_args = 1.., value_name = "KEY=V1,V2")]
+    sweep: Vec<String>,
+    /// Treat dataset issues (unknown documents, unjudged queries) as errors.
+    #[arg(long)]
+    strict: bool,
+}
+
+pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Some(EvalCommand::Compare { a, b, alpha, json }) => compare_runs(&a, &b, alpha, json),
+        None => evaluate(config, args.run).await,
+    }
+}
+
+fn compare_runs(a: &Path, b: &Path, alpha: f64, json: bool) -> anyhow::Result<ExitCode> {
+    let sa = report::load_summary(a)?;
+    let sb = report::load_summary(b)?;
+    let deltas = compare::compare(&sa, &sb);
+    if deltas.is_empty() {
+        bail!("the two runs have no mode in common");
+    }
+    let mut out = std::io::stdout().lock();
+    if json {
+        writeln!(out, "{}", json!({ "alpha": alpha, "deltas": deltas }))?;
+    } else {
+        writeln!(out, "A = {}\nB = {}\n", a.display(), b.display())?;
+        write!(out, "{}", compare::table(&deltas, alpha))?;
+        writeln!(
+            out,
+            "\np: two-sided paired randomisation test, {} permutations, seed {:#x}",
+            quarry_eval::stats::PERMUTATIONS,
+            quarry_eval::stats::SEED
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Some(dataset_dir) = args.dataset.clone() else {
+        bail!("--dataset DIR is required (or use `quarry eval compare A B`)");
+    };
+    let dataset = Dataset::load(
+        &dataset_dir,
+        args.split.as_deref(),
+        config.sync.max_file_bytes,
+    )
+    .context("loading the dataset")?;
+    for issue in &dataset.issues {
+        eprintln!("dataset issue: {issue}");
+    }
+    if args.strict && !dataset.issues.is_empty() {
+        bail!(
+            "{} dataset issue(s) and --strict was given",
+            dataset.issues.len()
+        );
+    }
+    let sweep = Sweep::parse(&args.sweep, &args.chunking, config)?;
+    let out_dir = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from("evals/runs").join(format!("{}-{}", utc_stamp(), dataset.name))
+    });
+    let backend_http = args.endpoint.as_ref().map(|endpoint| Backend::Http {
+        endpoint: endpoint.clone(),
+        collection: args.collection.clone().unwrap_or_default(),
+        api_key: args.api_key.clone(),
+    });
+    if backend_http.is_some() && sweep.combos.len() > 1 {
+        bail!("--sweep rebuilds indexes, so it cannot run against --endpoint");
+    }
+    // One model, one store, for every combination. With -c and no
+    // endpoint, an existing collection of the user's index is evaluated as
+    // it is, with no indexing.
+    let existing = match (&backend_http, &args.collection) {
+        (None, Some(c)) => {
+            let chunk_settings: Vec<_> = sweep
+                .combos
+                .iter()
+                .map(|c| (c.chunk_tokens, c.overlap))
+                .collect();
+            if chunk_settings.windows(2).any(|w| w[0] != w[1]) {
+                bail!("-c evaluates an existing collection as it is; sweep only rrf_k or prefetch");
+            }
+            Some(c.clone())
+        }
+        _ => None,
+    };
+    let local = match backend_http {
+        Some(_) => None,
+        None => {
+            let model = super::load_model(config, None)?;
+            let tokenizer = model.layout().dir.join("tokenizer.json");
+            let embedder = Embedder::start(model, config.embed.clone())?;
+            let store = match &existing {
+                Some(c) => {
+                    let store = super::index::open_store(config)?;
+                    if store.collection_spec(c)?.is_none() {
+                        bail!(
+                            "collection {c:?} does not exist under {}",
+                            config.data_dir.display()
+                        );
+                    }
+                    store
+                }
+                None => open_eval_store(config)?,
+            };
+            Some((embedder, tokenizer, store))
+        }
+    };
+
+    let mut rows = Vec::new();
+    let mut last = None;
+    for combo in &sweep.combos {
+        let dir = if sweep.combos.len() > 1 {
+            out_dir.join(combo.label())
+        } else {
+            out_dir.clone()
+        };
+        let (backend, index, model, chunking) = match (&backend_http, &local) {
+            (Some(b), _) => (
+                b.clone(),
+                json!({"endpoint": args.endpoint, "collection": args.collection}),
+                json!(null),
+                json!(null),
+            ),
+            (None, Some((embedder, tokenizer, store))) => {
+                let (collection, index, chunking) = match &existing {
+                    Some(c) => {
+                        let chunking = stored_chunking(store.as_ref(), c)?;
+                        (
+                            c.clone(),
+                            json!({"collection": c, "existing": true}),
+                            chunking,
+                        )
+                    }
+                    None => {
+                        let indexer = indexer_for(config, embedder, tokenizer, store, combo)?;
+                        let (c, index) = ensure_index(&indexer, config, &dataset, combo).await?;
+                        (c, index, indexer.chunking().clone())
+                    }
+                };
+                let retriever = Retriever::with_settings(
+                    Arc::clone(store),
+                    embedder.clone(),
+                    &RetrieverSettings {
+                        hybrid_prefetch_factor: combo.prefetch,
+                        rrf_k: combo.rrf_k,
+                        // Every query once per mode; a cache would only hide
+                        // the embedding cost from the latency figures.
+                        query_cache: 0,
+                    },
+                );
+                let backend = Backend::Local {
+                    retriever,
+                    collection,
+                };
+                (backend, index, json!(embedder.fingerprint()), chunking)
+            }
+            (None, None) => unreachable!("an embedder is started whenever there is no endpoint"),
+        };
+        let mut runs = BTreeMap::new();
+        for mode in &args.modes {
+            let name = mode_name(*mode);
+            let progress = |done: usize, total: usize| {
+                if done.is_multiple_of(100) || done == total {
+                    eprintln!("eval {}: {name} {done}/{total} queries", combo.label());
+                }
+            };
+            let r = run::run_mode(&backend, &dataset, *mode, &progress).await?;
+            runs.insert(name.to_string(), r);
+        }
+        let settings = json!({
+            "model": model,
+            "chunking": chunking,
+            "rrf_k": combo.rrf_k,
+            "hybrid_prefetch_factor": combo.prefetch,
+            "depth": run::DEPTH,
+        });
+        let eval = report::score(&dataset, &runs, settings, index);
+        report::write_run_dir(&dir, &eval)
+            .with_context(|| format!("writing the run directory {}", dir.display()))?;
+        rows.push((combo.clone(), eval.summary.clone()));
+        last = Some(eval);
+    }
+    let Some(eval) = last else {
+        bail!("nothing was evaluated");
+    };
+    if sweep.combos.len() > 1 {
+        let table = super::eval_sweep::write_report(&out_dir, &rows)?;
+        println!("{table}");
+    } else if args.json {
+        let mut s = eval.summary.clone();
+        s.per_query.clear();
+        println!("{}", serde_json::to_string(&s)?);
+    } else {
+        print!("{}", report::metrics_table(&eval.summary.modes));
+        for (mode, l) in &eval.summary.latency_ms {
+            println!("{mode:<7} latency p50 {:.2} ms  p95 {:.2} ms", l.p50, l.p95);
+        }
+    }
+    eprintln!("run written to {}", out_dir.display());
+    if let Some(path) = &args.write_baseline {
+        report::write_baseline(path, &eval.summary)?;
+        eprintln!("baseline written to {}", path.display());
+    }
+    match &args.baseline {
+        Some(path) => gate(path, &eval.summary, &args),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn gate(path: &Path, current: &Summary, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let baseline = report::load_summary(path)
+        .with_context(|| format!("reading the baseline {}", path.display()))?;
+    for key in ["chunking", "model"] {
+        let (b, c) = (&baseline.config[key], &current.config[key]);
+        if b != c && !b.is_null() {
+            eprintln!("note: the baseline's {key} differs: baseline {b}, now {c}");
+        }
+    }
+    let deltas = compare::compare(&baseline, current);
+    let missing: Vec<&String> = baseline
+        .modes
+        .keys()
+        .filter(|m| !current.modes.contains_key(*m))
+        .collect();
+    if !missing.is_empty() {
+        eprintln!("note: the baseline has modes this run skipped: {missing:?}");
+    }
+    let failed = compare::gate(&deltas, &args.gate_metrics, args.max_drop, args.alpha);
+    println!(
+        "\ngate against {} (max drop {}, alpha {}):",
+        path.display(),
+        args.max_drop,
+        args.alpha
+    );
+    print!("{}", compare::table(&deltas, args.alpha));
+    if failed.is_empty() {
+        println!("gate: passed");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in &failed {
+        println!(
+            "gate: FAILED {} {} dropped {:.4} (from {:.4} to {:.4}, p = {:.4})",
+            d.mode,
+            d.metric,
+            -d.delta,
+            d.a,
+            d.b,
+            d.p_value.unwrap_or(f64::NAN)
+        );
+    }
+    Ok(ExitCode::from(EXIT_REGRESSION))
+}
+
+pub(super) fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Dense => "dense",
+        Mode::Bm25 => "bm25",
+        Mode::Hybrid => "hybrid",
+    }
+}
+
+/// The chunking an existing collection was built with, from a stored point.
+fn stored_chunking(store: &dyn VectorStore, collection: &str) -> anyhow::Result<serde_json::Value> {
+    let fields = quarry_store::Fields::Only(vec!["chunking".into()]);
+    let (points, _) = store.scroll(collection, None, 1, &fields, false, None)?;
+    Ok(points
+        .first()
+        .and_then(|p| p.payload.get("chunking").cloned())
+        .unwrap_or(serde_json::Value::Null))
+}
+
+/// Evaluation indexes live beside, not among, the user's collections.
+fn eval_data_dir(config: &Config) -> PathBuf {
+    config.data_dir.join("eval")
+}
+
+fn open_eval_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
+    let dir = eval_data_dir(config);
+    let store = quarry_store::EdgeStore::open(&dir)
+        .with_context(|| format!("opening the evaluation index under {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Builds (or reuses) the dataset's collection for `combo`'s chunking. The
+/// collection is reused untouched when the corpus, model and chunking match
+/// what built it; otherwise a normal incremental sync brings it in step.
+fn indexer_for(
+    config: &Config,
+    embedder: &Embedder,
+    tokenizer: &Path,
+    store: &Arc<dyn VectorStore>,
+    combo: &Combo,
+) -> anyhow::Result<Indexer> {
+    let settings = IndexerSettings {
+        data_dir: eval_data_dir(config),
+        chunk_max_tokens: combo.chunk_tokens.unwrap_or(config.chunking.max_tokens),
+        chunk_overlap: combo.overlap,
+        whole_documents: combo.chunk_tokens.is_none(),
+    };
+    Ok(Indexer::new(
+        Arc::clone(store),
+        embedder.clone(),
+        tokenizer,
+        &settings,
+    )?)
+}
+
+async fn ensure_index(
+    indexer: &Indexer,
+    config: &Config,
+    dataset: &Dataset,
+    combo: &Combo,
+) -> anyhow::Result<(String, serde_json::Value)> {
+    let collection = combo.collection(&dataset.name);
+    quarry_core::config::check_name("collection", &collection)?;
+    let data_dir = eval_data_dir(config);
+    let key = json!({
+        "corpus": dataset.corpus_hash,
+        "model": indexer.embedder().fingerprint(),
+        "chunking": indexer.chunking(),
+    });
+    let marker_path = data_dir.join("markers").join(format!("{collection}.json"));
+    let marker: Option<serde_json::Value> = std::fs::read(&marker_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let exists = indexer.store().collection_spec(&collection)?.is_some();
+    if let Some(m) = marker.filter(|m| exists && m["key"] == key) {
+        let mut index = m["index"].clone();
+        index["reused"] = json!(true);
+        eprintln!("eval: reusing collection {collection} (corpus, model and chunking unchanged)");
+        return Ok((collection, index));
+    }
+    eprintln!(
+        "eval: indexing {} into {collection}",
+        dataset.source_config.path.display()
+    );
+    let started = Instant::now();
+    let (indexer, bar) = super::index::with_progress(indexer, &collection);
+    let report = indexer
+        .sync(Arc::clone(&dataset.source), &collection)
+        .await
+        .with_context(|| format!("indexing the corpus into {collection}"))?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    if report.failed > 0 {
+        for e in &report.errors {
+            eprintln!("eval: corpus {} {}: {}", e.kind, e.uri, e.reason);
+        }
+    }
+    let index = json!({
+        "collection": collection,
+        "reused": false,
+        "seconds": (seconds * 100.0).round() / 100.0,
+        "documents": report.documents,
+        "points": report.points,
+        "chunks_embedded": report.chunks_embedded,
+        "tokens_embedded": report.tokens_embedded,
+        "failed": report.failed,
+        "skipped": report.skipped,
+    });
+    if let Some(parent) = marker_path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    std::fs::write(
+        &marker_path,
+        serde_json::to_vec_pretty(&json!({"key": key, "index": index}))?,
+    )
+    .with_context(|| format!("writing {}", marker_path.display()))?;
+    Ok((collection, index))
+}
+
+/// `YYYYMMDDTHHMMSSZ` in UTC, without a date library.
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
