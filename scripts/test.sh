@@ -11,6 +11,12 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+if [ "$status" -eq 0 ]; then
+  # The project's retrieval gate: the user guide's queries against the
+  # committed baseline (exit 4 on a significant regression).
+  cargo run -q -p quarry -- eval --dataset evals/guide --baseline evals/baselines/guide.json \
+    --out target/eval/guide || status=$?
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
 exit "$status"
