@@ -34,7 +34,7 @@ table {{ border-collapse: collapse; margin: 1em 0; }}
 th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
 svg {{ display: block; margin: 1em 0; }}
-code {{ background: #f4f4f4; padding: 1px 4px; word-break: break-all; }}
+pre {{ background: #f4f4f4; padding: 8px; white-space: pre-wrap; overflow-wrap: anywhere; }}
 .legend span {{ display: inline-block; margin-right: 1.5em; }}
 .swatch {{ display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: middle; }}
 </style></head><body>
@@ -67,9 +67,9 @@ code {{ background: #f4f4f4; padding: 1px 4px; word-break: break-all; }}
     out.push_str(&latency_bars(s, &modes));
     let _ = write!(
         out,
-        "<h2>Configuration</h2>\n<p><code>{}</code></p>\n<h2>Index</h2>\n<p><code>{}</code></p>\n",
-        esc(&s.config.to_string()),
-        esc(&s.index.to_string())
+        "<h2>Configuration</h2>\n<pre>{}</pre>\n<h2>Index</h2>\n<pre>{}</pre>\n",
+        esc(&serde_json::to_string_pretty(&s.config).unwrap_or_default()),
+        esc(&serde_json::to_string_pretty(&s.index).unwrap_or_default())
     );
     if !d.issues.is_empty() {
         let _ = writeln!(out, "<h2>Dataset issues ({})</h2>\n<ul>", d.issues.len());

@@ -56,7 +56,7 @@ enum Command {
     Collections(cmd::index::CollectionsArgs),
     /// Measure retrieval quality on a BEIR-format dataset; compare runs;
     /// gate on a baseline.
-    Eval(cmd::eval::EvalArgs),
+    Eval(Box<cmd::eval::EvalArgs>),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +97,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => runtime.block_on(cmd::serve::run(&config, args)),
         Command::Export(args) => cmd::index::export(&config, args),
         Command::Collections(args) => cmd::index::collections(&config, args),
-        Command::Eval(args) => runtime.block_on(cmd::eval::run(&config, args)),
+        Command::Eval(args) => runtime.block_on(cmd::eval::run(&config, *args)),
     }
 }
