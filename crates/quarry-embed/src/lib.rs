@@ -15,6 +15,13 @@
 //!   indexing so search stays fast while a sync runs.
 
 pub mod embedder;
+mod fast;
+pub use fast::matmul_peak_gflops;
+
+/// Floating-point operations to encode sequences of these lengths.
+pub fn encoder_flops(config: &candle_transformers::models::bert::Config, lengths: &[usize]) -> f64 {
+    fast::encoder_flops(config, lengths)
+}
 pub mod fetch;
 mod layout;
 pub mod model;

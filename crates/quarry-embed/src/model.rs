@@ -36,6 +36,20 @@ pub struct LoadOptions {
     pub passage_prefix: Option<String>,
     /// Lower the truncation length below the model's own.
     pub max_seq_length: Option<usize>,
+    pub engine: Engine,
+}
+
+/// Which implementation of the encoder runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Engine {
+    /// The fast CPU encoder where it supports the architecture, unless
+    /// `QUARRY_ENGINE=candle` asks for the reference.
+    #[default]
+    Auto,
+    /// [`crate::fast`]: unpadded batches, fused kernels.
+    Fast,
+    /// candle-transformers' BERT, the reference implementation.
+    Candle,
 }
 
 /// Token ids of one input, after prefixing and truncation.
@@ -77,7 +91,8 @@ impl TextSide {
 
 /// The network and pooling; owned by exactly one thread at a time.
 pub(crate) struct Network {
-    bert: BertModel,
+    bert: Option<BertModel>,
+    fast: Option<crate::fast::FastBert>,
     pooling: Pooling,
     normalize: bool,
     pad_id: u32,
@@ -101,6 +116,12 @@ impl Network {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
+        if let Some(fast) = &self.fast {
+            return Ok(fast.embed(batch, self.pooling, self.normalize));
+        }
+        let Some(bert) = &self.bert else {
+            return Err(EmbedError::Tokenizer("no encoder loaded".into()));
+        };
         let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
         let n = batch.len();
         let mut ids = vec![self.pad_id; n * len];
@@ -112,7 +133,7 @@ impl Network {
         let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
         let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
         let types = ids.zeros_like()?;
-        let hidden = self.bert.forward(&ids, &types, Some(&mask))?;
+        let hidden = bert.forward(&ids, &types, Some(&mask))?;
         let mask3 = mask.unsqueeze(2)?;
         let pooled = match self.pooling {
             Pooling::Cls => hidden.i((.., 0))?,
@@ -204,7 +225,23 @@ impl Model {
         };
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device)
             .map_err(weights_err)?;
-        let bert = BertModel::load(vb, &layout.bert).map_err(weights_err)?;
+        let engine = match options.engine {
+            Engine::Auto if std::env::var("QUARRY_ENGINE").is_ok_and(|v| v == "candle") => {
+                Engine::Candle
+            }
+            Engine::Auto => Engine::Fast,
+            e => e,
+        };
+        let fast = match engine {
+            Engine::Fast => {
+                crate::fast::FastBert::load(vb.clone(), &layout.bert).map_err(weights_err)?
+            }
+            _ => None,
+        };
+        let bert = match fast {
+            Some(_) => None,
+            None => Some(BertModel::load(vb, &layout.bert).map_err(weights_err)?),
+        };
 
         let model_id = options.model_id.clone().unwrap_or_else(|| {
             Manifest::read(dir).map(|m| m.model_id).unwrap_or_else(|| {
@@ -234,6 +271,7 @@ impl Model {
         };
         let net = Network {
             bert,
+            fast,
             pooling: layout.pooling,
             normalize: layout.normalize,
             pad_id,
@@ -249,6 +287,20 @@ impl Model {
 
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
+    }
+
+    /// Floating-point operations to encode token sequences of these lengths.
+    pub fn encoder_flops(&self, lengths: &[usize]) -> f64 {
+        crate::fast::encoder_flops(&self.layout.bert, lengths)
+    }
+
+    /// The encoder that runs: `"fast"` or `"candle"`.
+    pub fn engine(&self) -> &'static str {
+        if self.net.fast.is_some() {
+            "fast"
+        } else {
+            "candle"
+        }
     }
 
     pub fn layout(&self) -> &ModelLayout {

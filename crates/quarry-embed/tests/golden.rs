@@ -106,3 +106,43 @@ fn embedder_with_bulk_queue(n: usize) -> quarry_embed::Embedder {
         ..EmbedConfig::default()
     })
 }
+
+#[test]
+fn fast_encoder_matches_the_candle_reference_in_any_batch() {
+    use quarry_embed::model::{Engine, LoadOptions, Model};
+    let load = |engine| {
+        Model::load(
+            &model_dir(),
+            &LoadOptions {
+                engine,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (fast, reference) = (load(Engine::Fast), load(Engine::Candle));
+    assert_eq!((fast.engine(), reference.engine()), ("fast", "candle"));
+    let mut texts: Vec<String> = golden().into_iter().map(|(t, _, _)| t).collect();
+    texts.extend(mixed_texts(12));
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| fast.tokenize(t).unwrap().ids)
+        .collect();
+    let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    // The reference pads the batch; the fast encoder never pads. Same
+    // vectors either way, and the same alone as in company.
+    let want = reference.forward(&batch).unwrap();
+    let got = fast.forward(&batch).unwrap();
+    let mut worst = 1.0f64;
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        let alone = fast.forward(&[batch[i]]).unwrap();
+        let max_diff = w
+            .iter()
+            .zip(g)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max_diff < 1e-4, "text {i}: max |Δ| {max_diff}");
+        worst = worst.min(cosine(w, g)).min(cosine(&alone[0], g));
+    }
+    assert!(worst >= 0.999_999, "worst cosine {worst}");
+}

@@ -37,29 +37,40 @@ fn quarry_embed_reproduces_every_golden_text() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../../shared/golden/all-MiniLM-L6-v2.jsonl"
     );
-    let out = quarry(
-        &["embed", "--input", golden_path, "--format", "jsonl"],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
     let golden: Vec<serde_json::Value> = std::fs::read_to_string(golden_path)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let got: Vec<serde_json::Value> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(got.len(), golden.len());
-    for (g, o) in golden.iter().zip(&got) {
-        assert_eq!(g["text"], o["text"]);
-        assert_eq!(g["tokens"], o["tokens"], "tokens for {}", g["text"]);
-        let cos = cosine(&vector(g), &vector(o));
-        assert!(cos >= 0.99999, "cosine {cos} for {}", g["text"]);
+    // The fast encoder at every instruction-set level it can pick at run
+    // time (2: AVX-512, 1: AVX2+FMA, 0: the portable fallback), and the
+    // candle-transformers reference.
+    let variants: [(&str, &[(&str, &str)]); 4] = [
+        ("fast, widest SIMD", &[]),
+        ("fast, AVX2", &[("QUARRY_SIMD", "1")]),
+        ("fast, scalar", &[("QUARRY_SIMD", "0")]),
+        ("candle reference", &[("QUARRY_ENGINE", "candle")]),
+    ];
+    for (name, env) in variants {
+        let out = quarry(
+            &["embed", "--input", golden_path, "--format", "jsonl"],
+            Some(&home()),
+            env,
+            None,
+        );
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let got: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got.len(), golden.len());
+        for (g, o) in golden.iter().zip(&got) {
+            assert_eq!(g["text"], o["text"]);
+            assert_eq!(g["tokens"], o["tokens"], "{name}: tokens for {}", g["text"]);
+            let cos = cosine(&vector(g), &vector(o));
+            assert!(cos >= 0.99999, "{name}: cosine {cos} for {}", g["text"]);
+        }
     }
 }
 

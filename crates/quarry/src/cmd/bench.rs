@@ -27,6 +27,14 @@ pub struct EmbedBenchArgs {
     runs: usize,
     #[arg(long)]
     model: Option<String>,
+    /// A peer to measure in the same run, alternating with Quarry's runs: a
+    /// shell command printing JSON with `tokens_per_s` (for example
+    /// `python ../shared/peers/st_bench.py MODEL_DIR CORPUS 512 32`).
+    #[arg(long, value_name = "COMMAND")]
+    peer: Option<String>,
+    /// Single-query latency samples (short queries, one at a time).
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
     #[arg(long)]
     json: bool,
 }
@@ -48,6 +56,52 @@ struct Report {
     largest_batch: u64,
     max_batch_tokens: usize,
     peak_rss_mib: f64,
+    /// The encoder that ran: "fast" or "candle".
+    engine: String,
+    /// Encoder GFLOP/s achieved, and as a fraction of the matmul peak
+    /// measured on this machine with the same kernels.
+    gflops: f64,
+    matmul_peak_gflops: f64,
+    peak_fraction: f64,
+    /// One short query (at most 16 tokens) at a time: p50 and p95.
+    query_tokens_max: usize,
+    query_p50_ms: f64,
+    query_p95_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<PeerReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct PeerReport {
+    command: String,
+    tokens_per_s_runs: Vec<f64>,
+    tokens_per_s: f64,
+    /// Quarry's median over the peer's median.
+    ratio: f64,
+    /// The peer's last JSON line, as printed.
+    last: serde_json::Value,
+}
+
+/// Runs the peer command once and reads its `tokens_per_s`.
+fn run_peer(command: &str) -> anyhow::Result<serde_json::Value> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("running the peer: {command}"))?;
+    if !out.status.success() {
+        bail!("the peer exited with {}: {command}", out.status);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().rev().find(|l| l.trim_start().starts_with('{'));
+    let v: serde_json::Value = last
+        .and_then(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("the peer printed no JSON line: {text}"))?;
+    if v["tokens_per_s"].as_f64().is_none() {
+        bail!("the peer's JSON has no tokens_per_s: {v}");
+    }
+    Ok(v)
 }
 
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
@@ -56,7 +110,10 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         bail!("--runs and --limit must be at least 1");
     }
     let texts = read_corpus(&args.dataset, args.limit)?;
-    let embedder = super::start_embedder(config, args.model.as_deref())?;
+    let model = super::load_model(config, args.model.as_deref())?;
+    let bert = model.layout().bert.clone();
+    let engine = model.engine().to_string();
+    let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
     // Warm-up, as the peer script does: first-touch of weights and buffers.
     embedder
         .embed(
@@ -68,20 +125,68 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
 
     let mut seconds = Vec::new();
     let mut tokens = 0;
-    let before = embedder.stats();
+    let mut lengths = Vec::new();
+    let mut peer_runs = Vec::new();
+    let mut before = embedder.stats();
+    let mut after = before.clone();
     for _ in 0..args.runs {
+        // Alternate with the peer so both see the same machine state.
+        if let Some(cmd) = &args.peer {
+            peer_runs.push(run_peer(cmd)?);
+        }
         let start = Instant::now();
+        let s0 = embedder.stats();
         let out = embedder
             .embed(&texts, InputKind::Raw, Priority::Bulk)
             .await?;
         seconds.push(start.elapsed().as_secs_f64());
+        let s1 = embedder.stats();
+        if seconds.len() == 1 {
+            before = s0;
+        }
+        after = s1;
         tokens = out.iter().map(|e| e.tokens as u64).sum();
+        lengths = out.iter().map(|e| e.tokens).collect();
     }
-    let after = embedder.stats();
+
+    // Single short queries, one at a time, as a search sends them.
+    let queries: Vec<String> = texts
+        .iter()
+        .map(|t| t.split_whitespace().take(6).collect::<Vec<_>>().join(" "))
+        .cycle()
+        .take(args.queries.max(1))
+        .collect();
+    let mut query_ms = Vec::new();
+    let mut query_tokens_max = 0;
+    for q in &queries {
+        let start = Instant::now();
+        let e = embedder.embed_query(q).await?;
+        query_ms.push(start.elapsed().as_secs_f64() * 1e3);
+        query_tokens_max = query_tokens_max.max(e.tokens);
+    }
+    let peak = quarry_embed::matmul_peak_gflops();
     let batches = (after.batches - before.batches) as f64;
     let inputs = (after.inputs - before.inputs) as f64;
     let per_run: Vec<f64> = seconds.iter().map(|s| tokens as f64 / s).collect();
     let median = median(&seconds);
+    let gflops = quarry_embed::encoder_flops(&bert, &lengths) / median / 1e9;
+    let peer = match &args.peer {
+        Some(command) => {
+            let runs: Vec<f64> = peer_runs
+                .iter()
+                .filter_map(|v| v["tokens_per_s"].as_f64())
+                .collect();
+            let m = self::median(&runs);
+            Some(PeerReport {
+                command: command.clone(),
+                tokens_per_s_runs: runs,
+                tokens_per_s: m,
+                ratio: (tokens as f64 / median) / m,
+                last: peer_runs.last().cloned().unwrap_or_default(),
+            })
+        }
+        None => None,
+    };
     let report = Report {
         model: embedder.fingerprint().model_id.clone(),
         docs: texts.len(),
@@ -98,6 +203,14 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         largest_batch: after.largest_batch,
         max_batch_tokens: config.embed.max_batch_tokens,
         peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
+        engine,
+        gflops,
+        matmul_peak_gflops: peak,
+        peak_fraction: gflops / peak,
+        query_tokens_max,
+        query_p50_ms: quarry_eval::stats::percentile(&query_ms, 0.5),
+        query_p95_ms: quarry_eval::stats::percentile(&query_ms, 0.95),
+        peer,
     };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
@@ -123,6 +236,23 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
             report.padding_overhead
         );
         println!("peak RSS         {:.0} MiB", report.peak_rss_mib);
+        println!(
+            "compute          {} encoder, {:.1} GFLOP/s = {:.0}% of the {:.1} GFLOP/s matmul peak measured here",
+            report.engine,
+            report.gflops,
+            report.peak_fraction * 100.0,
+            report.matmul_peak_gflops
+        );
+        println!(
+            "single query     p50 {:.2} ms, p95 {:.2} ms (up to {} tokens)",
+            report.query_p50_ms, report.query_p95_ms, report.query_tokens_max
+        );
+        if let Some(p) = &report.peer {
+            println!(
+                "peer             {:.0} tokens/s median of {:?}; Quarry / peer = {:.2}x",
+                p.tokens_per_s, p.tokens_per_s_runs, p.ratio
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,519 @@
+//! A BERT encoder for the CPU, over plain `f32` buffers.
+//!
+//! candle-transformers' BERT is a faithful port of the PyTorch module, and on
+//! the CPU it pays for that: every sequence is padded to the batch's
+//! longest, attention goes through batched 4-D tensors that are copied to
+//! make heads contiguous, and each of softmax, GELU and LayerNorm is several
+//! tensor ops, each allocating its output. This module runs the same
+//! weights (loaded through Candle) a different way:
+//!
+//! - **No padding at all.** The batch is one `[tokens, hidden]` matrix of
+//!   every sequence's tokens back to back; the dense layers see only real
+//!   tokens, and attention runs per sequence and head. A text's vector
+//!   cannot depend on its batch-mates.
+//! - **Fused projections.** Q, K and V are one matrix multiply against a
+//!   `[hidden, 3 × hidden]` weight transposed and packed once at load.
+//! - **Fused epilogues.** Biases are written into the output before the
+//!   multiply accumulates onto them; residual + LayerNorm and GELU are single
+//!   passes ([`kernels`]), vectorised for the CPU at run time.
+//! - **Both cores.** Matrix multiplies use `gemm` (the kernels Candle itself
+//!   calls) with rayon parallelism; attention is spread over
+//!   (sequence, head) pairs.
+//!
+//! The candle-transformers model stays as the reference: the tests hold this
+//! one to it, and `QUARRY_ENGINE=candle` selects it.
+
+pub mod kernels;
+
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{Config, HiddenAct, PositionEmbeddingType};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+use crate::layout::Pooling;
+
+/// A dense layer, `y = x Wᵀ + b`, with `W` stored transposed (`[in, out]`,
+/// row-major) so the multiply streams it in order.
+struct Dense {
+    w: Vec<f32>,
+    b: Vec<f32>,
+    n_in: usize,
+    n_out: usize,
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+struct Layer {
+    qkv: Dense,
+    attn_out: Dense,
+    ln1: Norm,
+    up: Dense,
+    down: Dense,
+    ln2: Norm,
+}
+
+#[derive(Clone, Copy)]
+enum Act {
+    GeluErf,
+    GeluTanh,
+    Relu,
+}
+
+pub(crate) struct FastBert {
+    hidden: usize,
+    heads: usize,
+    inter: usize,
+    eps: f32,
+    act: Act,
+    max_positions: usize,
+    word: Vec<f32>,
+    position: Vec<f32>,
+    token_type0: Vec<f32>,
+    emb_ln: Norm,
+    layers: Vec<Layer>,
+}
+
+fn tensor_vec(t: Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+fn dense(vb: &VarBuilder<'_>, n_in: usize, n_out: usize) -> candle_core::Result<Dense> {
+    let w = vb.get((n_out, n_in), "weight")?.t()?.contiguous()?;
+    Ok(Dense {
+        w: tensor_vec(w)?,
+        b: tensor_vec(vb.get(n_out, "bias")?)?,
+        n_in,
+        n_out,
+    })
+}
+
+/// Q, K and V stacked into one `[hidden, 3 × hidden]` layer.
+fn fused_qkv(vb: &VarBuilder<'_>, h: usize) -> candle_core::Result<Dense> {
+    let parts = ["query", "key", "value"]
+        .iter()
+        .map(|n| vb.pp(*n).get((h, h), "weight"))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let w = Tensor::cat(&parts, 0)?.t()?.contiguous()?;
+    let biases = ["query", "key", "value"]
+        .iter()
+        .map(|n| vb.pp(*n).get(h, "bias"))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Ok(Dense {
+        w: tensor_vec(w)?,
+        b: tensor_vec(Tensor::cat(&biases, 0)?)?,
+        n_in: h,
+        n_out: 3 * h,
+    })
+}
+
+fn norm(vb: &VarBuilder<'_>, h: usize) -> candle_core::Result<Norm> {
+    let pick = |names: [&str; 2]| {
+        let name = names
+            .into_iter()
+            .find(|n| vb.contains_tensor(n))
+            .unwrap_or(names[0]);
+        vb.get(h, name).and_then(tensor_vec)
+    };
+    Ok(Norm {
+        gamma: pick(["weight", "gamma"])?,
+        beta: pick(["bias", "beta"])?,
+    })
+}
+
+/// Raw pointer that may cross threads: each task writes a disjoint block.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: used only for writes to non-overlapping regions, joined before use.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl FastBert {
+    /// Loads from the same variables candle-transformers' `BertModel` reads.
+    /// `None` when the architecture has something this encoder does not
+    /// implement (relative positions), so the caller falls back.
+    pub(crate) fn load(vb: VarBuilder<'_>, config: &Config) -> candle_core::Result<Option<Self>> {
+        if config.position_embedding_type != PositionEmbeddingType::Absolute
+            || !config.hidden_size.is_multiple_of(config.num_attention_heads)
+        {
+            return Ok(None);
+        }
+        let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
+            vb.pp("bert")
+        } else if let Some(mt) = config
+            .model_type
+            .as_ref()
+            .filter(|mt| vb.contains_tensor(&format!("{mt}.embeddings.word_embeddings.weight")))
+        {
+            vb.pp(mt)
+        } else {
+            vb
+        };
+        let h = config.hidden_size;
+        let emb = vb.pp("embeddings");
+        let word = tensor_vec(
+            emb.pp("word_embeddings")
+                .get((config.vocab_size, h), "weight")?,
+        )?;
+        let position = tensor_vec(
+            emb.pp("position_embeddings")
+                .get((config.max_position_embeddings, h), "weight")?,
+        )?;
+        let token_type0 = tensor_vec(
+            emb.pp("token_type_embeddings")
+                .get((config.type_vocab_size, h), "weight")?
+                .get(0)?,
+        )?;
+        let emb_ln = norm(&emb.pp("LayerNorm"), h)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let att = l.pp("attention");
+            layers.push(Layer {
+                qkv: fused_qkv(&att.pp("self"), h)?,
+                attn_out: dense(&att.pp("output").pp("dense"), h, h)?,
+                ln1: norm(&att.pp("output").pp("LayerNorm"), h)?,
+                up: dense(
+                    &l.pp("intermediate").pp("dense"),
+                    h,
+                    config.intermediate_size,
+                )?,
+                down: dense(&l.pp("output").pp("dense"), config.intermediate_size, h)?,
+                ln2: norm(&l.pp("output").pp("LayerNorm"), h)?,
+            });
+        }
+        Ok(Some(Self {
+            hidden: h,
+            heads: config.num_attention_heads,
+            inter: config.intermediate_size,
+            eps: config.layer_norm_eps as f32,
+            act: match config.hidden_act {
+                HiddenAct::Gelu => Act::GeluErf,
+                HiddenAct::GeluApproximate => Act::GeluTanh,
+                HiddenAct::Relu => Act::Relu,
+            },
+            max_positions: config.max_position_embeddings,
+            word,
+            position,
+            token_type0,
+            emb_ln,
+            layers,
+        }))
+    }
+
+    /// `out = x Wᵀ + b` for `rows` rows of `x`.
+    fn linear(&self, d: &Dense, x: &[f32], rows: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), rows * d.n_in);
+        debug_assert_eq!(out.len(), rows * d.n_out);
+        for r in out.chunks_exact_mut(d.n_out) {
+            r.copy_from_slice(&d.b);
+        }
+        // Threads cost more than they save on a few rows (a single query).
+        let flops = rows * d.n_in * d.n_out;
+        let par = match rayon::current_num_threads() {
+            n if n > 1 && flops >= 1 << 21 => Parallelism::Rayon(n),
+            _ => Parallelism::None,
+        };
+        // SAFETY: the slices hold exactly rows × n_in, n_in × n_out and
+        // rows × n_out elements, matching the dimensions and strides given.
+        unsafe {
+            gemm::gemm(
+                rows,
+                d.n_out,
+                d.n_in,
+                out.as_mut_ptr(),
+                1,
+                d.n_out as isize,
+                true,
+                x.as_ptr(),
+                1,
+                d.n_in as isize,
+                d.w.as_ptr(),
+                1,
+                d.n_out as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+    }
+
+    /// Multi-head self-attention of every sequence: `qkv` is
+    /// `[tokens, 3 × hidden]`, `ctx` receives `[tokens, hidden]`.
+    fn attention(&self, qkv: &[f32], spans: &[(usize, usize)], ctx: &mut [f32]) {
+        let (h, heads) = (self.hidden, self.heads);
+        let dh = h / heads;
+        let scale = 1.0 / (dh as f32).sqrt();
+        let out = SendPtr(ctx.as_mut_ptr());
+        let tasks: Vec<(usize, usize)> = spans
+            .iter()
+            .enumerate()
+            .flat_map(|(s, _)| (0..heads).map(move |hd| (s, hd)))
+            .collect();
+        let run = |&(s, hd): &(usize, usize)| {
+            // The whole wrapper, not its raw field, so the closure is Send.
+            #[allow(clippy::redundant_locals)]
+            let out = out;
+            let (start, len) = spans[s];
+            let mut scores = vec![0f32; len * len];
+            let q = qkv[start * 3 * h + hd * dh..].as_ptr();
+            let k = qkv[start * 3 * h + h + hd * dh..].as_ptr();
+            let v = qkv[start * 3 * h + 2 * h + hd * dh..].as_ptr();
+            // SAFETY: every pointer addresses rows start..start+len of its
+            // matrix with the strides given; `scores` is len × len; each task
+            // writes only its own (sequence, head) block of `ctx`.
+            unsafe {
+                // scores = scale · Q Kᵀ
+                gemm::gemm(
+                    len,
+                    len,
+                    dh,
+                    scores.as_mut_ptr(),
+                    1,
+                    len as isize,
+                    false,
+                    q,
+                    1,
+                    (3 * h) as isize,
+                    k,
+                    (3 * h) as isize,
+                    1,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+                kernels::softmax_rows(&mut scores, len);
+                // ctx = P V
+                gemm::gemm(
+                    len,
+                    dh,
+                    len,
+                    out.0.add(start * h + hd * dh),
+                    1,
+                    h as isize,
+                    false,
+                    scores.as_ptr(),
+                    1,
+                    len as isize,
+                    v,
+                    1,
+                    (3 * h) as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::None,
+                );
+            }
+        };
+        if tasks.len() > 1 && rayon::current_num_threads() > 1 {
+            tasks.par_iter().for_each(run);
+        } else {
+            tasks.iter().for_each(run);
+        }
+    }
+
+    fn activate(&self, x: &mut [f32]) {
+        let f = match self.act {
+            Act::GeluErf => kernels::gelu_erf,
+            Act::GeluTanh => kernels::gelu_tanh,
+            Act::Relu => kernels::relu,
+        };
+        par_rows(x, self.inter, f);
+    }
+
+    /// Hidden states of every token, `[tokens, hidden]`, and each
+    /// sequence's `(start, len)` in it.
+    pub(crate) fn encode(&self, batch: &[&[u32]]) -> (Vec<f32>, Vec<(usize, usize)>) {
+        let h = self.hidden;
+        let mut spans = Vec::with_capacity(batch.len());
+        let mut total = 0;
+        for ids in batch {
+            let len = ids.len().clamp(1, self.max_positions);
+            spans.push((total, len));
+            total += len;
+        }
+        let mut x = vec![0f32; total * h];
+        let vocab = self.word.len() / h;
+        for (ids, &(start, len)) in batch.iter().zip(&spans) {
+            for p in 0..len {
+                // An out-of-vocabulary id (a mismatched tokenizer) maps to 0
+                // rather than reading out of bounds.
+                let id = ids.get(p).map_or(0, |&i| i as usize).min(vocab - 1);
+                let row = &mut x[(start + p) * h..(start + p + 1) * h];
+                let (w, pos) = (&self.word[id * h..][..h], &self.position[p * h..][..h]);
+                for j in 0..h {
+                    row[j] = w[j] + pos[j];
+                }
+            }
+        }
+        let type_rows: Vec<f32> = self.token_type0.repeat(total);
+        par_rows2(&mut x, &type_rows, h, |a, b| {
+            kernels::add_layer_norm(a, b, h, &self.emb_ln.gamma, &self.emb_ln.beta, self.eps)
+        });
+
+        let mut qkv = vec![0f32; total * 3 * h];
+        let mut ctx = vec![0f32; total * h];
+        let mut tmp = vec![0f32; total * h];
+        let mut up = vec![0f32; total * self.inter];
+        for layer in &self.layers {
+            self.linear(&layer.qkv, &x, total, &mut qkv);
+            self.attention(&qkv, &spans, &mut ctx);
+            self.linear(&layer.attn_out, &ctx, total, &mut tmp);
+            par_rows2(&mut x, &tmp, h, |a, b| {
+                kernels::add_layer_norm(a, b, h, &layer.ln1.gamma, &layer.ln1.beta, self.eps)
+            });
+            self.linear(&layer.up, &x, total, &mut up);
+            self.activate(&mut up);
+            self.linear(&layer.down, &up, total, &mut tmp);
+            par_rows2(&mut x, &tmp, h, |a, b| {
+                kernels::add_layer_norm(a, b, h, &layer.ln2.gamma, &layer.ln2.beta, self.eps)
+            });
+        }
+        (x, spans)
+    }
+
+    /// Pooled (and optionally normalised) sentence vectors.
+    pub(crate) fn embed(
+        &self,
+        batch: &[&[u32]],
+        pooling: Pooling,
+        normalize: bool,
+    ) -> Vec<Vec<f32>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let h = self.hidden;
+        let (x, spans) = self.encode(batch);
+        spans
+            .iter()
+            .map(|&(start, len)| {
+                let rows = &x[start * h..(start + len) * h];
+                let mut v = match pooling {
+                    Pooling::Cls => rows[..h].to_vec(),
+                    Pooling::Max => {
+                        let mut m = vec![f32::NEG_INFINITY; h];
+                        for r in rows.chunks_exact(h) {
+                            for (a, b) in m.iter_mut().zip(r) {
+                                *a = a.max(*b);
+                            }
+                        }
+                        m
+                    }
+                    Pooling::Mean | Pooling::MeanSqrtLen => {
+                        let mut s = vec![0f32; h];
+                        for r in rows.chunks_exact(h) {
+                            for (a, b) in s.iter_mut().zip(r) {
+                                *a += *b;
+                            }
+                        }
+                        let d = if pooling == Pooling::Mean {
+                            len as f32
+                        } else {
+                            (len as f32).sqrt()
+                        };
+                        s.iter_mut().for_each(|a| *a /= d);
+                        s
+                    }
+                };
+                if normalize {
+                    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+                    v.iter_mut().for_each(|a| *a /= n);
+                }
+                v
+            })
+            .collect()
+    }
+}
+
+/// Rows per parallel task for the element-wise passes.
+const ROW_BLOCK: usize = 64;
+
+fn par_rows(x: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync + Send) {
+    if x.len() >= 2 * ROW_BLOCK * width && rayon::current_num_threads() > 1 {
+        x.par_chunks_mut(ROW_BLOCK * width).for_each(f);
+    } else {
+        f(x);
+    }
+}
+
+fn par_rows2(x: &mut [f32], y: &[f32], width: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    if x.len() >= 2 * ROW_BLOCK * width && rayon::current_num_threads() > 1 {
+        x.par_chunks_mut(ROW_BLOCK * width)
+            .zip(y.par_chunks(ROW_BLOCK * width))
+            .for_each(|(a, b)| f(a, b));
+    } else {
+        f(x, y);
+    }
+}
+
+/// The machine's f32 matrix-multiply throughput in GFLOP/s, measured with
+/// the same `gemm` kernels and threads the encoder uses, on a multiply big
+/// enough to reach their peak (best of three).
+pub fn matmul_peak_gflops() -> f64 {
+    let (m, n, k) = (2048, 2048, 1024);
+    let a = vec![0.5f32; m * k];
+    let b = vec![0.25f32; k * n];
+    let mut c = vec![0f32; m * n];
+    let par = match rayon::current_num_threads() {
+        1 => Parallelism::None,
+        t => Parallelism::Rayon(t),
+    };
+    let mut best = f64::MAX;
+    for _ in 0..4 {
+        let t = std::time::Instant::now();
+        // SAFETY: a is m × k, b is k × n, c is m × n, all row-major.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                par,
+            );
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&c);
+    2.0 * (m * n * k) as f64 / best / 1e9
+}
+
+/// Floating-point operations of one forward pass over sequences of these
+/// lengths: the dense layers per token plus attention per sequence.
+pub(crate) fn encoder_flops(config: &Config, lengths: &[usize]) -> f64 {
+    let (h, i) = (config.hidden_size as f64, config.intermediate_size as f64);
+    let per_token = 2.0 * (h * 3.0 * h + h * h + 2.0 * h * i);
+    let layers = config.num_hidden_layers as f64;
+    lengths
+        .iter()
+        .map(|&l| {
+            let l = l as f64;
+            // Q Kᵀ and P V: 2 · l² · h each.
+            layers * (per_token * l + 4.0 * l * l * h)
+        })
+        .sum()
+}
