@@ -43,8 +43,11 @@ pub fn compare(a: &Summary, b: &Summary) -> Vec<Delta> {
                         if let (Some(x), Some(y)) =
                             (sa.get(metric), pb.get(q).and_then(|sb| sb.get(metric)))
                         {
-                            xs.push(*x);
-                            ys.push(*y);
+                            // Baselines keep six decimals; compare at that
+                            // precision, or rounding noise looks like a
+                            // consistent (and "significant") change.
+                            xs.push(quantize(*x));
+                            ys.push(quantize(*y));
                         }
                     }
                     (!xs.is_empty()).then_some((xs, ys))
@@ -83,6 +86,10 @@ pub fn compare(a: &Summary, b: &Summary) -> Vec<Delta> {
         }
     }
     out
+}
+
+fn quantize(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
 }
 
 /// The gate's rule for one row.
@@ -158,6 +165,17 @@ mod tests {
         assert!(gate(&d, &gated, 0.01, 0.05).is_empty());
         let d = compare(&summary(&base), &summary(&base));
         assert!(gate(&d, &gated, 0.0, 0.05).is_empty());
+    }
+
+    #[test]
+    fn rounding_noise_against_a_six_decimal_baseline_is_no_change() {
+        let base: Vec<f64> = (0..50).map(|i| 0.123_456 + i as f64 / 100.0).collect();
+        let noisy: Vec<f64> = base.iter().map(|v| v - 4e-7).collect();
+        let d = compare(&summary(&base), &summary(&noisy));
+        assert!(
+            d.iter().all(|r| r.delta == 0.0 && r.p_value == Some(1.0)),
+            "{d:?}"
+        );
     }
 
     #[test]

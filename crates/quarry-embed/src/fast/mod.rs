@@ -137,7 +137,9 @@ impl FastBert {
     /// implement (relative positions), so the caller falls back.
     pub(crate) fn load(vb: VarBuilder<'_>, config: &Config) -> candle_core::Result<Option<Self>> {
         if config.position_embedding_type != PositionEmbeddingType::Absolute
-            || !config.hidden_size.is_multiple_of(config.num_attention_heads)
+            || !config
+                .hidden_size
+                .is_multiple_of(config.num_attention_heads)
         {
             return Ok(None);
         }
