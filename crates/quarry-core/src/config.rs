@@ -221,6 +221,9 @@ pub struct ModelConfig {
     /// Truncate inputs at this many tokens instead of the model's own
     /// `max_seq_length` (it can only be lowered).
     pub max_seq_length: Option<usize>,
+    /// Arithmetic of the encoder's dense layers: `f32` (exact) or `bf16`
+    /// (AVX-512 BF16 where the CPU has it, f32 elsewhere).
+    pub precision: String,
 }
 
 impl Default for ModelConfig {
@@ -231,6 +234,7 @@ impl Default for ModelConfig {
             query_prefix: None,
             passage_prefix: None,
             max_seq_length: None,
+            precision: "f32".to_string(),
         }
     }
 }
@@ -294,7 +298,7 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
     }
 
-    /// `QUARRY_DATA_DIR`, `QUARRY_MODEL`, `QUARRY_MODEL_SOURCE`,
+    /// `QUARRY_DATA_DIR`, `QUARRY_MODEL`, `QUARRY_MODEL_SOURCE`, `QUARRY_PRECISION`,
     /// `QUARRY_MAX_BATCH_TOKENS`, `QUARRY_CHUNK_MAX_TOKENS`, `QUARRY_CHUNK_OVERLAP`,
     /// `QUARRY_MAX_FILE_BYTES`. The lookup is a
     /// parameter so tests need not mutate the process environment.
@@ -308,6 +312,9 @@ impl Config {
         }
         if let Some(v) = set("QUARRY_MODEL_SOURCE") {
             self.model.source = v;
+        }
+        if let Some(v) = set("QUARRY_PRECISION") {
+            self.model.precision = v;
         }
         if let Some(v) = set("QUARRY_MAX_BATCH_TOKENS") {
             self.embed.max_batch_tokens = parse_env("QUARRY_MAX_BATCH_TOKENS", &v)?;

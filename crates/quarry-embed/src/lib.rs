@@ -16,6 +16,7 @@
 
 pub mod embedder;
 mod fast;
+pub use fast::bf16::matmul_peak_gflops as matmul_peak_gflops_bf16;
 pub use fast::matmul_peak_gflops;
 
 /// Floating-point operations to encode sequences of these lengths.

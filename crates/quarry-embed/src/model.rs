@@ -37,6 +37,30 @@ pub struct LoadOptions {
     /// Lower the truncation length below the model's own.
     pub max_seq_length: Option<usize>,
     pub engine: Engine,
+    pub precision: Precision,
+}
+
+/// Arithmetic of the encoder's dense layers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// f32 throughout: matches sentence-transformers to cosine ≥ 0.99999.
+    #[default]
+    F32,
+    /// bf16 inputs with f32 accumulation (AVX-512 BF16) in the dense
+    /// layers; attention, softmax and normalisation stay f32. Where the CPU
+    /// lacks the instructions, f32 runs instead.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f32" | "fp32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(format!("unknown precision {other:?}; use f32 or bf16")),
+        }
+    }
 }
 
 /// Which implementation of the encoder runs.
@@ -234,7 +258,11 @@ impl Model {
         };
         let fast = match engine {
             Engine::Fast => {
-                crate::fast::FastBert::load(vb.clone(), &layout.bert).map_err(weights_err)?
+                let bf16 = options.precision == Precision::Bf16 && crate::fast::bf16::supported();
+                if options.precision == Precision::Bf16 && !bf16 {
+                    tracing::warn!("this CPU has no AVX-512 BF16; embedding in f32 instead");
+                }
+                crate::fast::FastBert::load(vb.clone(), &layout.bert, bf16).map_err(weights_err)?
             }
             _ => None,
         };
@@ -292,6 +320,14 @@ impl Model {
     /// Floating-point operations to encode token sequences of these lengths.
     pub fn encoder_flops(&self, lengths: &[usize]) -> f64 {
         crate::fast::encoder_flops(&self.layout.bert, lengths)
+    }
+
+    /// The precision that runs: `"bf16"` only when asked for and supported.
+    pub fn precision(&self) -> &'static str {
+        match &self.net.fast {
+            Some(f) if f.is_bf16() => "bf16",
+            _ => "f32",
+        }
     }
 
     /// The encoder that runs: `"fast"` or `"candle"`.

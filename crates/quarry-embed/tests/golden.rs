@@ -146,3 +146,45 @@ fn fast_encoder_matches_the_candle_reference_in_any_batch() {
     }
     assert!(worst >= 0.999_999, "worst cosine {worst}");
 }
+
+#[test]
+fn bf16_stays_close_to_f32_and_batch_invariant() {
+    use quarry_embed::model::{LoadOptions, Model, Precision};
+    let load = |precision| {
+        Model::load(
+            &model_dir(),
+            &LoadOptions {
+                precision,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let bf16 = load(Precision::Bf16);
+    if bf16.precision() != "bf16" {
+        eprintln!("skipped: this CPU has no AVX-512 BF16 (f32 ran instead)");
+        return;
+    }
+    let f32_model = load(Precision::F32);
+    let golden = golden();
+    let mut texts: Vec<String> = golden.iter().map(|(t, _, _)| t.clone()).collect();
+    texts.extend(mixed_texts(12));
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| bf16.tokenize(t).unwrap().ids)
+        .collect();
+    let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let together = bf16.forward(&batch).unwrap();
+    let exact = f32_model.forward(&batch).unwrap();
+    for (i, v) in together.iter().enumerate() {
+        let alone = bf16.forward(&[batch[i]]).unwrap();
+        let (c_alone, c_f32) = (cosine(&alone[0], v), cosine(&exact[i], v));
+        // Rows never mix in the bf16 kernels: batching changes nothing.
+        assert!(c_alone >= 0.99999, "text {i}: alone vs batched {c_alone}");
+        assert!(c_f32 >= 0.999, "text {i}: bf16 vs f32 {c_f32}");
+        if let Some((_, _, want)) = golden.get(i) {
+            let c = cosine(want, v);
+            assert!(c >= 0.999, "golden {i}: {c}");
+        }
+    }
+}

@@ -23,6 +23,7 @@
 //! The candle-transformers model stays as the reference: the tests hold this
 //! one to it, and `QUARRY_ENGINE=candle` selects it.
 
+pub mod bf16;
 pub mod kernels;
 
 use candle_core::{DType, Tensor};
@@ -40,6 +41,9 @@ struct Dense {
     b: Vec<f32>,
     n_in: usize,
     n_out: usize,
+    /// The same weight packed for the bf16 kernels, when that precision
+    /// was asked for and the CPU has them.
+    bf16: Option<bf16::PackedWeight>,
 }
 
 struct Norm {
@@ -88,6 +92,7 @@ fn dense(vb: &VarBuilder<'_>, n_in: usize, n_out: usize) -> candle_core::Result<
         b: tensor_vec(vb.get(n_out, "bias")?)?,
         n_in,
         n_out,
+        bf16: None,
     })
 }
 
@@ -107,6 +112,7 @@ fn fused_qkv(vb: &VarBuilder<'_>, h: usize) -> candle_core::Result<Dense> {
         b: tensor_vec(Tensor::cat(&biases, 0)?)?,
         n_in: h,
         n_out: 3 * h,
+        bf16: None,
     })
 }
 
@@ -135,7 +141,11 @@ impl FastBert {
     /// Loads from the same variables candle-transformers' `BertModel` reads.
     /// `None` when the architecture has something this encoder does not
     /// implement (relative positions), so the caller falls back.
-    pub(crate) fn load(vb: VarBuilder<'_>, config: &Config) -> candle_core::Result<Option<Self>> {
+    pub(crate) fn load(
+        vb: VarBuilder<'_>,
+        config: &Config,
+        use_bf16: bool,
+    ) -> candle_core::Result<Option<Self>> {
         if config.position_embedding_type != PositionEmbeddingType::Absolute
             || !config
                 .hidden_size
@@ -171,19 +181,29 @@ impl FastBert {
         )?;
         let emb_ln = norm(&emb.pp("LayerNorm"), h)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        let pack = |mut d: Dense| {
+            if use_bf16 {
+                d.bf16 = bf16::PackedWeight::pack(&d.w, d.n_in, d.n_out);
+            }
+            d
+        };
         for i in 0..config.num_hidden_layers {
             let l = vb.pp(format!("encoder.layer.{i}"));
             let att = l.pp("attention");
             layers.push(Layer {
-                qkv: fused_qkv(&att.pp("self"), h)?,
-                attn_out: dense(&att.pp("output").pp("dense"), h, h)?,
+                qkv: pack(fused_qkv(&att.pp("self"), h)?),
+                attn_out: pack(dense(&att.pp("output").pp("dense"), h, h)?),
                 ln1: norm(&att.pp("output").pp("LayerNorm"), h)?,
-                up: dense(
+                up: pack(dense(
                     &l.pp("intermediate").pp("dense"),
                     h,
                     config.intermediate_size,
-                )?,
-                down: dense(&l.pp("output").pp("dense"), config.intermediate_size, h)?,
+                )?),
+                down: pack(dense(
+                    &l.pp("output").pp("dense"),
+                    config.intermediate_size,
+                    h,
+                )?),
                 ln2: norm(&l.pp("output").pp("LayerNorm"), h)?,
             });
         }
@@ -212,6 +232,10 @@ impl FastBert {
         debug_assert_eq!(out.len(), rows * d.n_out);
         for r in out.chunks_exact_mut(d.n_out) {
             r.copy_from_slice(&d.b);
+        }
+        if let Some(packed) = &d.bf16 {
+            bf16::matmul_add(x, rows, d.n_in, packed, out);
+            return;
         }
         // Threads cost more than they save on a few rows (a single query).
         let flops = rows * d.n_in * d.n_out;
@@ -332,6 +356,11 @@ impl FastBert {
             Act::Relu => kernels::relu,
         };
         par_rows(x, self.inter, f);
+    }
+
+    /// Whether the dense layers run in bf16.
+    pub(crate) fn is_bf16(&self) -> bool {
+        self.layers.first().is_some_and(|l| l.qkv.bf16.is_some())
     }
 
     /// Hidden states of every token, `[tokens, hidden]`, and each

@@ -27,6 +27,9 @@ pub struct EmbedBenchArgs {
     runs: usize,
     #[arg(long)]
     model: Option<String>,
+    /// f32 or bf16 (overrides model.precision).
+    #[arg(long)]
+    precision: Option<String>,
     /// A peer to measure in the same run, alternating with Quarry's runs: a
     /// shell command printing JSON with `tokens_per_s` (for example
     /// `python ../shared/peers/st_bench.py MODEL_DIR CORPUS 512 32`).
@@ -58,6 +61,8 @@ struct Report {
     peak_rss_mib: f64,
     /// The encoder that ran: "fast" or "candle".
     engine: String,
+    /// The precision that ran: "f32", or "bf16" where asked and supported.
+    precision: String,
     /// Encoder GFLOP/s achieved, and as a fraction of the matmul peak
     /// measured on this machine with the same kernels.
     gflops: f64,
@@ -110,7 +115,13 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         bail!("--runs and --limit must be at least 1");
     }
     let texts = read_corpus(&args.dataset, args.limit)?;
+    let mut config = config.clone();
+    if let Some(p) = &args.precision {
+        config.model.precision = p.clone();
+    }
+    let config = &config;
     let model = super::load_model(config, args.model.as_deref())?;
+    let precision = model.precision().to_string();
     let bert = model.layout().bert.clone();
     let engine = model.engine().to_string();
     let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
@@ -152,7 +163,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
     // Single short queries, one at a time, as a search sends them.
     let queries: Vec<String> = texts
         .iter()
-        .map(|t| t.split_whitespace().take(6).collect::<Vec<_>>().join(" "))
+        .map(|t| t.split_whitespace().take(4).collect::<Vec<_>>().join(" "))
         .cycle()
         .take(args.queries.max(1))
         .collect();
@@ -164,7 +175,11 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         query_ms.push(start.elapsed().as_secs_f64() * 1e3);
         query_tokens_max = query_tokens_max.max(e.tokens);
     }
-    let peak = quarry_embed::matmul_peak_gflops();
+    // The peak of the kernels that actually ran.
+    let peak = match precision.as_str() {
+        "bf16" => quarry_embed::matmul_peak_gflops_bf16().unwrap_or(f64::NAN),
+        _ => quarry_embed::matmul_peak_gflops(),
+    };
     let batches = (after.batches - before.batches) as f64;
     let inputs = (after.inputs - before.inputs) as f64;
     let per_run: Vec<f64> = seconds.iter().map(|s| tokens as f64 / s).collect();
@@ -204,6 +219,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         max_batch_tokens: config.embed.max_batch_tokens,
         peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
         engine,
+        precision,
         gflops,
         matmul_peak_gflops: peak,
         peak_fraction: gflops / peak,
@@ -237,8 +253,9 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         );
         println!("peak RSS         {:.0} MiB", report.peak_rss_mib);
         println!(
-            "compute          {} encoder, {:.1} GFLOP/s = {:.0}% of the {:.1} GFLOP/s matmul peak measured here",
+            "compute          {} encoder ({}), {:.1} GFLOP/s = {:.0}% of the {:.1} GFLOP/s matmul peak measured here with the same kernels",
             report.engine,
+            report.precision,
             report.gflops,
             report.peak_fraction * 100.0,
             report.matmul_peak_gflops

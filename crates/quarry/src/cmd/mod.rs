@@ -38,6 +38,11 @@ pub fn load_model(config: &Config, model_id: Option<&str>) -> anyhow::Result<Mod
         query_prefix: config.model.query_prefix.clone(),
         passage_prefix: config.model.passage_prefix.clone(),
         max_seq_length: config.model.max_seq_length,
+        precision: config
+            .model
+            .precision
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("model.precision: {e}"))?,
         ..Default::default()
     };
     Ok(Model::load(&dir, &options)?)
