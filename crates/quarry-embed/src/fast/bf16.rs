@@ -85,6 +85,13 @@ impl PackedWeight {
 /// Rows of `x` (`[rows, n_in]` f32) as bf16 pairs, `[rows, pairs]`.
 fn pack_rows(x: &[f32], rows: usize, n_in: usize, pairs: usize) -> Vec<u32> {
     let mut out = vec![0u32; rows * pairs];
+    if n_in % 2 == 0 {
+        // Even rows: the matrix is one flat run of pairs.
+        out.par_chunks_mut(8192)
+            .zip(x.par_chunks(16384))
+            .for_each(|(d, s)| super::kernels::to_bf16_pairs(s, d));
+        return out;
+    }
     out.par_chunks_mut(pairs.max(1) * 64)
         .zip(x.par_chunks(n_in * 64))
         .for_each(|(dst, src)| {
@@ -149,33 +156,157 @@ pub fn matmul_peak_gflops() -> Option<f64> {
 #[target_feature(enable = "avx512f,avx512bf16")]
 unsafe fn block_kernel(a: &[u32], rows: usize, pairs: usize, w: &PackedWeight, dst: &mut [f32]) {
     let n_out = w.n_out;
+    debug_assert!(dst.len() >= rows * n_out);
     for p in 0..n_out / NR {
         let panel = &w.data[p * pairs * NR..(p + 1) * pairs * NR];
-        let mut r = 0;
-        while r < rows {
-            let m = (rows - r).min(MR);
-            let a_rows = &a[r * pairs..(r + m) * pairs];
-            let c = &mut dst[r * n_out + p * NR..];
-            // SAFETY: the caller guarantees the CPU features; slices are
-            // sized for m rows of `pairs` pairs and a 32-column panel.
-            unsafe {
-                match m {
-                    12 => tile::<12>(a_rows, pairs, panel, c, n_out),
-                    11 => tile::<11>(a_rows, pairs, panel, c, n_out),
-                    10 => tile::<10>(a_rows, pairs, panel, c, n_out),
-                    9 => tile::<9>(a_rows, pairs, panel, c, n_out),
-                    8 => tile::<8>(a_rows, pairs, panel, c, n_out),
-                    7 => tile::<7>(a_rows, pairs, panel, c, n_out),
-                    6 => tile::<6>(a_rows, pairs, panel, c, n_out),
-                    5 => tile::<5>(a_rows, pairs, panel, c, n_out),
-                    4 => tile::<4>(a_rows, pairs, panel, c, n_out),
-                    3 => tile::<3>(a_rows, pairs, panel, c, n_out),
-                    2 => tile::<2>(a_rows, pairs, panel, c, n_out),
-                    _ => tile::<1>(a_rows, pairs, panel, c, n_out),
-                }
+        // SAFETY: CPU features are the caller's guarantee; `dst` holds
+        // `rows` rows of `n_out`, and this panel's columns are in range.
+        unsafe { panel_product(a, rows, pairs, panel, dst.as_mut_ptr().add(p * NR), n_out) };
+    }
+}
+
+/// `c[r][0..32] += Σ_kk a[r][kk] · panel[kk][0..32]` (bf16 pairs, f32
+/// sums) for `rows` rows, `c` rows `ldc` apart.
+///
+/// # Safety
+/// AVX-512 BF16 must be available; `a` holds `rows × pairs` pairs,
+/// `panel` `pairs × 32`, and `c` is valid for 32 floats at each of the
+/// `rows` row starts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn panel_product(
+    a: &[u32],
+    rows: usize,
+    pairs: usize,
+    panel: &[u32],
+    c: *mut f32,
+    ldc: usize,
+) {
+    let mut r = 0;
+    while r < rows {
+        let m = (rows - r).min(MR);
+        let a_rows = &a[r * pairs..(r + m) * pairs];
+        // SAFETY: as this function's contract, for rows r..r+m.
+        unsafe {
+            let c = c.add(r * ldc);
+            match m {
+                12 => tile::<12>(a_rows, pairs, panel, c, ldc),
+                11 => tile::<11>(a_rows, pairs, panel, c, ldc),
+                10 => tile::<10>(a_rows, pairs, panel, c, ldc),
+                9 => tile::<9>(a_rows, pairs, panel, c, ldc),
+                8 => tile::<8>(a_rows, pairs, panel, c, ldc),
+                7 => tile::<7>(a_rows, pairs, panel, c, ldc),
+                6 => tile::<6>(a_rows, pairs, panel, c, ldc),
+                5 => tile::<5>(a_rows, pairs, panel, c, ldc),
+                4 => tile::<4>(a_rows, pairs, panel, c, ldc),
+                3 => tile::<3>(a_rows, pairs, panel, c, ldc),
+                2 => tile::<2>(a_rows, pairs, panel, c, ldc),
+                _ => tile::<1>(a_rows, pairs, panel, c, ldc),
             }
-            r += m;
         }
+        r += m;
+    }
+}
+
+/// Attention of one head of one sequence in bf16 with f32 accumulation
+/// and an f32 softmax: `ctx[i][0..dh] = softmax(scale · Q Kᵀ) V`.
+///
+/// `qkv` holds the sequence's rows (`[len, 3h]`), the head's Q, K and V at
+/// columns `off`, `h + off` and `2h + off`; `ctx` points at the head's
+/// first output value, rows `ldc` apart, and is overwritten.
+///
+/// # Safety
+/// Only when [`supported`]; `dh` must be a multiple of 32, and `ctx` valid
+/// for `dh` floats at each of `len` row starts.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn head_attention(
+    qkv: &[f32],
+    len: usize,
+    h: usize,
+    off: usize,
+    dh: usize,
+    scale: f32,
+    ctx: *mut f32,
+    ldc: usize,
+) {
+    use super::kernels::{interleave_bf16, scale_into, softmax_rows, to_bf16_pairs};
+    let row = |i: usize| &qkv[i * 3 * h..(i + 1) * 3 * h];
+    let dp = dh / 2;
+    // Q (scaled) as pairs; K as panels of 32 keys, zero beyond `len`.
+    let mut q = vec![0u32; len * dp];
+    let mut tmp = vec![0f32; dh];
+    let mut pairs = vec![0u32; dp];
+    for i in 0..len {
+        scale_into(&row(i)[off..off + dh], scale, &mut tmp);
+        to_bf16_pairs(&tmp, &mut q[i * dp..(i + 1) * dp]);
+    }
+    let lp = len.div_ceil(NR) * NR;
+    let mut k = vec![0u32; lp * dp];
+    for j in 0..len {
+        to_bf16_pairs(&row(j)[h + off..h + off + dh], &mut pairs);
+        let (p, c) = (j / NR, j % NR);
+        for (kk, v) in pairs.iter().enumerate() {
+            k[(p * dp + kk) * NR + c] = *v;
+        }
+    }
+    let mut scores = vec![0f32; len * lp];
+    for p in 0..lp / NR {
+        // SAFETY: scores has len rows of lp ≥ (p + 1) · 32 columns.
+        unsafe {
+            panel_product(
+                &q,
+                len,
+                dp,
+                &k[p * dp * NR..(p + 1) * dp * NR],
+                scores.as_mut_ptr().add(p * NR),
+                lp,
+            )
+        };
+    }
+    // P as pairs of keys (the row's padding columns are zero); V as
+    // dh / 32 panels of key pairs.
+    let kp = len.div_ceil(2);
+    let mut probs = vec![0u32; len * kp];
+    for i in 0..len {
+        let s = &mut scores[i * lp..(i + 1) * lp];
+        softmax_rows(&mut s[..len], len);
+        s[len..].fill(0.0);
+        to_bf16_pairs(&s[..2 * kp], &mut probs[i * kp..(i + 1) * kp]);
+    }
+    let zeros = vec![0f32; dh];
+    let mut v = vec![0u32; dh * kp];
+    let mut inter = vec![0u32; dh];
+    for kk in 0..kp {
+        let r0 = &row(2 * kk)[2 * h + off..2 * h + off + dh];
+        let r1 = if 2 * kk + 1 < len {
+            &row(2 * kk + 1)[2 * h + off..2 * h + off + dh]
+        } else {
+            &zeros[..]
+        };
+        interleave_bf16(r0, r1, &mut inter);
+        for p in 0..dh / NR {
+            v[(p * kp + kk) * NR..(p * kp + kk + 1) * NR]
+                .copy_from_slice(&inter[p * NR..(p + 1) * NR]);
+        }
+    }
+    for i in 0..len {
+        // SAFETY: the caller's contract: dh floats at each row start.
+        unsafe { std::ptr::write_bytes(ctx.add(i * ldc), 0, dh) };
+    }
+    for p in 0..dh / NR {
+        // SAFETY: as above, columns p·32..p·32+32 < dh.
+        unsafe {
+            panel_product(
+                &probs,
+                len,
+                kp,
+                &v[p * kp * NR..(p + 1) * kp * NR],
+                ctx.add(p * NR),
+                ldc,
+            )
+        };
     }
 }
 
@@ -183,9 +314,8 @@ unsafe fn block_kernel(a: &[u32], rows: usize, pairs: usize, w: &PackedWeight, d
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn tile<const M: usize>(a: &[u32], pairs: usize, panel: &[u32], c: &mut [f32], ldc: usize) {
+unsafe fn tile<const M: usize>(a: &[u32], pairs: usize, panel: &[u32], c: *mut f32, ldc: usize) {
     debug_assert!(a.len() >= M * pairs && panel.len() >= pairs * NR);
-    debug_assert!(c.len() >= (M - 1) * ldc + NR);
     let mut acc = [[_mm512_setzero_ps(); 2]; M];
     let (ap, bp) = (a.as_ptr(), panel.as_ptr());
     for kk in 0..pairs {
@@ -205,7 +335,7 @@ unsafe fn tile<const M: usize>(a: &[u32], pairs: usize, panel: &[u32], c: &mut [
             acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
         }
     }
-    let cp = c.as_mut_ptr();
+    let cp = c;
     for (i, acc) in acc.iter().enumerate() {
         // SAFETY: row i of the tile starts at i × ldc and has 32 columns.
         unsafe {
@@ -268,6 +398,17 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_vectorised_pair_packing_matches_the_scalar_one() {
+        let x: Vec<f32> = (0..4096).map(|i| (i as f32 * 0.731).sin() * 3.0).collect();
+        let fast = pack_rows(&x, 8, 512, 256);
+        let mut slow = vec![0u32; fast.len()];
+        for (i, v) in slow.iter_mut().enumerate() {
+            *v = u32::from(to_bf16(x[2 * i])) | (u32::from(to_bf16(x[2 * i + 1])) << 16);
+        }
+        assert_eq!(fast, slow);
     }
 
     #[test]

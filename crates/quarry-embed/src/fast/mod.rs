@@ -287,6 +287,26 @@ impl FastBert {
             #[allow(clippy::redundant_locals)]
             let out = out;
             let (start, len) = spans[s];
+            #[cfg(target_arch = "x86_64")]
+            if self.is_bf16() && dh.is_multiple_of(32) {
+                let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
+                // SAFETY: is_bf16 implies the CPU support was checked at
+                // load; this task's head columns of rows start..start+len
+                // in `ctx` are written by this task only.
+                unsafe {
+                    bf16::head_attention(
+                        rows,
+                        len,
+                        h,
+                        hd * dh,
+                        dh,
+                        scale,
+                        out.0.add(start * h + hd * dh),
+                        h,
+                    )
+                };
+                return;
+            }
             let mut scores = vec![0f32; len * len];
             let q = qkv[start * 3 * h + hd * dh..].as_ptr();
             let k = qkv[start * 3 * h + h + hd * dh..].as_ptr();
