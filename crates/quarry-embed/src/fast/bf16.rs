@@ -85,7 +85,7 @@ impl PackedWeight {
 /// Rows of `x` (`[rows, n_in]` f32) as bf16 pairs, `[rows, pairs]`.
 fn pack_rows(x: &[f32], rows: usize, n_in: usize, pairs: usize) -> Vec<u32> {
     let mut out = vec![0u32; rows * pairs];
-    if n_in % 2 == 0 {
+    if n_in.is_multiple_of(2) {
         // Even rows: the matrix is one flat run of pairs.
         out.par_chunks_mut(8192)
             .zip(x.par_chunks(16384))
