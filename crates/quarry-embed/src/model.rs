@@ -46,9 +46,9 @@ pub enum Precision {
     /// f32 throughout: matches sentence-transformers to cosine ≥ 0.99999.
     #[default]
     F32,
-    /// bf16 inputs with f32 accumulation (AVX-512 BF16) in the dense
-    /// layers; attention, softmax and normalisation stay f32. Where the CPU
-    /// lacks the instructions, f32 runs instead.
+    /// bf16 inputs with f32 accumulation (AVX-512 BF16) in the dense layers
+    /// and the attention products; softmax, LayerNorm and GELU stay f32.
+    /// Where the CPU lacks the instructions, f32 runs instead.
     Bf16,
 }
 
