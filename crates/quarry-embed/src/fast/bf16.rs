@@ -161,7 +161,9 @@ unsafe fn block_kernel(a: &[u32], rows: usize, pairs: usize, w: &PackedWeight, d
         let panel = &w.data[p * pairs * NR..(p + 1) * pairs * NR];
         // SAFETY: CPU features are the caller's guarantee; `dst` holds
         // `rows` rows of `n_out`, and this panel's columns are in range.
-        unsafe { panel_product(a, rows, pairs, panel, dst.as_mut_ptr().add(p * NR), n_out) };
+        unsafe {
+            panel_product::<true>(a, rows, pairs, panel, dst.as_mut_ptr().add(p * NR), n_out)
+        };
     }
 }
 
@@ -174,7 +176,7 @@ unsafe fn block_kernel(a: &[u32], rows: usize, pairs: usize, w: &PackedWeight, d
 /// `rows` row starts.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn panel_product(
+unsafe fn panel_product<const ADD: bool>(
     a: &[u32],
     rows: usize,
     pairs: usize,
@@ -190,18 +192,18 @@ unsafe fn panel_product(
         unsafe {
             let c = c.add(r * ldc);
             match m {
-                12 => tile::<12>(a_rows, pairs, panel, c, ldc),
-                11 => tile::<11>(a_rows, pairs, panel, c, ldc),
-                10 => tile::<10>(a_rows, pairs, panel, c, ldc),
-                9 => tile::<9>(a_rows, pairs, panel, c, ldc),
-                8 => tile::<8>(a_rows, pairs, panel, c, ldc),
-                7 => tile::<7>(a_rows, pairs, panel, c, ldc),
-                6 => tile::<6>(a_rows, pairs, panel, c, ldc),
-                5 => tile::<5>(a_rows, pairs, panel, c, ldc),
-                4 => tile::<4>(a_rows, pairs, panel, c, ldc),
-                3 => tile::<3>(a_rows, pairs, panel, c, ldc),
-                2 => tile::<2>(a_rows, pairs, panel, c, ldc),
-                _ => tile::<1>(a_rows, pairs, panel, c, ldc),
+                12 => tile::<12, ADD>(a_rows, pairs, panel, c, ldc),
+                11 => tile::<11, ADD>(a_rows, pairs, panel, c, ldc),
+                10 => tile::<10, ADD>(a_rows, pairs, panel, c, ldc),
+                9 => tile::<9, ADD>(a_rows, pairs, panel, c, ldc),
+                8 => tile::<8, ADD>(a_rows, pairs, panel, c, ldc),
+                7 => tile::<7, ADD>(a_rows, pairs, panel, c, ldc),
+                6 => tile::<6, ADD>(a_rows, pairs, panel, c, ldc),
+                5 => tile::<5, ADD>(a_rows, pairs, panel, c, ldc),
+                4 => tile::<4, ADD>(a_rows, pairs, panel, c, ldc),
+                3 => tile::<3, ADD>(a_rows, pairs, panel, c, ldc),
+                2 => tile::<2, ADD>(a_rows, pairs, panel, c, ldc),
+                _ => tile::<1, ADD>(a_rows, pairs, panel, c, ldc),
             }
         }
         r += m;
@@ -231,7 +233,7 @@ pub(crate) unsafe fn head_attention(
     ctx: *mut f32,
     ldc: usize,
 ) {
-    use super::kernels::{interleave_bf16, scale_into, softmax_rows, to_bf16_pairs};
+    use super::kernels::{interleave_bf16, scale_into, softmax_rows_coarse, to_bf16_pairs};
     let row = |i: usize| &qkv[i * 3 * h..(i + 1) * 3 * h];
     let dp = dh / 2;
     // Q (scaled) as pairs; K as panels of 32 keys, zero beyond `len`.
@@ -255,7 +257,7 @@ pub(crate) unsafe fn head_attention(
     for p in 0..lp / NR {
         // SAFETY: scores has len rows of lp ≥ (p + 1) · 32 columns.
         unsafe {
-            panel_product(
+            panel_product::<false>(
                 &q,
                 len,
                 dp,
@@ -271,7 +273,7 @@ pub(crate) unsafe fn head_attention(
     let mut probs = vec![0u32; len * kp];
     for i in 0..len {
         let s = &mut scores[i * lp..(i + 1) * lp];
-        softmax_rows(&mut s[..len], len);
+        softmax_rows_coarse(&mut s[..len], len);
         s[len..].fill(0.0);
         to_bf16_pairs(&s[..2 * kp], &mut probs[i * kp..(i + 1) * kp]);
     }
@@ -291,14 +293,10 @@ pub(crate) unsafe fn head_attention(
                 .copy_from_slice(&inter[p * NR..(p + 1) * NR]);
         }
     }
-    for i in 0..len {
-        // SAFETY: the caller's contract: dh floats at each row start.
-        unsafe { std::ptr::write_bytes(ctx.add(i * ldc), 0, dh) };
-    }
     for p in 0..dh / NR {
         // SAFETY: as above, columns p·32..p·32+32 < dh.
         unsafe {
-            panel_product(
+            panel_product::<false>(
                 &probs,
                 len,
                 kp,
@@ -314,7 +312,13 @@ pub(crate) unsafe fn head_attention(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
 #[inline]
-unsafe fn tile<const M: usize>(a: &[u32], pairs: usize, panel: &[u32], c: *mut f32, ldc: usize) {
+unsafe fn tile<const M: usize, const ADD: bool>(
+    a: &[u32],
+    pairs: usize,
+    panel: &[u32],
+    c: *mut f32,
+    ldc: usize,
+) {
     debug_assert!(a.len() >= M * pairs && panel.len() >= pairs * NR);
     let mut acc = [[_mm512_setzero_ps(); 2]; M];
     let (ap, bp) = (a.as_ptr(), panel.as_ptr());
@@ -340,11 +344,16 @@ unsafe fn tile<const M: usize>(a: &[u32], pairs: usize, panel: &[u32], c: *mut f
         // SAFETY: row i of the tile starts at i × ldc and has 32 columns.
         unsafe {
             let row = cp.add(i * ldc);
-            _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), acc[0]));
-            _mm512_storeu_ps(
-                row.add(16),
-                _mm512_add_ps(_mm512_loadu_ps(row.add(16)), acc[1]),
-            );
+            if ADD {
+                _mm512_storeu_ps(row, _mm512_add_ps(_mm512_loadu_ps(row), acc[0]));
+                _mm512_storeu_ps(
+                    row.add(16),
+                    _mm512_add_ps(_mm512_loadu_ps(row.add(16)), acc[1]),
+                );
+            } else {
+                _mm512_storeu_ps(row, acc[0]);
+                _mm512_storeu_ps(row.add(16), acc[1]);
+            }
         }
     }
 }
