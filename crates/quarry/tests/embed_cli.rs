@@ -6,16 +6,6 @@ mod support;
 
 use support::*;
 
-fn home() -> std::path::PathBuf {
-    // The real cache, which holds the fetched model.
-    model_dir()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt()

@@ -16,15 +16,6 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn home() -> PathBuf {
-    model_dir()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn run(args: &[&str]) -> Output {
     let out = quarry(args, Some(&home()), &[], None);
     assert_no_panic(&out);

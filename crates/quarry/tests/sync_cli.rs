@@ -5,20 +5,11 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::*;
-
-fn home() -> PathBuf {
-    model_dir()
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     quarry(args, Some(&home()), env, None)

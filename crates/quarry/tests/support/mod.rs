@@ -28,6 +28,16 @@ pub fn model_dir() -> PathBuf {
     dir
 }
 
+/// The real model cache root (QUARRY_HOME) that holds the fetched model.
+pub fn home() -> PathBuf {
+    model_dir()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
 /// The files of the real model, by relative path (no Quarry manifest).
 pub fn model_files() -> Vec<(String, Vec<u8>)> {
     let dir = model_dir();
