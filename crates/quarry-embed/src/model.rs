@@ -317,11 +317,6 @@ impl Model {
         &self.fingerprint
     }
 
-    /// Floating-point operations to encode token sequences of these lengths.
-    pub fn encoder_flops(&self, lengths: &[usize]) -> f64 {
-        crate::fast::encoder_flops(&self.layout.bert, lengths)
-    }
-
     /// The precision that runs: `"bf16"` only when asked for and supported.
     pub fn precision(&self) -> &'static str {
         match &self.net.fast {

@@ -109,25 +109,16 @@ fn embedder_with_bulk_queue(n: usize) -> quarry_embed::Embedder {
 
 #[test]
 fn fast_encoder_matches_the_candle_reference_in_any_batch() {
-    use quarry_embed::model::{Engine, LoadOptions, Model};
+    use quarry_embed::model::{Engine, LoadOptions};
     let load = |engine| {
-        Model::load(
-            &model_dir(),
-            &LoadOptions {
-                engine,
-                ..Default::default()
-            },
-        )
-        .unwrap()
+        model_with(LoadOptions {
+            engine,
+            ..Default::default()
+        })
     };
     let (fast, reference) = (load(Engine::Fast), load(Engine::Candle));
     assert_eq!((fast.engine(), reference.engine()), ("fast", "candle"));
-    let mut texts: Vec<String> = golden().into_iter().map(|(t, _, _)| t).collect();
-    texts.extend(mixed_texts(12));
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| fast.tokenize(t).unwrap().ids)
-        .collect();
+    let ids = golden_and_mixed_ids(&fast);
     let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     // The reference pads the batch; the fast encoder never pads. Same
     // vectors either way, and the same alone as in company.
@@ -149,16 +140,12 @@ fn fast_encoder_matches_the_candle_reference_in_any_batch() {
 
 #[test]
 fn bf16_stays_close_to_f32_and_batch_invariant() {
-    use quarry_embed::model::{LoadOptions, Model, Precision};
+    use quarry_embed::model::{LoadOptions, Precision};
     let load = |precision| {
-        Model::load(
-            &model_dir(),
-            &LoadOptions {
-                precision,
-                ..Default::default()
-            },
-        )
-        .unwrap()
+        model_with(LoadOptions {
+            precision,
+            ..Default::default()
+        })
     };
     let bf16 = load(Precision::Bf16);
     if bf16.precision() != "bf16" {
@@ -167,12 +154,7 @@ fn bf16_stays_close_to_f32_and_batch_invariant() {
     }
     let f32_model = load(Precision::F32);
     let golden = golden();
-    let mut texts: Vec<String> = golden.iter().map(|(t, _, _)| t.clone()).collect();
-    texts.extend(mixed_texts(12));
-    let ids: Vec<Vec<u32>> = texts
-        .iter()
-        .map(|t| bf16.tokenize(t).unwrap().ids)
-        .collect();
+    let ids = golden_and_mixed_ids(&bf16);
     let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let together = bf16.forward(&batch).unwrap();
     let exact = f32_model.forward(&batch).unwrap();

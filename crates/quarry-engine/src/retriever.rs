@@ -21,6 +21,17 @@ pub enum Mode {
     Hybrid,
 }
 
+impl Mode {
+    /// The name `FromStr` and serde use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dense => "dense",
+            Self::Bm25 => "bm25",
+            Self::Hybrid => "hybrid",
+        }
+    }
+}
+
 impl std::str::FromStr for Mode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -22,6 +22,13 @@ fn run(args: &[&str]) -> Output {
     out
 }
 
+/// `quarry eval --dataset DATASET --data-dir DATA EXTRA...`
+fn eval(dataset: &Path, data: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["eval", "--dataset", s(dataset), "--data-dir", s(data)];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -37,17 +44,11 @@ fn the_project_gate_passes_and_truncated_whole_documents_fail_it() {
     let dataset = repo().join("evals/guide");
     let baseline = repo().join("evals/baselines/guide.json");
     let out1 = tmp.path().join("run1");
-    let o = run(&[
-        "eval",
-        "--dataset",
-        s(&dataset),
-        "--data-dir",
-        s(&data),
-        "--out",
-        s(&out1),
-        "--baseline",
-        s(&baseline),
-    ]);
+    let o = eval(
+        &dataset,
+        &data,
+        &["--out", s(&out1), "--baseline", s(&baseline)],
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{stdout}\n{}", stderr(&o));
     assert!(stdout.contains("gate: passed"), "{stdout}");
@@ -72,15 +73,7 @@ fn the_project_gate_passes_and_truncated_whole_documents_fail_it() {
     // Same corpus, model and chunking: the index is reused, the numbers are
     // identical.
     let out2 = tmp.path().join("run2");
-    let o = run(&[
-        "eval",
-        "--dataset",
-        s(&dataset),
-        "--data-dir",
-        s(&data),
-        "--out",
-        s(&out2),
-    ]);
+    let o = eval(&dataset, &data, &["--out", s(&out2)]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m2 = metrics(&out2);
     assert_eq!(m2["index"]["reused"], true);
@@ -91,19 +84,18 @@ fn the_project_gate_passes_and_truncated_whole_documents_fail_it() {
     // regression. (16-token chunks fail too, less sharply; 32-token chunks
     // cost about a point, which 74 queries cannot call significant.)
     let out3 = tmp.path().join("run3");
-    let o = run(&[
-        "eval",
-        "--dataset",
-        s(&dataset),
-        "--data-dir",
-        s(&data),
-        "--out",
-        s(&out3),
-        "--chunking",
-        "none",
-        "--baseline",
-        s(&baseline),
-    ]);
+    let o = eval(
+        &dataset,
+        &data,
+        &[
+            "--out",
+            s(&out3),
+            "--chunking",
+            "none",
+            "--baseline",
+            s(&baseline),
+        ],
+    );
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(4), "{stdout}\n{}", stderr(&o));
     assert!(stdout.contains("gate: FAILED dense ndcg@10"), "{stdout}");
@@ -182,17 +174,7 @@ fn dataset_errors_name_their_file_and_line() {
         "query-id\tcorpus-id\tscore\n1\trust.md\t2\n1\tmissing.md\t1\n",
     );
     let out = tmp.path().join("run-c");
-    let o = run(&[
-        "eval",
-        "--dataset",
-        s(&ds),
-        "--data-dir",
-        s(&data),
-        "--out",
-        s(&out),
-        "--modes",
-        "bm25",
-    ]);
+    let o = eval(&ds, &data, &["--out", s(&out), "--modes", "bm25"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(
@@ -208,16 +190,7 @@ fn dataset_errors_name_their_file_and_line() {
     assert_eq!(m["dataset"]["queries_scored"], 1);
     // The unreachable judged document halves recall, as trec_eval counts it.
     assert_eq!(m["modes"]["bm25"]["recall@100"], 0.5);
-    let o = run(&[
-        "eval",
-        "--dataset",
-        s(&ds),
-        "--data-dir",
-        s(&data),
-        "--strict",
-        "--modes",
-        "bm25",
-    ]);
+    let o = eval(&ds, &data, &["--strict", "--modes", "bm25"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
@@ -239,17 +212,7 @@ fn evaluating_a_running_server_gives_the_in_process_numbers() {
     assert!(o.status.success(), "{}", stderr(&o));
     // In process, the same collection the server will serve, as it is.
     let local = tmp.path().join("local");
-    let o = run(&[
-        "eval",
-        "--dataset",
-        s(&dataset),
-        "--data-dir",
-        s(&data),
-        "-c",
-        "guide",
-        "--out",
-        s(&local),
-    ]);
+    let o = eval(&dataset, &data, &["-c", "guide", "--out", s(&local)]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(metrics(&local)["index"]["existing"], true);
     assert_eq!(metrics(&local)["config"]["chunking"]["overlap"], 32);

@@ -37,11 +37,10 @@ pub fn supported() -> bool {
 /// f32 → bf16 with round-to-nearest-even (NaN stays NaN).
 #[inline(always)]
 fn to_bf16(x: f32) -> u16 {
-    let b = x.to_bits();
     if x.is_nan() {
-        return ((b >> 16) | 0x40) as u16;
+        return ((x.to_bits() >> 16) | 0x40) as u16;
     }
-    ((b + 0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    super::kernels::bf16_bits(x) as u16
 }
 
 /// A weight `[n_in, n_out]` (row-major, as the f32 path stores it) packed as

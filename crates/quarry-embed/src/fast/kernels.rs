@@ -329,16 +329,21 @@ multiversion! {
     }
 }
 
+/// The bf16 bits of a finite `x`, rounded to nearest even, in the low 16
+/// bits.
+#[inline(always)]
+pub fn bf16_bits(x: f32) -> u32 {
+    let b = x.to_bits();
+    b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16
+}
+
 multiversion! {
     /// `dst[i]` = the bf16 values of `src[2i]` (low half) and `src[2i + 1]`
     /// (high half), rounded to nearest even. Activations are finite, so NaN
     /// needs no special case here.
     pub fn to_bf16_pairs(src: &[f32], dst: &mut [u32]) {
         for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
-            let (a, b) = (s[0].to_bits(), s[1].to_bits());
-            let lo = a.wrapping_add(0x7fff + ((a >> 16) & 1)) >> 16;
-            let hi = b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16;
-            *d = lo | (hi << 16);
+            *d = bf16_bits(s[0]) | (bf16_bits(s[1]) << 16);
         }
     }
 }
@@ -348,10 +353,7 @@ multiversion! {
     /// rows interleaved into the pairs `vdpbf16ps` reads.
     pub fn interleave_bf16(lo: &[f32], hi: &[f32], dst: &mut [u32]) {
         for ((d, a), b) in dst.iter_mut().zip(lo).zip(hi) {
-            let (a, b) = (a.to_bits(), b.to_bits());
-            let a = a.wrapping_add(0x7fff + ((a >> 16) & 1)) >> 16;
-            let b = b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16;
-            *d = a | (b << 16);
+            *d = bf16_bits(*a) | (bf16_bits(*b) << 16);
         }
     }
 }

@@ -18,7 +18,21 @@ pub fn model_dir() -> PathBuf {
 }
 
 pub fn model() -> Model {
-    Model::load(&model_dir(), &LoadOptions::default()).unwrap()
+    model_with(LoadOptions::default())
+}
+
+pub fn model_with(options: LoadOptions) -> Model {
+    Model::load(&model_dir(), &options).unwrap()
+}
+
+/// Token ids of the golden texts followed by `mixed_texts(12)`.
+pub fn golden_and_mixed_ids(model: &Model) -> Vec<Vec<u32>> {
+    let mut texts: Vec<String> = golden().into_iter().map(|(t, _, _)| t).collect();
+    texts.extend(mixed_texts(12));
+    texts
+        .iter()
+        .map(|t| model.tokenize(t).unwrap().ids)
+        .collect()
 }
 
 pub fn embedder(config: EmbedConfig) -> Embedder {

@@ -255,7 +255,7 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         let mut runs = BTreeMap::new();
         for mode in &args.modes {
-            let name = mode_name(*mode);
+            let name = mode.as_str();
             let progress = |done: usize, total: usize| {
                 if done.is_multiple_of(100) || done == total {
                     eprintln!("eval {}: {name} {done}/{total} queries", combo.label());
@@ -346,14 +346,6 @@ fn gate(path: &Path, current: &Summary, args: &RunArgs) -> anyhow::Result<ExitCo
         );
     }
     Ok(ExitCode::from(EXIT_REGRESSION))
-}
-
-pub(super) fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Dense => "dense",
-        Mode::Bm25 => "bm25",
-        Mode::Hybrid => "hybrid",
-    }
 }
 
 /// The chunking an existing collection was built with, from a stored point.
