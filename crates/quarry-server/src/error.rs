@@ -101,6 +101,9 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Store(StoreError::Invalid(m)) => Self::BadRequest(m),
             EngineError::Store(e @ StoreError::Mismatch { .. }) => Self::Conflict(e.to_string()),
+            EngineError::Store(e @ StoreError::Unavailable { .. }) => {
+                Self::Unavailable(e.to_string())
+            }
             EngineError::Ingest(e) => Self::BadRequest(e.to_string()),
             other => Self::Internal(other.to_string()),
         }

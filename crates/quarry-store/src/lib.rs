@@ -10,8 +10,11 @@
 //! so a concurrent search never sees a document missing or doubled.
 
 mod edge;
+mod qfilter;
+mod server;
 
 pub use edge::EdgeStore;
+pub use server::ServerStore;
 
 use quarry_core::PointId;
 use serde::{Deserialize, Serialize};
@@ -36,10 +39,14 @@ pub enum StoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("qdrant-edge ({collection}): {message}")]
+    #[error("Qdrant ({collection}): {message}")]
     Qdrant { collection: String, message: String },
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error(
+        "the Qdrant server at {url} is unreachable ({message}); check that it runs and that store.url is right"
+    )]
+    Unavailable { url: String, message: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -137,6 +144,19 @@ pub trait VectorStore: Send + Sync {
     fn count(&self, name: &str) -> Result<usize>;
     /// Makes written data durable.
     fn flush(&self, name: &str) -> Result<()>;
+}
+
+/// Opens the configured store: edge shards under `data_dir`, or a server.
+pub fn open(
+    config: &quarry_core::config::StoreConfig,
+    data_dir: &std::path::Path,
+) -> Result<std::sync::Arc<dyn VectorStore>> {
+    Ok(match config {
+        quarry_core::config::StoreConfig::Edge => std::sync::Arc::new(EdgeStore::open(data_dir)?),
+        quarry_core::config::StoreConfig::Server(c) => {
+            std::sync::Arc::new(ServerStore::connect(c)?)
+        }
+    })
 }
 
 /// Documents (distinct `doc_id`s) and points in a collection, by one scan.

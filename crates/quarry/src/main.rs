@@ -28,6 +28,10 @@ struct Cli {
     /// Data directory for indexes (overrides `data_dir` in the config).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Vector store: `edge` (embedded, the default) or a Qdrant server URL
+    /// such as http://localhost:6334 (overrides `store` and QUARRY_STORE).
+    #[arg(long, global = true, value_name = "edge|URL")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,6 +85,24 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(cli.config.as_deref()).context("loading configuration")?;
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
+    }
+    if let Some(store) = &cli.store {
+        let parsed = quarry_core::config::StoreConfig::parse(store).map_err(anyhow::Error::msg)?;
+        // Keep the configured key and limits when only the URL changes.
+        config.store = match (parsed, &config.store) {
+            (
+                quarry_core::config::StoreConfig::Server(mut new),
+                quarry_core::config::StoreConfig::Server(old),
+            ) => {
+                new.api_key = old.api_key.clone();
+                new.timeout_secs = old.timeout_secs;
+                new.retry_secs = old.retry_secs;
+                new.shards = old.shards;
+                new.replicas = old.replicas;
+                quarry_core::config::StoreConfig::Server(new)
+            }
+            (p, _) => p,
+        };
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

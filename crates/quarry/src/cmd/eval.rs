@@ -365,9 +365,12 @@ fn eval_data_dir(config: &Config) -> PathBuf {
 
 fn open_eval_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
     let dir = eval_data_dir(config);
-    let store = quarry_store::EdgeStore::open(&dir)
-        .with_context(|| format!("opening the evaluation index under {}", dir.display()))?;
-    Ok(Arc::new(store))
+    quarry_store::open(&config.store, &dir).with_context(|| {
+        format!(
+            "opening the evaluation index ({})",
+            super::index::store_name(config)
+        )
+    })
 }
 
 /// Builds (or reuses) the dataset's collection for `combo`'s chunking. The

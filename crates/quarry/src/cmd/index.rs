@@ -10,7 +10,7 @@ use clap::Args;
 use quarry_core::config::{SourceConfig, SourceKind};
 use quarry_core::{Config, PointId};
 use quarry_engine::{Indexer, IndexerSettings, Mode, Retriever, SearchOptions, SyncReport};
-use quarry_store::{EdgeStore, Fields, VectorStore};
+use quarry_store::{Fields, VectorStore};
 
 /// Exit status when some documents failed but the rest were indexed.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -108,9 +108,16 @@ pub struct CollectionsArgs {
 }
 
 pub(super) fn open_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
-    let store = EdgeStore::open(&config.data_dir)
-        .with_context(|| format!("opening the index under {}", config.data_dir.display()))?;
-    Ok(Arc::new(store))
+    quarry_store::open(&config.store, &config.data_dir)
+        .with_context(|| format!("opening the index ({})", store_name(config)))
+}
+
+/// Where the index lives, for messages.
+pub(super) fn store_name(config: &Config) -> String {
+    match &config.store {
+        quarry_core::config::StoreConfig::Edge => config.data_dir.display().to_string(),
+        quarry_core::config::StoreConfig::Server(s) => s.url.clone(),
+    }
 }
 
 fn indexer(config: &Config, store: Arc<dyn VectorStore>) -> anyhow::Result<Indexer> {
@@ -290,8 +297,8 @@ fn open_collection(
     let collection = pick_collection(store.as_ref(), given)?;
     if store.collection_spec(&collection)?.is_none() {
         bail!(
-            "collection {collection:?} does not exist under {}",
-            config.data_dir.display()
+            "collection {collection:?} does not exist in {}",
+            store_name(config)
         );
     }
     Ok((store, collection))

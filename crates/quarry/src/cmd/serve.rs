@@ -7,7 +7,7 @@ use clap::Args;
 use quarry_core::Config;
 use quarry_engine::{Retriever, RetrieverSettings, TokenCounter};
 use quarry_server::{AppState, Keys, ServerSettings};
-use quarry_store::{EdgeStore, VectorStore};
+use quarry_store::VectorStore;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -17,10 +17,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let store: Arc<dyn VectorStore> = Arc::new(
-        EdgeStore::open(&config.data_dir)
-            .with_context(|| format!("opening the index under {}", config.data_dir.display()))?,
-    );
+    let store: Arc<dyn VectorStore> = super::index::open_store(config)?;
     let model = super::load_model(config, None)?;
     let tokenizer = match &config.server.context_tokenizer {
         Some(path) => path.clone(),

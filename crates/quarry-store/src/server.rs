@@ -1,0 +1,556 @@
+//! The server store: a Qdrant server or cluster over gRPC (`qdrant-client`).
+//!
+//! It must behave exactly like [`crate::EdgeStore`], so:
+//! - point ids, payloads, vector names and the keyword indexes are the same;
+//! - BM25 sparse vectors are computed here, by the same tokenizer and
+//!   weights qdrant-edge uses, and the server only applies IDF;
+//! - the collection's [`CollectionSpec`] travels in the collection's metadata;
+//! - staging is a payload flag instead of edge's in-memory set, because the
+//!   process that syncs is usually not the one that serves; searches from any
+//!   process exclude flagged points, and publish clears the flag.
+//!
+//! The trait is synchronous, like qdrant-edge, so calls run on a small
+//! runtime owned by the store and the caller's thread waits (callers are on
+//! the blocking pool already). Writes are idempotent (deterministic ids,
+//! delete-by-id), so they are retried with backoff through an outage for up
+//! to `retry_secs`; reads fail at once with [`StoreError::Unavailable`], so a
+//! search during an outage answers 503 instead of hanging.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use qdrant_client::qdrant::{
+    self as q, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
+    DeletePayloadPointsBuilder, DeletePointsBuilder, Distance, FieldType, GetPointsBuilder,
+    Modifier, PointStruct, PointsIdsList, PrefetchQueryBuilder, QueryPointsBuilder,
+    ScrollPointsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
+    UpsertPointsBuilder, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
+    with_payload_selector, with_vectors_selector,
+};
+use qdrant_client::{Payload, Qdrant, QdrantError};
+use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
+use quarry_core::PointId;
+use quarry_core::config::ServerStoreConfig;
+
+use crate::edge::INDEXED_FIELDS;
+use crate::{
+    CollectionSpec, DENSE, Fields, Point, Query, Result, SPARSE, ScoredPoint, SearchRequest,
+    StoreError, StoredPoint, VectorStore, qfilter,
+};
+
+/// Marks a point written by [`VectorStore::upsert_staged`] and not yet published.
+const STAGED: &str = "_quarry_staged";
+/// The collection metadata key holding the [`CollectionSpec`].
+const SPEC_KEY: &str = "quarry_spec";
+
+pub struct ServerStore {
+    client: Arc<Qdrant>,
+    runtime: tokio::runtime::Runtime,
+    config: ServerStoreConfig,
+    bm25: EdgeBm25,
+}
+
+impl std::fmt::Debug for ServerStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerStore")
+            .field("url", &self.config.url)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Retry {
+    /// Reads: one attempt, so outages surface as 503 immediately.
+    No,
+    /// Idempotent writes: retry through an outage for `retry_secs`.
+    Write,
+}
+
+fn to_qid(id: PointId) -> q::PointId {
+    q::PointId::from(uuid::Uuid::from_u128(id.0).to_string())
+}
+
+fn from_qid(id: Option<&q::PointId>) -> Result<PointId> {
+    match id.and_then(|i| i.point_id_options.as_ref()) {
+        Some(q::point_id::PointIdOptions::Uuid(s)) => uuid::Uuid::parse_str(s)
+            .map(|u| PointId(u.as_u128()))
+            .map_err(|e| StoreError::Invalid(format!("point id {s:?}: {e}"))),
+        Some(q::point_id::PointIdOptions::Num(n)) => Ok(PointId(u128::from(*n))),
+        None => Err(StoreError::Invalid(
+            "a point came back without an id".into(),
+        )),
+    }
+}
+
+fn payload_of(p: HashMap<String, q::Value>) -> serde_json::Map<String, serde_json::Value> {
+    p.into_iter()
+        .filter(|(k, _)| k != STAGED)
+        .map(|(k, v)| (k, v.into_json()))
+        .collect()
+}
+
+fn dense_of(v: Option<q::VectorsOutput>) -> Option<Vec<f32>> {
+    use q::vectors_output::VectorsOptions;
+    let out = match v?.vectors_options? {
+        VectorsOptions::Vector(v) => v,
+        VectorsOptions::Vectors(mut named) => named.vectors.remove(DENSE)?,
+    };
+    match out.into_vector() {
+        q::vector_output::Vector::Dense(d) => Some(d.data),
+        _ => None,
+    }
+}
+
+fn is_transient(e: &QdrantError) -> bool {
+    use tonic::Code;
+    match e {
+        // The client reports a refused connection as Internal.
+        QdrantError::ResponseError { status } => {
+            matches!(
+                status.code(),
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
+            ) || (status.code() == Code::Internal
+                && status.message().starts_with("Failed to connect"))
+        }
+        QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
+        _ => false,
+    }
+}
+
+fn is_not_found(e: &QdrantError) -> bool {
+    matches!(e, QdrantError::ResponseError { status } if status.code() == tonic::Code::NotFound)
+}
+
+impl ServerStore {
+    /// Prepares a client. Nothing is sent yet: an unreachable server shows up
+    /// on the first call (and in `readyz`), not as a startup crash.
+    pub fn connect(config: &ServerStoreConfig) -> Result<Self> {
+        let timeout = Duration::from_secs(config.timeout_secs.max(1));
+        let client = Qdrant::from_url(&config.url)
+            .api_key(config.api_key.clone())
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3).min(timeout))
+            .skip_compatibility_check()
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("store url {:?}: {e}", config.url)))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("quarry-qdrant")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("starting the Qdrant client: {e}")))?;
+        let bm25 = EdgeBm25::new(EdgeBm25Config::default())
+            .map_err(|e| StoreError::Invalid(format!("BM25 configuration: {e}")))?;
+        Ok(Self {
+            client: Arc::new(client),
+            runtime,
+            config: config.clone(),
+            bm25,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    /// Runs one request on the store's runtime, retrying transient failures
+    /// of idempotent writes with exponential backoff.
+    fn call<T, F, Fut>(&self, what: &str, collection: &str, retry: Retry, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Qdrant>) -> Fut,
+        Fut: Future<Output = Result<T, QdrantError>> + Send + 'static,
+    {
+        let deadline = std::time::Instant::now()
+            + match retry {
+                Retry::No => Duration::ZERO,
+                Retry::Write => Duration::from_secs(self.config.retry_secs),
+            };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let fut = op(Arc::clone(&self.client));
+            self.runtime.spawn(async move {
+                let _ = tx.send(fut.await);
+            });
+            let outcome = rx.recv().map_err(|_| StoreError::Qdrant {
+                collection: collection.into(),
+                message: format!("{what}: the client task stopped"),
+            })?;
+            match outcome {
+                Ok(v) => return Ok(v),
+                Err(e) if is_transient(&e) => {
+                    if std::time::Instant::now() + backoff > deadline {
+                        return Err(StoreError::Unavailable {
+                            url: self.config.url.clone(),
+                            message: format!("{what}: {e}"),
+                        });
+                    }
+                    tracing::warn!(url = %self.config.url, "{what} failed ({e}); retrying in {backoff:?}");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) if is_not_found(&e) => {
+                    return Err(StoreError::NoCollection(collection.into()));
+                }
+                Err(e) => {
+                    return Err(StoreError::Qdrant {
+                        collection: collection.into(),
+                        message: format!("{what}: {e}"),
+                    });
+                }
+            }
+        }
+    }
+
+    fn create(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
+        let mut metadata = HashMap::new();
+        metadata.insert(
+            SPEC_KEY.to_string(),
+            serde_json::to_value(spec).map_err(|e| StoreError::Invalid(e.to_string()))?,
+        );
+        let mut builder = CreateCollectionBuilder::new(name)
+            .vectors_config({
+                let mut v = VectorsConfigBuilder::default();
+                v.add_named_vector_params(
+                    DENSE,
+                    VectorParamsBuilder::new(spec.dimension as u64, Distance::Cosine),
+                );
+                v
+            })
+            .sparse_vectors_config({
+                let mut s = SparseVectorsConfigBuilder::default();
+                s.add_named_vector_params(
+                    SPARSE,
+                    SparseVectorParamsBuilder::default().modifier(Modifier::Idf as i32),
+                );
+                s
+            })
+            .on_disk_payload(true)
+            .metadata(metadata);
+        if let Some(n) = self.config.shards {
+            builder = builder.shard_number(n);
+        }
+        if let Some(n) = self.config.replicas {
+            builder = builder.replication_factor(n);
+        }
+        let request = builder.build();
+        self.call("create collection", name, Retry::Write, move |c| {
+            let request = request.clone();
+            async move { c.create_collection(request).await.map(|_| ()) }
+        })?;
+        for field in INDEXED_FIELDS {
+            let request =
+                CreateFieldIndexCollectionBuilder::new(name, *field, FieldType::Keyword).wait(true);
+            self.call("create payload index", name, Retry::Write, move |c| {
+                let request = request.clone();
+                async move { c.create_field_index(request).await.map(|_| ()) }
+            })?;
+        }
+        Ok(())
+    }
+
+    fn existing(&self, name: &str, ids: &[q::PointId]) -> Result<HashSet<PointId>> {
+        let request = GetPointsBuilder::new(name, ids.to_vec())
+            .with_payload(with_payload_selector::SelectorOptions::Enable(false))
+            .with_vectors(with_vectors_selector::SelectorOptions::Enable(false))
+            .build();
+        let points = self.call("retrieve", name, Retry::Write, move |c| {
+            let request = request.clone();
+            async move { c.get_points(request).await.map(|r| r.result) }
+        })?;
+        points.iter().map(|p| from_qid(p.id.as_ref())).collect()
+    }
+
+    fn delete_ids(&self, name: &str, ids: Vec<q::PointId>) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let request = DeletePointsBuilder::new(name)
+            .points(PointsIdsList { ids })
+            .wait(true)
+            .build();
+        self.call("delete points", name, Retry::Write, move |c| {
+            let request = request.clone();
+            async move { c.delete_points(request).await.map(|_| ()) }
+        })
+    }
+
+    fn stored(&self, p: q::RetrievedPoint) -> Result<StoredPoint> {
+        Ok(StoredPoint {
+            id: from_qid(p.id.as_ref())?,
+            payload: payload_of(p.payload),
+            dense: dense_of(p.vectors),
+        })
+    }
+}
+
+fn vectors_selector(with_vectors: bool) -> with_vectors_selector::SelectorOptions {
+    if with_vectors {
+        with_vectors_selector::SelectorOptions::Include(q::VectorsSelector {
+            names: vec![DENSE.into()],
+        })
+    } else {
+        with_vectors_selector::SelectorOptions::Enable(false)
+    }
+}
+
+impl VectorStore for ServerStore {
+    fn open_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
+        quarry_core::config::check_name("collection", name)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        match self.collection_spec(name)? {
+            Some(existing) if existing == *spec => Ok(()),
+            Some(existing) => Err(StoreError::Mismatch {
+                collection: name.into(),
+                existing: existing.model.to_string(),
+                requested: spec.model.to_string(),
+            }),
+            None => self.create(name, spec),
+        }
+    }
+
+    fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>> {
+        let owned = name.to_string();
+        let info = match self.call("collection info", name, Retry::No, move |c| {
+            let owned = owned.clone();
+            async move { c.collection_info(owned).await }
+        }) {
+            Ok(info) => info,
+            Err(StoreError::NoCollection(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let metadata = info
+            .result
+            .and_then(|r| r.config)
+            .map(|c| c.metadata)
+            .unwrap_or_default();
+        match metadata.get(SPEC_KEY) {
+            Some(v) => serde_json::from_value(v.clone().into_json())
+                .map(Some)
+                .map_err(|e| StoreError::Invalid(format!("collection {name:?} metadata: {e}"))),
+            None => Err(StoreError::Invalid(format!(
+                "collection {name:?} on {} was not created by Quarry (no {SPEC_KEY} metadata); pick another name",
+                self.config.url
+            ))),
+        }
+    }
+
+    fn list_collections(&self) -> Result<Vec<String>> {
+        let response = self.call("list collections", "", Retry::No, |c| async move {
+            c.list_collections().await
+        })?;
+        let mut names = Vec::new();
+        for d in response.collections {
+            // Foreign collections on a shared server are not ours to list.
+            if matches!(self.collection_spec(&d.name), Ok(Some(_))) {
+                names.push(d.name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn upsert_staged(&self, name: &str, points: Vec<Point>) -> Result<()> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<q::PointId> = points.iter().map(|p| to_qid(p.id)).collect();
+        // Points that already exist stay visible, as on the edge.
+        let existing = self.existing(name, &ids)?;
+        let mut structs = Vec::with_capacity(points.len());
+        for p in points {
+            let sparse = self.bm25.embed_document(&p.text);
+            let vectors = q::NamedVectors::default()
+                .add_vector(DENSE, q::Vector::new_dense(p.dense))
+                .add_vector(SPARSE, q::Vector::new_sparse(sparse.indices, sparse.values));
+            let mut payload = p.payload;
+            if !existing.contains(&p.id) {
+                payload.insert(STAGED.into(), serde_json::Value::Bool(true));
+            }
+            structs.push(PointStruct::new(
+                to_qid(p.id),
+                vectors,
+                Payload::from(payload),
+            ));
+        }
+        let request = UpsertPointsBuilder::new(name, structs).wait(true).build();
+        self.call("upsert", name, Retry::Write, move |c| {
+            let request = request.clone();
+            async move { c.upsert_points(request).await.map(|_| ()) }
+        })
+    }
+
+    fn publish(&self, name: &str, staged: &[PointId], delete: &[PointId]) -> Result<()> {
+        let keep: HashSet<_> = staged.iter().collect();
+        let old: Vec<q::PointId> = delete
+            .iter()
+            .filter(|id| !keep.contains(id))
+            .map(|id| to_qid(*id))
+            .collect();
+        // Reveal first, then delete: a reader in between may see a document
+        // twice (the retriever keeps its best chunk), never see it missing.
+        if !staged.is_empty() {
+            let request = DeletePayloadPointsBuilder::new(name, vec![STAGED.to_string()])
+                .points_selector(PointsIdsList {
+                    ids: staged.iter().map(|id| to_qid(*id)).collect(),
+                })
+                .wait(true)
+                .build();
+            self.call("publish", name, Retry::Write, move |c| {
+                let request = request.clone();
+                async move { c.delete_payload(request).await.map(|_| ()) }
+            })?;
+        }
+        self.delete_ids(name, old)
+    }
+
+    fn delete(&self, name: &str, ids: &[PointId]) -> Result<()> {
+        self.delete_ids(name, ids.iter().map(|id| to_qid(*id)).collect())
+    }
+
+    fn scroll(
+        &self,
+        name: &str,
+        offset: Option<PointId>,
+        limit: usize,
+        fields: &Fields,
+        with_vectors: bool,
+        filter: Option<&crate::Filter>,
+    ) -> Result<(Vec<StoredPoint>, Option<PointId>)> {
+        let payload = match fields {
+            Fields::All => with_payload_selector::SelectorOptions::Enable(true),
+            Fields::Only(f) => {
+                with_payload_selector::SelectorOptions::Include(q::PayloadIncludeSelector {
+                    fields: f.clone(),
+                })
+            }
+        };
+        let mut builder = ScrollPointsBuilder::new(name)
+            .limit(limit.clamp(1, u32::MAX as usize) as u32)
+            .with_payload(payload)
+            .with_vectors(vectors_selector(with_vectors));
+        if let Some(o) = offset {
+            builder = builder.offset(to_qid(o));
+        }
+        if let Some(f) = filter {
+            builder = builder.filter(qfilter::to_grpc(f)?);
+        }
+        let request = builder.build();
+        let response = self.call("scroll", name, Retry::Write, move |c| {
+            let request = request.clone();
+            async move { c.scroll(request).await }
+        })?;
+        let next = response
+            .next_page_offset
+            .as_ref()
+            .map(|id| from_qid(Some(id)))
+            .transpose()?;
+        let points = response
+            .result
+            .into_iter()
+            .map(|p| self.stored(p))
+            .collect::<Result<_>>()?;
+        Ok((points, next))
+    }
+
+    fn retrieve(
+        &self,
+        name: &str,
+        ids: &[PointId],
+        with_vectors: bool,
+    ) -> Result<Vec<StoredPoint>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let request =
+            GetPointsBuilder::new(name, ids.iter().map(|id| to_qid(*id)).collect::<Vec<_>>())
+                .with_payload(with_payload_selector::SelectorOptions::Enable(true))
+                .with_vectors(vectors_selector(with_vectors))
+                .build();
+        let points = self.call("retrieve", name, Retry::Write, move |c| {
+            let request = request.clone();
+            async move { c.get_points(request).await.map(|r| r.result) }
+        })?;
+        points.into_iter().map(|p| self.stored(p)).collect()
+    }
+
+    fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        let mut filter = match &request.filter {
+            Some(f) => qfilter::to_grpc(f)?,
+            None => q::Filter::default(),
+        };
+        filter.must_not.push(q::Condition::matches(STAGED, true));
+        let dense = |v: &[f32]| q::Query::new_nearest(VectorInput::new_dense(v.to_vec()));
+        let sparse = |t: &str| {
+            let s = self.bm25.embed_query(t);
+            q::Query::new_nearest(VectorInput::new_sparse(s.indices, s.values))
+        };
+        let mut builder = QueryPointsBuilder::new(name)
+            .limit(request.limit as u64)
+            .with_payload(true)
+            .filter(filter.clone());
+        builder = match &request.query {
+            Query::Dense(v) => builder.query(dense(v)).using(DENSE),
+            Query::Bm25(t) => builder.query(sparse(t)).using(SPARSE),
+            Query::Hybrid {
+                dense: v,
+                text,
+                prefetch,
+                rrf_k,
+            } => builder
+                .add_prefetch(
+                    PrefetchQueryBuilder::default()
+                        .query(dense(v))
+                        .using(DENSE)
+                        .filter(filter.clone())
+                        .limit(*prefetch as u64),
+                )
+                .add_prefetch(
+                    PrefetchQueryBuilder::default()
+                        .query(sparse(text))
+                        .using(SPARSE)
+                        .filter(filter)
+                        .limit(*prefetch as u64),
+                )
+                .query(q::Query::new_rrf(q::Rrf {
+                    k: Some(*rrf_k as u32),
+                    weights: vec![],
+                })),
+        };
+        if let Some(t) = request.score_threshold {
+            builder = builder.score_threshold(t);
+        }
+        let query = builder.build();
+        let points = self.call("search", name, Retry::No, move |c| {
+            let query = query.clone();
+            async move { c.query(query).await.map(|r| r.result) }
+        })?;
+        points
+            .into_iter()
+            .map(|p| {
+                Ok(ScoredPoint {
+                    id: from_qid(p.id.as_ref())?,
+                    score: p.score,
+                    payload: payload_of(p.payload),
+                })
+            })
+            .collect()
+    }
+
+    fn count(&self, name: &str) -> Result<usize> {
+        let request = CountPointsBuilder::new(name).exact(true).build();
+        let response = self.call("count", name, Retry::No, move |c| {
+            let request = request.clone();
+            async move { c.count(request).await }
+        })?;
+        Ok(response.result.map_or(0, |r| r.count as usize))
+    }
+
+    fn flush(&self, _name: &str) -> Result<()> {
+        // Every write above waits for the server's WAL (`wait = true`).
+        Ok(())
+    }
+}

@@ -1,0 +1,380 @@
+//! One contract, two stores. Every check runs against a real qdrant-edge
+//! shard on disk and, when `QDRANT_URL` names a Qdrant server's gRPC
+//! endpoint (e.g. `http://127.0.0.1:6334`), against that server too; the
+//! last test also requires both to answer every query identically.
+
+#![allow(clippy::unwrap_used)]
+
+use quarry_core::PointId;
+use quarry_core::config::ServerStoreConfig;
+use quarry_store::{
+    CollectionSpec, EdgeStore, Fields, Point, Query, SearchRequest, ServerStore, StoreError,
+    VectorStore,
+};
+use serde_json::json;
+
+const DIM: usize = 8;
+
+fn spec(model: &str) -> CollectionSpec {
+    CollectionSpec {
+        dimension: DIM,
+        model: json!({"id": model, "dimension": DIM}),
+    }
+}
+
+fn server() -> Option<ServerStore> {
+    match std::env::var("QDRANT_URL") {
+        Ok(url) if !url.is_empty() => {
+            let mut c = ServerStoreConfig::new(url);
+            c.retry_secs = 5;
+            Some(ServerStore::connect(&c).expect("client"))
+        }
+        _ => {
+            eprintln!("server store: skipped (set QDRANT_URL=http://127.0.0.1:6334 to run it)");
+            None
+        }
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// A unit vector leaning towards axis `i % DIM`.
+fn vector(i: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..DIM)
+        .map(|d| 0.05 * ((i * 7 + d * 3) % 5) as f32)
+        .collect();
+    v[i % DIM] += 1.0;
+    // Break symmetries, so no two points tie for any query below.
+    v[(i + 1) % DIM] += 0.013 * i as f32;
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+const WORDS: &[&str] = &[
+    "qdrant shards replicate vectors",
+    "candle embeds sentences on the cpu",
+    "bm25 weighs rare terms higher",
+    "hybrid search fuses ranked lists",
+    "atomic replacement keeps readers consistent",
+    "token budgets bound the grounding context",
+];
+
+fn point(i: usize, doc: &str) -> Point {
+    // Points sharing words differ in length, so BM25 never ties them.
+    let text = format!(
+        "{} number{i}{}",
+        WORDS[i % WORDS.len()],
+        " filler".repeat(i / WORDS.len())
+    );
+    let payload = json!({
+        "doc_id": doc,
+        "source": "contract",
+        "path_prefixes": [format!("dir{}", i % 2)],
+        "tags": [format!("t{}", i % 3)],
+        "chunk_index": i,
+        "chunk_count": 12,
+        "text": text,
+        "metadata": {"year": 2000 + (i % 4) as i64, "draft": i.is_multiple_of(2)},
+    });
+    Point {
+        id: PointId(0x1000 + i as u128),
+        dense: vector(i),
+        text,
+        payload: payload.as_object().cloned().unwrap_or_default(),
+    }
+}
+
+fn ids(hits: &[quarry_store::ScoredPoint]) -> Vec<u128> {
+    hits.iter().map(|h| h.id.0).collect()
+}
+
+fn search(
+    store: &dyn VectorStore,
+    name: &str,
+    query: Query,
+    filter: Option<serde_json::Value>,
+) -> Vec<quarry_store::ScoredPoint> {
+    store
+        .search(
+            name,
+            &SearchRequest {
+                query,
+                limit: 5,
+                filter,
+                score_threshold: None,
+            },
+        )
+        .expect("search")
+}
+
+/// Fills a collection: docs a (points 0..6) and b (6..12), published.
+fn fill(store: &dyn VectorStore, name: &str) {
+    store.open_collection(name, &spec("m1")).expect("create");
+    let pts: Vec<Point> = (0..12)
+        .map(|i| point(i, if i < 6 { "a" } else { "b" }))
+        .collect();
+    let staged: Vec<PointId> = pts.iter().map(|p| p.id).collect();
+    store.upsert_staged(name, pts).expect("upsert");
+    store.publish(name, &staged, &[]).expect("publish");
+}
+
+fn contract(store: &dyn VectorStore, label: &str) {
+    let name = unique("contract");
+    // Collections are bound to their spec.
+    assert_eq!(store.collection_spec(&name).expect("spec"), None, "{label}");
+    fill(store, &name);
+    assert_eq!(
+        store.collection_spec(&name).expect("spec"),
+        Some(spec("m1"))
+    );
+    store.open_collection(&name, &spec("m1")).expect("reopen");
+    let err = store.open_collection(&name, &spec("m2")).unwrap_err();
+    assert!(matches!(err, StoreError::Mismatch { .. }), "{label}: {err}");
+    assert!(
+        store.list_collections().expect("list").contains(&name),
+        "{label}"
+    );
+    assert_eq!(store.count(&name).expect("count"), 12, "{label}");
+
+    // Dense search: the exact vector is first, with cosine 1.
+    let hits = search(store, &name, Query::Dense(vector(3)), None);
+    assert_eq!(hits[0].id, PointId(0x1003), "{label}");
+    assert!(
+        (hits[0].score - 1.0).abs() < 1e-4,
+        "{label}: {}",
+        hits[0].score
+    );
+    assert_eq!(hits[0].payload["doc_id"], "a", "{label}");
+    // BM25: a rare term finds its point.
+    let hits = search(store, &name, Query::Bm25("number7".into()), None);
+    assert_eq!(ids(&hits), vec![0x1007], "{label}");
+    // Filters: keyword, any, nested metadata, must_not.
+    let only_b = json!({"must": [{"key": "doc_id", "match": {"value": "b"}}]});
+    let hits = search(store, &name, Query::Dense(vector(3)), Some(only_b));
+    assert!(
+        hits.iter().all(|h| h.payload["doc_id"] == "b") && hits.len() == 5,
+        "{label}"
+    );
+    let f = json!({"must": [{"key": "tags", "match": {"any": ["t0"]}},
+                            {"key": "metadata.year", "range": {"gte": 2000, "lte": 2001}}],
+                   "must_not": [{"key": "path_prefixes", "match": {"value": "dir1"}}]});
+    let hits = search(
+        store,
+        &name,
+        Query::Bm25("number0 number6 number3 number9".into()),
+        Some(f),
+    );
+    // tags t0: 0,3,6,9; year 2000|2001: i%4 in {0,1}: 0,9; dir0 (even): 0.
+    assert_eq!(ids(&hits), vec![0x1000], "{label}");
+    // Hybrid fuses both lists.
+    let hits = search(
+        store,
+        &name,
+        Query::Hybrid {
+            dense: vector(2),
+            text: "number5".into(),
+            prefetch: 20,
+            rrf_k: 60,
+        },
+        None,
+    );
+    let top2: std::collections::HashSet<u128> = ids(&hits[..2]).into_iter().collect();
+    assert_eq!(top2, [0x1002, 0x1005].into_iter().collect(), "{label}");
+    // A score threshold drops weak hits.
+    let strong = store
+        .search(
+            &name,
+            &SearchRequest {
+                query: Query::Dense(vector(3)),
+                limit: 12,
+                filter: None,
+                score_threshold: Some(0.99),
+            },
+        )
+        .expect("threshold search");
+    assert_eq!(ids(&strong), vec![0x1003], "{label}");
+
+    // Staged points are invisible until publish; existing ones stay visible.
+    let mut new = point(20, "a");
+    new.dense = vector(3);
+    let mut same = point(3, "a");
+    same.payload.insert("chunk_count".into(), json!(13));
+    store.upsert_staged(&name, vec![new, same]).expect("stage");
+    let hits = search(store, &name, Query::Dense(vector(3)), None);
+    assert!(
+        !ids(&hits).contains(&0x1014),
+        "{label}: staged point visible"
+    );
+    assert!(
+        ids(&hits).contains(&0x1003),
+        "{label}: existing point hidden"
+    );
+    let old: Vec<PointId> = (0..6).map(|i| PointId(0x1000 + i)).collect();
+    store
+        .publish(&name, &[PointId(0x1014), PointId(0x1003)], &old)
+        .expect("publish");
+    let hits = search(store, &name, Query::Dense(vector(3)), None);
+    assert!(
+        ids(&hits).contains(&0x1014) && ids(&hits).contains(&0x1003),
+        "{label}"
+    );
+    assert!(!ids(&hits).contains(&0x1000), "{label}");
+    assert_eq!(store.count(&name).expect("count"), 8, "{label}");
+
+    // Retrieve: payloads exactly as written, no internal markers, vectors.
+    let got = store
+        .retrieve(&name, &[PointId(0x1014)], true)
+        .expect("retrieve");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].payload, point(20, "a").payload, "{label}");
+    let dense = got[0].dense.as_ref().expect("vector");
+    let expected = vector(3);
+    assert!(
+        dense
+            .iter()
+            .zip(&expected)
+            .all(|(a, b)| (a - b).abs() < 1e-6),
+        "{label}"
+    );
+
+    // Scroll: every point once, in id order, over pages; field selection.
+    let (mut seen, mut offset) = (Vec::new(), None);
+    loop {
+        let (page, next) = store
+            .scroll(
+                &name,
+                offset,
+                3,
+                &Fields::Only(vec!["doc_id".into()]),
+                false,
+                None,
+            )
+            .expect("scroll");
+        assert!(
+            page.iter()
+                .all(|p| p.payload.len() == 1 && p.dense.is_none()),
+            "{label}"
+        );
+        seen.extend(page.iter().map(|p| p.id.0));
+        match next {
+            Some(n) => offset = Some(n),
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(seen, sorted, "{label}");
+    assert_eq!(seen.len(), 8, "{label}");
+    let doc_a = json!({"must": [{"key": "doc_id", "match": {"value": "a"}}]});
+    let (page, _) = store
+        .scroll(&name, None, 100, &Fields::All, false, Some(&doc_a))
+        .expect("filtered scroll");
+    assert_eq!(page.len(), 2, "{label}");
+
+    store.delete(&name, &[PointId(0x1014)]).expect("delete");
+    assert_eq!(store.count(&name).expect("count"), 7, "{label}");
+    let err = store
+        .search(
+            "no-such-collection",
+            &SearchRequest {
+                query: Query::Bm25("x".into()),
+                limit: 1,
+                filter: None,
+                score_threshold: None,
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NoCollection(_)), "{label}: {err}");
+}
+
+#[test]
+fn edge_store_meets_the_contract() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    contract(&EdgeStore::open(dir.path()).expect("open"), "edge");
+}
+
+#[test]
+fn server_store_meets_the_contract() {
+    if let Some(store) = server() {
+        contract(&store, "server");
+    }
+}
+
+#[test]
+fn both_stores_answer_alike() {
+    let Some(server) = server() else { return };
+    // Exact score ties (equal texts) may be broken differently by the two
+    // engines, so the queries below avoid them; real corpora rarely tie.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let edge = EdgeStore::open(dir.path()).expect("open");
+    let name = unique("alike");
+    fill(&edge, &name);
+    fill(&server, &name);
+    let all = |s: &dyn VectorStore| {
+        s.scroll(&name, None, 100, &Fields::All, true, None)
+            .expect("scroll")
+            .0
+    };
+    assert_eq!(all(&edge), all(&server));
+    for i in 0..12 {
+        for q in [
+            Query::Dense(vector(i)),
+            Query::Bm25(format!("{} number{i}", WORDS[i % WORDS.len()])),
+            Query::Hybrid {
+                dense: vector(i),
+                text: format!("number{i} {}", WORDS[(i + 1) % WORDS.len()]),
+                prefetch: 12,
+                rrf_k: 60,
+            },
+        ] {
+            // Every point, so RRF's inherent ties (equal rank patterns)
+            // cannot push different members past the limit.
+            let all_hits = |st: &dyn VectorStore| {
+                let mut hits = st
+                    .search(
+                        &name,
+                        &SearchRequest {
+                            query: q.clone(),
+                            limit: 12,
+                            filter: None,
+                            score_threshold: None,
+                        },
+                    )
+                    .expect("search");
+                // Scores equal up to f32 summation order count as tied.
+                let key = |h: &quarry_store::ScoredPoint| (-(h.score * 1e5).round() as i64, h.id.0);
+                hits.sort_by_key(key);
+                hits
+            };
+            let (e, s) = (all_hits(&edge), all_hits(&server));
+            assert_eq!(ids(&e), ids(&s), "{q:?}");
+            for (a, b) in e.iter().zip(&s) {
+                assert!(
+                    (a.score - b.score).abs() < 1e-4,
+                    "{q:?}: {} vs {}",
+                    a.score,
+                    b.score
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_unreachable_server_is_named_in_the_error() {
+    let mut c = ServerStoreConfig::new("http://127.0.0.1:9");
+    c.retry_secs = 1;
+    let store = ServerStore::connect(&c).expect("client");
+    let err = store.list_collections().unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err}");
+    assert!(
+        err.to_string().contains("127.0.0.1:9") && err.to_string().contains("unreachable"),
+        "{err}"
+    );
+}
