@@ -402,7 +402,8 @@ impl Config {
 
     /// `QUARRY_DATA_DIR`, `QUARRY_MODEL`, `QUARRY_MODEL_SOURCE`, `QUARRY_PRECISION`,
     /// `QUARRY_MAX_BATCH_TOKENS`, `QUARRY_CHUNK_MAX_TOKENS`, `QUARRY_CHUNK_OVERLAP`,
-    /// `QUARRY_MAX_FILE_BYTES`, `QUARRY_STORE`, `QUARRY_STORE_API_KEY`. The lookup is a
+    /// `QUARRY_MAX_FILE_BYTES`, `QUARRY_STORE`, `QUARRY_STORE_API_KEY`,
+    /// `QUARRY_STORE_SHARDS`, `QUARRY_STORE_REPLICAS`. The lookup is a
     /// parameter so tests need not mutate the process environment.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
         let set = |var: &str| get(var).filter(|v| !v.is_empty());
@@ -451,14 +452,21 @@ impl Config {
             self.store = StoreConfig::parse(&v)
                 .map_err(|m| CoreError::Invalid(format!("QUARRY_STORE: {m}")))?;
         }
-        if let Some(v) = set("QUARRY_STORE_API_KEY") {
-            match &mut self.store {
-                StoreConfig::Server(c) => c.api_key = Some(v),
-                StoreConfig::Edge => {
-                    return Err(CoreError::Invalid(
-                        "QUARRY_STORE_API_KEY is set but the store is edge; set QUARRY_STORE to the server URL".into(),
-                    ));
-                }
+        for var in [
+            "QUARRY_STORE_API_KEY",
+            "QUARRY_STORE_SHARDS",
+            "QUARRY_STORE_REPLICAS",
+        ] {
+            let Some(v) = set(var) else { continue };
+            let StoreConfig::Server(c) = &mut self.store else {
+                return Err(CoreError::Invalid(format!(
+                    "{var} is set but the store is edge; set QUARRY_STORE to the server URL"
+                )));
+            };
+            match var {
+                "QUARRY_STORE_API_KEY" => c.api_key = Some(v),
+                "QUARRY_STORE_SHARDS" => c.shards = Some(parse_env(var, &v)?),
+                _ => c.replicas = Some(parse_env(var, &v)?),
             }
         }
         Ok(())

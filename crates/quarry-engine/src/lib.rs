@@ -7,6 +7,7 @@ pub mod filter;
 pub mod indexer;
 mod journal;
 mod manifest;
+pub mod migrate;
 pub mod report;
 pub mod retriever;
 #[cfg(feature = "testing")]

@@ -47,7 +47,9 @@ const SPEC_KEY: &str = "quarry_spec";
 
 pub struct ServerStore {
     client: Arc<Qdrant>,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until drop; taken there to shut it down without
+    /// blocking, since the last owner may be an async task.
+    runtime: Option<tokio::runtime::Runtime>,
     config: ServerStoreConfig,
     bm25: EdgeBm25,
 }
@@ -57,6 +59,14 @@ impl std::fmt::Debug for ServerStore {
         f.debug_struct("ServerStore")
             .field("url", &self.config.url)
             .finish()
+    }
+}
+
+impl Drop for ServerStore {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
@@ -145,7 +155,7 @@ impl ServerStore {
             .map_err(|e| StoreError::Invalid(format!("BM25 configuration: {e}")))?;
         Ok(Self {
             client: Arc::new(client),
-            runtime,
+            runtime: Some(runtime),
             config: config.clone(),
             bm25,
         })
@@ -172,7 +182,10 @@ impl ServerStore {
         loop {
             let (tx, rx) = std::sync::mpsc::sync_channel(1);
             let fut = op(Arc::clone(&self.client));
-            self.runtime.spawn(async move {
+            let Some(runtime) = &self.runtime else {
+                return Err(StoreError::Invalid("the store is closed".into()));
+            };
+            runtime.spawn(async move {
                 let _ = tx.send(fut.await);
             });
             let outcome = rx.recv().map_err(|_| StoreError::Qdrant {

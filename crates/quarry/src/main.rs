@@ -61,6 +61,10 @@ enum Command {
     /// Measure retrieval quality on a BEIR-format dataset; compare runs;
     /// gate on a baseline.
     Eval(Box<cmd::eval::EvalArgs>),
+    /// Copy collections (vectors, payloads, model binding) between stores,
+    /// e.g. from the embedded store to a Qdrant server. Idempotent and
+    /// resumable.
+    Migrate(cmd::migrate::MigrateArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,5 +124,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => cmd::index::export(&config, args),
         Command::Collections(args) => cmd::index::collections(&config, args),
         Command::Eval(args) => runtime.block_on(cmd::eval::run(&config, *args)),
+        Command::Migrate(args) => cmd::migrate::run(&config, args),
     }
 }

@@ -1,0 +1,143 @@
+//! Copying collections between stores (edge → server, usually).
+//!
+//! Nothing is recomputed: vectors, payloads and the collection spec (model
+//! fingerprint, chunking) are copied as they are, and the per-document
+//! manifest travels inside the payloads. Point ids are deterministic, so
+//! writing a page twice is harmless; that makes the copy idempotent, and a
+//! checkpoint of the last copied id makes it resumable.
+
+use std::path::{Path, PathBuf};
+
+use quarry_core::PointId;
+use quarry_store::{Fields, Point, VectorStore};
+use serde::{Deserialize, Serialize};
+
+use crate::{EngineError, Result};
+
+const PAGE: usize = 256;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    /// Where the next page starts; `None` with `done` means finished.
+    next: Option<PointId>,
+    copied: usize,
+    done: bool,
+}
+
+/// What one collection's copy did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MigrateReport {
+    pub collection: String,
+    /// Points written in this run (a resumed copy skips finished pages).
+    pub copied: usize,
+    /// Points in the source and, after the copy, in the target.
+    pub source_points: usize,
+    pub target_points: usize,
+    pub resumed: bool,
+}
+
+fn load(path: &Path) -> Checkpoint {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn save(path: &Path, c: &Checkpoint) -> Result<()> {
+    let io = |source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let bytes = serde_json::to_vec(c).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// The checkpoint file for copying `collection` to `target` (a URL or path).
+pub fn checkpoint_path(dir: &Path, collection: &str, target: &str) -> PathBuf {
+    let tag: String = target
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    dir.join(format!("{collection}--{tag}.json"))
+}
+
+/// Copies `collection` from `from` to `to`, resuming from `checkpoint`.
+/// `progress` gets (points copied so far, points in the source).
+pub fn copy_collection(
+    from: &dyn VectorStore,
+    to: &dyn VectorStore,
+    collection: &str,
+    checkpoint: &Path,
+    progress: &dyn Fn(usize, usize),
+) -> Result<MigrateReport> {
+    let spec = from
+        .collection_spec(collection)?
+        .ok_or_else(|| quarry_store::StoreError::NoCollection(collection.into()))?;
+    // A target built for another model fails here, before anything is written.
+    to.open_collection(collection, &spec)?;
+    let source_points = from.count(collection)?;
+    let mut state = load(checkpoint);
+    let resumed = state.copied > 0 || state.done;
+    if state.done && to.count(collection)? >= source_points {
+        return Ok(MigrateReport {
+            collection: collection.into(),
+            copied: 0,
+            source_points,
+            target_points: to.count(collection)?,
+            resumed,
+        });
+    }
+    if state.done {
+        // The source grew since (a sync after the copy): go over it again.
+        state = Checkpoint::default();
+    }
+    let mut copied = 0;
+    loop {
+        let (page, next) = from.scroll(collection, state.next, PAGE, &Fields::All, true, None)?;
+        let points: Vec<Point> = page
+            .into_iter()
+            .map(|p| {
+                let dense = p.dense.ok_or_else(|| {
+                    EngineError::Invalid(format!("point {} in {collection} has no vector", p.id))
+                })?;
+                let text = p
+                    .payload
+                    .get("text")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_string();
+                Ok(Point {
+                    id: p.id,
+                    dense,
+                    text,
+                    payload: p.payload,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let ids: Vec<PointId> = points.iter().map(|p| p.id).collect();
+        copied += ids.len();
+        to.upsert_staged(collection, points)?;
+        to.publish(collection, &ids, &[])?;
+        state.copied += ids.len();
+        state.next = next;
+        state.done = next.is_none();
+        save(checkpoint, &state)?;
+        progress(state.copied.min(source_points), source_points);
+        if state.done {
+            break;
+        }
+    }
+    to.flush(collection)?;
+    Ok(MigrateReport {
+        collection: collection.into(),
+        copied,
+        source_points,
+        target_points: to.count(collection)?,
+        resumed,
+    })
+}

@@ -1,0 +1,432 @@
+//! The server store through outages, against a real Qdrant server that each
+//! test starts (and kills) itself: set `QDRANT_BIN` to a `qdrant` binary.
+//! Without it these tests print that they were skipped.
+//!
+//! - a sync survives the server dying mid-way and ends with exactly the
+//!   points a clean sync gives;
+//! - searches answer 503 with the JSON error shape during an outage, and
+//!   recover without a restart when the server returns;
+//! - a server that is down at start makes `readyz` false, saying so.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{home, quarry, stderr};
+
+struct Qdrant {
+    bin: PathBuf,
+    storage: PathBuf,
+    http: u16,
+    grpc: u16,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Qdrant {
+    fn start(storage: &Path) -> Option<Self> {
+        let Some(bin) = std::env::var_os("QDRANT_BIN").filter(|v| !v.is_empty()) else {
+            eprintln!("skipped: set QDRANT_BIN to a qdrant server binary to run this test");
+            return None;
+        };
+        let mut q = Self {
+            bin: PathBuf::from(bin),
+            storage: storage.to_path_buf(),
+            http: free_port(),
+            grpc: free_port(),
+            child: None,
+        };
+        q.up();
+        Some(q)
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc)
+    }
+
+    fn up(&mut self) {
+        std::fs::create_dir_all(&self.storage).unwrap();
+        let child = Command::new(&self.bin)
+            .arg("--disable-telemetry")
+            .current_dir(&self.storage)
+            .env("QDRANT__SERVICE__HOST", "127.0.0.1")
+            .env("QDRANT__SERVICE__HTTP_PORT", self.http.to_string())
+            .env("QDRANT__SERVICE__GRPC_PORT", self.grpc.to_string())
+            .env("QDRANT__SERVICE__ENABLE_STATIC_CONTENT", "false")
+            .env("QDRANT__STORAGE__STORAGE_PATH", &self.storage)
+            .env(
+                "QDRANT__STORAGE__SNAPSHOTS_PATH",
+                self.storage.join("snapshots"),
+            )
+            .env("QDRANT__TELEMETRY_DISABLED", "true")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.get("/").is_none() {
+            assert!(Instant::now() < deadline, "qdrant did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no clean shutdown, as in a crash or a pulled cable.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn get(&self, path: &str) -> Option<serde_json::Value> {
+        ureq::get(&format!("http://127.0.0.1:{}{path}", self.http))
+            .timeout(Duration::from_secs(2))
+            .call()
+            .ok()?
+            .into_json()
+            .ok()
+    }
+
+    fn points(&self, collection: &str) -> u64 {
+        self.get(&format!("/collections/{collection}"))
+            .and_then(|v| v["result"]["points_count"].as_u64())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Qdrant {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Enough documents that embedding them takes several seconds.
+fn write_corpus(dir: &Path, docs: usize) {
+    let words = [
+        "retrieval",
+        "vector",
+        "shard",
+        "replica",
+        "token",
+        "budget",
+        "chunk",
+        "index",
+        "payload",
+        "filter",
+        "fusion",
+        "latency",
+        "embedding",
+        "manifest",
+        "journal",
+        "alias",
+    ];
+    std::fs::create_dir_all(dir).unwrap();
+    for d in 0..docs {
+        let mut text = format!("# Note {d}\n\n");
+        for s in 0..12 {
+            let sentence: Vec<&str> = (0..14)
+                .map(|w| words[(d * 7 + s * 5 + w * 3) % words.len()])
+                .collect();
+            text.push_str(&format!(
+                "Sentence {s} of note {d}: {}.\n",
+                sentence.join(" ")
+            ));
+        }
+        std::fs::write(dir.join(format!("note-{d:04}.md")), text).unwrap();
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `quarry export` lines by id: (payload, vector).
+fn export(data: &Path, store: &str) -> Vec<(String, serde_json::Value, Vec<f64>)> {
+    let o = quarry(
+        &[
+            "export",
+            "-c",
+            "notes",
+            "--with-vectors",
+            "--data-dir",
+            s(data),
+            "--store",
+            store,
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let vector = v["vector"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            (
+                v["id"].as_str().unwrap().to_string(),
+                v["payload"].clone(),
+                vector,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_sync_through_a_server_outage_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut qdrant) = Qdrant::start(&tmp.path().join("qdrant")) else {
+        return;
+    };
+    let corpus = tmp.path().join("corpus");
+    write_corpus(&corpus, 300);
+    let data = tmp.path().join("data");
+    let mut sync = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "sync",
+            "--path",
+            s(&corpus),
+            "-c",
+            "notes",
+            "--data-dir",
+            s(&data),
+        ])
+        .args(["--store", &qdrant.url()])
+        .env("QUARRY_HOME", home())
+        // Small batches make the sync long enough to interrupt.
+        .env("QUARRY_MAX_BATCH_TOKENS", "512")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = sync.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while qdrant.points("notes") < 100 {
+        assert!(Instant::now() < deadline, "the sync wrote nothing");
+        assert!(
+            sync.try_wait().unwrap().is_none(),
+            "the sync ended before the outage"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = qdrant.points("notes");
+    qdrant.kill();
+    // The server stays down until the sync has hit the outage and is
+    // retrying, plus a while, so the test cannot pass by missing it.
+    let mut log = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log.iter().any(|l: &String| l.contains("retrying")) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => log.push(line),
+            Err(_) => panic!("the sync never retried: {}", log.join("\n")),
+        }
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        sync.try_wait().unwrap().is_none(),
+        "the sync gave up during the outage"
+    );
+    qdrant.up();
+    let status = sync.wait().unwrap();
+    log.extend(rx.try_iter());
+    let log = log.join("\n");
+    assert!(status.success(), "{log}");
+
+    // A clean sync of the same corpus into the embedded store.
+    let clean = tmp.path().join("clean");
+    let o = quarry(
+        &[
+            "sync",
+            "--path",
+            s(&corpus),
+            "-c",
+            "notes",
+            "--data-dir",
+            s(&clean),
+            "--store",
+            "edge",
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (got, want) = (export(&data, &qdrant.url()), export(&clean, "edge"));
+    eprintln!(
+        "killed at {before} points; {} after, {} in the clean sync",
+        got.len(),
+        want.len()
+    );
+    assert_eq!(got.len(), want.len());
+    for ((id_a, p_a, v_a), (id_b, p_b, v_b)) in got.iter().zip(&want) {
+        assert_eq!(id_a, id_b);
+        assert_eq!(p_a, p_b, "{id_a}");
+        let diff = v_a
+            .iter()
+            .zip(v_b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(diff < 1e-4, "{id_a}: vectors differ by {diff}");
+    }
+}
+
+fn serve(data: &Path, store: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--data-dir",
+            s(data),
+            "--store",
+            store,
+        ])
+        .env("QUARRY_HOME", home())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("the server exited").unwrap();
+        if let Some(rest) = line.split("on http://").nth(1) {
+            break format!("http://{}", rest.split_whitespace().next().unwrap());
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, url)
+}
+
+/// (status, body) of a search.
+fn search(url: &str) -> (u16, serde_json::Value) {
+    let r = ureq::post(&format!("{url}/v1/collections/guide/search"))
+        .timeout(Duration::from_secs(20))
+        .send_json(serde_json::json!({"query": "how do I rotate api keys", "top_k": 3}));
+    match r {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn ready(url: &str) -> (u16, serde_json::Value) {
+    match ureq::get(&format!("{url}/readyz")).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn searches_answer_503_during_an_outage_and_recover_by_themselves() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(mut qdrant) = Qdrant::start(&tmp.path().join("qdrant")) else {
+        return;
+    };
+    let data = tmp.path().join("data");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
+    let o = quarry(
+        &[
+            "sync",
+            "--path",
+            s(&corpus),
+            "-c",
+            "guide",
+            "--data-dir",
+            s(&data),
+            "--store",
+            &qdrant.url(),
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (mut server, url) = serve(&data, &qdrant.url());
+    let (code, body) = search(&url);
+    assert_eq!(code, 200, "{body}");
+    let first = body["hits"][0]["doc_id"].clone();
+    assert!(first.is_string(), "{body}");
+
+    qdrant.kill();
+    let (code, body) = search(&url);
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&qdrant.url()),
+        "{body}"
+    );
+    let (code, body) = ready(&url);
+    assert_eq!(
+        (code, &body["ready"]),
+        (503, &serde_json::json!(false)),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("unreachable"),
+        "{body}"
+    );
+
+    qdrant.up();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (code, body) = search(&url);
+        if code == 200 {
+            break body;
+        }
+        assert!(Instant::now() < deadline, "search did not recover: {body}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(body["hits"][0]["doc_id"], first);
+    assert_eq!(ready(&url).0, 200);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+#[test]
+fn a_server_down_at_start_makes_readyz_false_and_says_why() {
+    // Needs no server at all: nothing listens on this port.
+    let tmp = tempfile::tempdir().unwrap();
+    let store = format!("http://127.0.0.1:{}", free_port());
+    let (mut server, url) = serve(&tmp.path().join("data"), &store);
+    let (code, body) = ready(&url);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["store_open"], false, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&store) && message.contains("unreachable"),
+        "{message}"
+    );
+}
