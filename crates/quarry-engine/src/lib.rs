@@ -8,6 +8,7 @@ pub mod indexer;
 mod journal;
 mod manifest;
 pub mod migrate;
+pub mod reindex;
 pub mod report;
 pub mod retriever;
 #[cfg(feature = "testing")]
@@ -17,7 +18,7 @@ pub use context::{Context, ContextOptions, Passage, TokenCounter};
 pub use filter::{Filter, OneOrMany};
 pub use indexer::{Indexer, IndexerSettings, ProgressFn, SyncProgress};
 pub use report::{ReportError, SyncReport};
-pub use retriever::{Hit, Mode, Retriever, RetrieverSettings, SearchOptions};
+pub use retriever::{Hit, Mode, ModelLoader, Retriever, RetrieverSettings, SearchOptions};
 
 use std::sync::Arc;
 

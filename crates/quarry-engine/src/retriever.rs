@@ -110,6 +110,22 @@ impl Default for RetrieverSettings {
 
 type QueryCache = Mutex<lru::LruCache<String, Arc<Vec<f32>>>>;
 
+/// Starts an embedder for a model fingerprint (JSON, as stored in a
+/// collection's spec), for collections built with another model than the
+/// default one, e.g. after `quarry reindex` switched them.
+pub type ModelLoader = Arc<dyn Fn(&Value) -> std::result::Result<Embedder, String> + Send + Sync>;
+
+/// How long a collection's alias target and model are trusted before they
+/// are looked up again; a reindex switch shows up within this.
+const TARGET_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+#[derive(Clone)]
+struct Target {
+    physical: String,
+    model: Value,
+    at: std::time::Instant,
+}
+
 #[derive(Clone)]
 pub struct Retriever {
     store: Arc<dyn VectorStore>,
@@ -117,6 +133,9 @@ pub struct Retriever {
     cache: Option<Arc<QueryCache>>,
     hybrid_prefetch_factor: usize,
     rrf_k: usize,
+    targets: Arc<Mutex<HashMap<String, Target>>>,
+    loader: Option<ModelLoader>,
+    others: Arc<tokio::sync::Mutex<HashMap<String, Embedder>>>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -144,7 +163,79 @@ impl Retriever {
                 .map(|n| Arc::new(Mutex::new(lru::LruCache::new(n)))),
             hybrid_prefetch_factor: settings.hybrid_prefetch_factor.max(1),
             rrf_k: settings.rrf_k.max(1),
+            targets: Arc::default(),
+            loader: None,
+            others: Arc::default(),
         }
+    }
+
+    /// Lets searches embed queries for collections built with other models.
+    pub fn with_model_loader(mut self, loader: ModelLoader) -> Self {
+        self.loader = Some(loader);
+        self
+    }
+
+    /// The collection behind `name` (an alias's target) and its model.
+    /// Searches go to that physical collection, with a query vector from
+    /// that model, so an alias switch between the two lookups cannot pair
+    /// one model's query with the other's vectors.
+    async fn target(&self, name: &str, fresh: bool) -> Result<Target> {
+        if !fresh
+            && let Some(t) = self
+                .targets
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+            && t.at.elapsed() < TARGET_TTL
+        {
+            return Ok(t.clone());
+        }
+        let owned = name.to_string();
+        let (physical, spec) = blocking(&self.store, move |s| {
+            let physical = s.resolve(&owned)?;
+            let spec = s.collection_spec(&physical)?;
+            Ok((physical, spec))
+        })
+        .await?;
+        let spec = spec.ok_or_else(|| quarry_store::StoreError::NoCollection(name.to_string()))?;
+        let t = Target {
+            physical,
+            model: spec.model,
+            at: std::time::Instant::now(),
+        };
+        self.targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
+    /// The embedder for `model`: the default one, or one loaded on demand.
+    async fn embedder_for(&self, collection: &str, model: &Value) -> Result<Embedder> {
+        let default = serde_json::to_value(self.embedder.fingerprint())
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        if *model == default {
+            return Ok(self.embedder.clone());
+        }
+        let Some(loader) = &self.loader else {
+            return Err(EngineError::Invalid(format!(
+                "collection {collection:?} was built with {model}, but queries are embedded with {default}; use that model"
+            )));
+        };
+        let key = model.to_string();
+        let mut others = self.others.lock().await;
+        if let Some(e) = others.get(&key) {
+            return Ok(e.clone());
+        }
+        let (loader, m) = (Arc::clone(loader), model.clone());
+        let embedder = tokio::task::spawn_blocking(move || loader(&m))
+            .await
+            .map_err(|e| EngineError::Task(e.to_string()))?
+            .map_err(|e| {
+                EngineError::Invalid(format!("loading the model of {collection:?}: {e}"))
+            })?;
+        others.insert(key, embedder.clone());
+        Ok(embedder)
     }
 
     pub fn embedder(&self) -> &Embedder {
@@ -157,18 +248,20 @@ impl Retriever {
 
     /// The query's vector, from the cache when the same text was asked
     /// recently: repeated queries skip the model entirely.
-    async fn query_vector(&self, query: &str) -> Result<Vec<f32>> {
+    async fn query_vector(&self, embedder: &Embedder, query: &str) -> Result<Vec<f32>> {
+        // Keyed by model too: two collections may use different models.
+        let key = format!("{}\u{0}{query}", embedder.fingerprint().weights_sha256);
         if let Some(cache) = &self.cache
-            && let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(query)
+            && let Some(v) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
         {
             return Ok(v.as_ref().clone());
         }
-        let v = self.embedder.embed_query(query).await?.embedding;
+        let v = embedder.embed_query(query).await?.embedding;
         if let Some(cache) = &self.cache {
             cache
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .put(query.to_string(), Arc::new(v.clone()));
+                .put(key, Arc::new(v.clone()));
         }
         Ok(v)
     }
@@ -195,24 +288,42 @@ impl Retriever {
             Some(_) => options.top_k.saturating_mul(4).max(options.top_k + 20),
             None => options.top_k,
         };
-        let query = match options.mode {
-            Mode::Bm25 => Query::Bm25(query.to_string()),
-            Mode::Dense => Query::Dense(self.query_vector(query).await?),
-            Mode::Hybrid => Query::Hybrid {
-                dense: self.query_vector(query).await?,
-                text: query.to_string(),
-                prefetch: limit.saturating_mul(self.hybrid_prefetch_factor).max(50),
-                rrf_k: self.rrf_k,
-            },
+        let text = query;
+        let mut fresh = false;
+        let points = loop {
+            let target = self.target(collection, fresh).await?;
+            let query = match options.mode {
+                Mode::Bm25 => Query::Bm25(text.to_string()),
+                mode => {
+                    let embedder = self.embedder_for(collection, &target.model).await?;
+                    let dense = self.query_vector(&embedder, text).await?;
+                    if mode == Mode::Dense {
+                        Query::Dense(dense)
+                    } else {
+                        Query::Hybrid {
+                            dense,
+                            text: text.to_string(),
+                            prefetch: limit.saturating_mul(self.hybrid_prefetch_factor).max(50),
+                            rrf_k: self.rrf_k,
+                        }
+                    }
+                }
+            };
+            let request = SearchRequest {
+                query,
+                limit,
+                filter: options.filter.to_qdrant()?,
+                score_threshold: options.score_threshold,
+            };
+            let name = target.physical.clone();
+            match blocking(&self.store, move |s| s.search(&name, &request)).await {
+                // The old collection was dropped after a switch: look again.
+                Err(EngineError::Store(quarry_store::StoreError::NoCollection(_))) if !fresh => {
+                    fresh = true;
+                }
+                other => break other?,
+            }
         };
-        let request = SearchRequest {
-            query,
-            limit,
-            filter: options.filter.to_qdrant()?,
-            score_threshold: options.score_threshold,
-        };
-        let name = collection.to_string();
-        let points = blocking(&self.store, move |s| s.search(&name, &request)).await?;
         let mut per_doc: HashMap<String, usize> = HashMap::new();
         let hits = points
             .into_iter()

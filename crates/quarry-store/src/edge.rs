@@ -41,7 +41,12 @@ pub struct EdgeStore {
     root: PathBuf,
     open: Mutex<HashMap<String, Arc<Collection>>>,
     bm25: EdgeBm25,
+    /// `aliases.json` as last read, with its modification time: another
+    /// process (`quarry reindex`) may switch an alias under a running server.
+    aliases: Mutex<(Option<std::time::SystemTime>, HashMap<String, String>)>,
 }
+
+const ALIASES_FILE: &str = "aliases.json";
 
 impl std::fmt::Debug for EdgeStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -82,7 +87,8 @@ impl EdgeStore {
         // Remove collection folders whose creation was interrupted.
         if let Ok(entries) = std::fs::read_dir(&root) {
             for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".creating-") {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(".creating-") || n.starts_with(".dropped-") {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -91,14 +97,37 @@ impl EdgeStore {
             root,
             open: Mutex::new(HashMap::new()),
             bm25,
+            aliases: Mutex::default(),
         })
     }
 
     fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(name)
+        self.root.join(self.target(name))
+    }
+
+    fn aliases(&self) -> HashMap<String, String> {
+        let path = self.root.join(ALIASES_FILE);
+        let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut cache = self.aliases.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0 != mtime || mtime.is_none() {
+            cache.1 = std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+            cache.0 = mtime;
+        }
+        cache.1.clone()
+    }
+
+    fn target(&self, name: &str) -> String {
+        self.aliases()
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
     }
 
     fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        let name = &self.target(name);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = open.get(name) {
             return Ok(Arc::clone(c));
@@ -213,7 +242,7 @@ impl VectorStore for EdgeStore {
     }
 
     fn list_collections(&self) -> Result<Vec<String>> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+        let physical: Vec<String> = std::fs::read_dir(&self.root)
             .map_err(|source| StoreError::Io {
                 path: self.root.clone(),
                 source,
@@ -223,7 +252,21 @@ impl VectorStore for EdgeStore {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| !n.starts_with('.'))
             .collect();
+        let aliases = self.aliases();
+        let targets: HashSet<&String> = aliases.values().collect();
+        let mut names: Vec<String> = physical
+            .iter()
+            .filter(|n| !targets.contains(n))
+            .cloned()
+            .chain(
+                aliases
+                    .iter()
+                    .filter(|(_, t)| physical.contains(t))
+                    .map(|(a, _)| a.clone()),
+            )
+            .collect();
         names.sort();
+        names.dedup();
         Ok(names)
     }
 
@@ -470,6 +513,85 @@ impl VectorStore for EdgeStore {
 
     fn flush(&self, name: &str) -> Result<()> {
         self.collection(name)?.shard.flush();
+        Ok(())
+    }
+
+    fn create_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
+        quarry_core::config::check_name("collection", name)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if self.root.join(name).exists() || self.aliases().contains_key(name) {
+            return Err(StoreError::Invalid(format!(
+                "collection {name:?} already exists"
+            )));
+        }
+        self.create(name, spec)
+    }
+
+    fn resolve(&self, name: &str) -> Result<String> {
+        Ok(self.target(name))
+    }
+
+    fn switch_alias(&self, name: &str, target: &str) -> Result<()> {
+        quarry_core::config::check_name("collection", name)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        if !self.root.join(target).join(SPEC_FILE).is_file() {
+            return Err(StoreError::NoCollection(target.into()));
+        }
+        let mut aliases = self.aliases();
+        aliases.insert(name.to_string(), target.to_string());
+        let path = self.root.join(ALIASES_FILE);
+        let tmp = self
+            .root
+            .join(format!(".{ALIASES_FILE}.{}", std::process::id()));
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let bytes =
+            serde_json::to_vec_pretty(&aliases).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&bytes).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        // rename(2) is the atomic pointer switch.
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(())
+    }
+
+    fn drop_collection(&self, name: &str) -> Result<()> {
+        // An alias may share its name with the collection it replaced (a
+        // collection from before its first reindex); that one may go, the
+        // one an alias points to may not.
+        if let Some((alias, _)) = self.aliases().iter().find(|(_, t)| t.as_str() == name) {
+            return Err(StoreError::Invalid(format!(
+                "collection {name:?} is in use: alias {alias:?} points to it"
+            )));
+        }
+        let dir = self.root.join(name);
+        if !dir.join(SPEC_FILE).is_file() {
+            return Err(StoreError::NoCollection(name.into()));
+        }
+        if let Some(c) = self
+            .open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+        {
+            c.shard.flush();
+            drop(c);
+        }
+        // Renamed first, so a crash mid-delete leaves no half collection;
+        // `open` sweeps `.creating-` and `.dropped-` leftovers.
+        let gone = self
+            .root
+            .join(format!(".dropped-{}-{name}", std::process::id()));
+        std::fs::rename(&dir, &gone).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let _ = std::fs::remove_dir_all(&gone);
         Ok(())
     }
 }

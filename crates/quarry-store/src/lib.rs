@@ -144,6 +144,16 @@ pub trait VectorStore: Send + Sync {
     fn count(&self, name: &str) -> Result<usize>;
     /// Makes written data durable.
     fn flush(&self, name: &str) -> Result<()>;
+    /// Creates a collection under exactly this name, with no alias: the
+    /// target of a later [`Self::switch_alias`].
+    fn create_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()>;
+    /// The collection that `name` reaches: an alias's target, or `name`.
+    fn resolve(&self, name: &str) -> Result<String>;
+    /// Points alias `name` at collection `target` in one step: readers see
+    /// either the old collection or the new one, never neither.
+    fn switch_alias(&self, name: &str, target: &str) -> Result<()>;
+    /// Deletes a collection (not an alias) and its points.
+    fn drop_collection(&self, name: &str) -> Result<()>;
 }
 
 /// Opens the configured store: edge shards under `data_dir`, or a server.

@@ -265,6 +265,17 @@ impl ServerStore {
         Ok(())
     }
 
+    fn alias_map(&self) -> Result<HashMap<String, String>> {
+        let response = self.call("list aliases", "", Retry::No, |c| async move {
+            c.list_aliases().await
+        })?;
+        Ok(response
+            .aliases
+            .into_iter()
+            .map(|a| (a.alias_name, a.collection_name))
+            .collect())
+    }
+
     fn existing(&self, name: &str, ids: &[q::PointId]) -> Result<HashSet<PointId>> {
         let request = GetPointsBuilder::new(name, ids.to_vec())
             .with_payload(with_payload_selector::SelectorOptions::Enable(false))
@@ -321,12 +332,18 @@ impl VectorStore for ServerStore {
                 existing: existing.model.to_string(),
                 requested: spec.model.to_string(),
             }),
-            None => self.create(name, spec),
+            None => {
+                // Behind an alias from the start, so `reindex` can later
+                // switch it to a rebuilt collection in one step.
+                let physical = format!("{name}-v1");
+                self.create(&physical, spec)?;
+                self.switch_alias(name, &physical)
+            }
         }
     }
 
     fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>> {
-        let owned = name.to_string();
+        let owned = self.resolve(name)?;
         let info = match self.call("collection info", name, Retry::No, move |c| {
             let owned = owned.clone();
             async move { c.collection_info(owned).await }
@@ -355,14 +372,25 @@ impl VectorStore for ServerStore {
         let response = self.call("list collections", "", Retry::No, |c| async move {
             c.list_collections().await
         })?;
+        let aliases = self.alias_map()?;
+        let targets: HashSet<&String> = aliases.values().collect();
         let mut names = Vec::new();
         for d in response.collections {
+            if targets.contains(&d.name) {
+                continue;
+            }
             // Foreign collections on a shared server are not ours to list.
             if matches!(self.collection_spec(&d.name), Ok(Some(_))) {
                 names.push(d.name);
             }
         }
+        for alias in aliases.keys() {
+            if matches!(self.collection_spec(alias), Ok(Some(_))) {
+                names.push(alias.clone());
+            }
+        }
         names.sort();
+        names.dedup();
         Ok(names)
     }
 
@@ -565,5 +593,48 @@ impl VectorStore for ServerStore {
     fn flush(&self, _name: &str) -> Result<()> {
         // Every write above waits for the server's WAL (`wait = true`).
         Ok(())
+    }
+
+    fn create_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
+        quarry_core::config::check_name("collection", name)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.create(name, spec)
+    }
+
+    fn resolve(&self, name: &str) -> Result<String> {
+        Ok(self
+            .alias_map()?
+            .remove(name)
+            .unwrap_or_else(|| name.to_string()))
+    }
+
+    fn switch_alias(&self, name: &str, target: &str) -> Result<()> {
+        // Qdrant's create_alias replaces an existing alias under one lock:
+        // the atomic switch.
+        let request = q::CreateAliasBuilder::new(target, name).build();
+        self.call("switch alias", name, Retry::Write, move |c| {
+            let request = request.clone();
+            async move { c.create_alias(request).await.map(|_| ()) }
+        })
+    }
+
+    fn drop_collection(&self, name: &str) -> Result<()> {
+        let aliases = self.alias_map()?;
+        // Qdrant would resolve an alias and drop its target.
+        if aliases.contains_key(name) {
+            return Err(StoreError::Invalid(format!(
+                "{name:?} is an alias; drop the collection it points to"
+            )));
+        }
+        if let Some((alias, _)) = aliases.iter().find(|(_, t)| t.as_str() == name) {
+            return Err(StoreError::Invalid(format!(
+                "collection {name:?} is in use: alias {alias:?} points to it"
+            )));
+        }
+        let owned = name.to_string();
+        self.call("drop collection", name, Retry::Write, move |c| {
+            let owned = owned.clone();
+            async move { c.delete_collection(owned).await.map(|_| ()) }
+        })
     }
 }

@@ -291,6 +291,50 @@ fn contract(store: &dyn VectorStore, label: &str) {
         )
         .unwrap_err();
     assert!(matches!(err, StoreError::NoCollection(_)), "{label}: {err}");
+
+    // Aliases: a rebuilt collection takes over the name in one switch.
+    let old = store.resolve(&name).expect("resolve");
+    let next = unique("contract-next");
+    store
+        .open_collection(&next, &spec("m2"))
+        .expect("create next");
+    let next_physical = store.resolve(&next).expect("resolve next");
+    store
+        .upsert_staged(&next_physical, vec![point(30, "c")])
+        .expect("upsert next");
+    store
+        .publish(&next_physical, &[PointId(0x1000 + 30)], &[])
+        .expect("publish next");
+    store.switch_alias(&name, &next_physical).expect("switch");
+    assert_eq!(
+        store.resolve(&name).expect("resolve"),
+        next_physical,
+        "{label}"
+    );
+    assert_eq!(
+        store.collection_spec(&name).expect("spec"),
+        Some(spec("m2")),
+        "{label}"
+    );
+    assert_eq!(store.count(&name).expect("count"), 1, "{label}");
+    let hits = search(store, &name, Query::Bm25("number30".into()), None);
+    assert_eq!(ids(&hits), vec![0x1000 + 30], "{label}");
+    assert!(
+        store.list_collections().expect("list").contains(&name),
+        "{label}"
+    );
+    assert!(
+        store.drop_collection(&next_physical).is_err(),
+        "{label}: dropped the collection an alias points to"
+    );
+    store.drop_collection(&old).expect("drop old");
+    // The name still works; the old collection, if it had its own name, is gone.
+    assert_eq!(store.count(&name).expect("count"), 1, "{label}");
+    if old != name {
+        assert_eq!(store.collection_spec(&old).expect("spec"), None, "{label}");
+    }
+    store.switch_alias(&name, &old).unwrap_err();
+    // Back to the original contents for the last checks.
 }
 
 #[test]

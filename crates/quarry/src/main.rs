@@ -65,6 +65,9 @@ enum Command {
     /// e.g. from the embedded store to a Qdrant server. Idempotent and
     /// resumable.
     Migrate(cmd::migrate::MigrateArgs),
+    /// Re-embed a collection's stored chunks with another model into a new
+    /// collection, then switch the collection's alias to it atomically.
+    Reindex(cmd::reindex::ReindexArgs),
 }
 
 fn main() -> ExitCode {
@@ -125,5 +128,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Collections(args) => cmd::index::collections(&config, args),
         Command::Eval(args) => runtime.block_on(cmd::eval::run(&config, *args)),
         Command::Migrate(args) => cmd::migrate::run(&config, args),
+        Command::Reindex(args) => runtime.block_on(cmd::reindex::run(&config, args)),
     }
 }

@@ -307,7 +307,7 @@ fn open_collection(
 pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
     let (store, collection) = open_collection(config, args.collection)?;
     let embedder = super::start_embedder(config, None)?;
-    let retriever = Retriever::new(store, embedder);
+    let retriever = Retriever::new(store, embedder).with_model_loader(super::model_loader(config));
     let options = SearchOptions {
         mode: args.mode,
         top_k: args.top_k,
@@ -352,7 +352,7 @@ pub async fn context(config: &Config, args: ContextArgs) -> anyhow::Result<ExitC
     let counter =
         quarry_engine::TokenCounter::from_file(&model.layout().dir.join("tokenizer.json"))?;
     let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
-    let retriever = Retriever::new(store, embedder);
+    let retriever = Retriever::new(store, embedder).with_model_loader(super::model_loader(config));
     let options = quarry_engine::ContextOptions {
         search: SearchOptions {
             mode: args.mode,

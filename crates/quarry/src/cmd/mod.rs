@@ -5,6 +5,7 @@ pub mod eval_sweep;
 pub mod index;
 pub mod migrate;
 pub mod model;
+pub mod reindex;
 pub mod serve;
 
 use anyhow::Context;
@@ -47,6 +48,18 @@ pub fn load_model(config: &Config, model_id: Option<&str>) -> anyhow::Result<Mod
         ..Default::default()
     };
     Ok(Model::load(&dir, &options)?)
+}
+
+/// Starts embedders for collections built with a model other than the
+/// configured one (after `quarry reindex`), by the id in their fingerprint.
+pub fn model_loader(config: &Config) -> quarry_engine::ModelLoader {
+    let config = config.clone();
+    std::sync::Arc::new(move |model: &serde_json::Value| {
+        let id = model["model_id"]
+            .as_str()
+            .ok_or_else(|| format!("the collection's model has no id: {model}"))?;
+        start_embedder(&config, Some(id)).map_err(|e| format!("{e:#}"))
+    })
 }
 
 pub fn start_embedder(config: &Config, model_id: Option<&str>) -> anyhow::Result<Embedder> {

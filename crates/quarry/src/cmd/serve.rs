@@ -43,7 +43,10 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         rrf_k: r.rrf_k,
         query_cache: r.query_cache,
     };
-    let retriever = Retriever::with_settings(store, embedder, &settings);
+    // Collections reindexed with another model are searched with that
+    // model: it is loaded on their first search.
+    let retriever = Retriever::with_settings(store, embedder, &settings)
+        .with_model_loader(super::model_loader(config));
     let s = &config.server;
     let keys = Keys::new(
         s.read_keys.iter().map(String::as_str),

@@ -6,7 +6,9 @@
 //!   points a clean sync gives;
 //! - searches answer 503 with the JSON error shape during an outage, and
 //!   recover without a restart when the server returns;
-//! - a server that is down at start makes `readyz` false, saying so.
+//! - a server that is down at start makes `readyz` false, saying so;
+//! - `quarry reindex` switches a served collection to another model while a
+//!   search loop runs, and no search fails.
 
 #![allow(clippy::unwrap_used)]
 
@@ -429,4 +431,168 @@ fn a_server_down_at_start_makes_readyz_false_and_says_why() {
         message.contains(&store) && message.contains("unreachable"),
         "{message}"
     );
+}
+
+/// The default model with CLS pooling instead of mean: another model, as
+/// far as vectors and fingerprints go, built from files we already have.
+fn cls_variant(dir: &Path) -> PathBuf {
+    let src = support::model_dir();
+    let dst = dir.join("minilm-cls");
+    for entry in ["", "1_Pooling"] {
+        std::fs::create_dir_all(dst.join(entry)).unwrap();
+        for f in std::fs::read_dir(src.join(entry)).unwrap().flatten() {
+            if f.path().is_file() && f.file_name() != "quarry-model.json" {
+                std::fs::copy(f.path(), dst.join(entry).join(f.file_name())).unwrap();
+            }
+        }
+    }
+    let pooling = dst.join("1_Pooling/config.json");
+    let text = std::fs::read_to_string(&pooling).unwrap();
+    let text = text
+        .replace(
+            "\"pooling_mode_cls_token\": false",
+            "\"pooling_mode_cls_token\": true",
+        )
+        .replace(
+            "\"pooling_mode_mean_tokens\": true",
+            "\"pooling_mode_mean_tokens\": false",
+        );
+    std::fs::write(&pooling, text).unwrap();
+    dst
+}
+
+fn dense_top(url: &str) -> (u16, Option<f64>) {
+    let r = ureq::post(&format!("{url}/v1/collections/guide/search"))
+        .timeout(Duration::from_secs(30))
+        .send_json(
+            serde_json::json!({"query": "how do I rotate api keys", "top_k": 1, "mode": "dense"}),
+        );
+    match r {
+        Ok(r) => {
+            let body: serde_json::Value = r.into_json().unwrap();
+            (200, body["hits"][0]["score"].as_f64())
+        }
+        Err(ureq::Error::Status(code, _)) => (code, None),
+        Err(_) => (0, None),
+    }
+}
+
+#[test]
+fn reindex_switches_models_under_a_search_loop_without_a_failed_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(qdrant) = Qdrant::start(&tmp.path().join("qdrant")) else {
+        return;
+    };
+    let data = tmp.path().join("data");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
+    let o = quarry(
+        &[
+            "sync",
+            "--path",
+            s(&corpus),
+            "-c",
+            "guide",
+            "--data-dir",
+            s(&data),
+            "--store",
+            &qdrant.url(),
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (mut server, url) = serve(&data, &qdrant.url());
+    let (code, before) = dense_top(&url);
+    assert_eq!(code, 200);
+    let before = before.unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looper = {
+        let (url, stop) = (url.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                seen.push(dense_top(&url));
+            }
+            seen
+        })
+    };
+    let model = cls_variant(tmp.path());
+    let o = quarry(
+        &[
+            "reindex",
+            "-c",
+            "guide",
+            "--model",
+            s(&model),
+            "--data-dir",
+            s(&data),
+            "--store",
+            &qdrant.url(),
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Past the retriever's one-second cache of the alias target.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = looper.join().unwrap();
+    let (code, after) = dense_top(&url);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(code, 200);
+    let after = after.unwrap();
+    assert!(
+        (after - before).abs() > 1e-3,
+        "the model did not change: {before} vs {after}"
+    );
+
+    let failed = seen
+        .iter()
+        .filter(|(c, s)| *c != 200 || s.is_none())
+        .count();
+    let old = seen
+        .iter()
+        .filter(|(_, s)| s.is_some_and(|s| (s - before).abs() < 1e-4))
+        .count();
+    let new = seen
+        .iter()
+        .filter(|(_, s)| s.is_some_and(|s| (s - after).abs() < 1e-4))
+        .count();
+    eprintln!(
+        "{} searches during the reindex: {failed} failed, {old} old model, {new} new model",
+        seen.len()
+    );
+    assert_eq!(failed, 0, "{seen:?}");
+    assert_eq!(
+        old + new,
+        seen.len(),
+        "a result from neither model: {seen:?}"
+    );
+    assert!(
+        old > 0 && new > 0,
+        "the loop did not span the switch: {seen:?}"
+    );
+    // One switch, never back.
+    let first_new = seen
+        .iter()
+        .position(|(_, s)| s.is_some_and(|s| (s - after).abs() < 1e-4))
+        .unwrap();
+    assert!(
+        seen[first_new..]
+            .iter()
+            .all(|(_, s)| s.is_some_and(|s| (s - after).abs() < 1e-4))
+    );
+    // The old collection is gone; the name lists once.
+    let collections = qdrant.get("/collections").unwrap();
+    let names: Vec<&str> = collections["result"]["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["guide-v2"], "{collections}");
 }
