@@ -574,4 +574,44 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("QUARRY_MAX_BATCH_TOKENS"), "{err}");
     }
+
+    #[test]
+    fn the_store_is_edge_a_url_or_a_table_and_bad_values_name_the_fix() {
+        assert_eq!(Config::default().store, StoreConfig::Edge);
+        let c = Config::from_toml("store = \"http://q:6334\"").unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Server(ServerStoreConfig::new("http://q:6334"))
+        );
+        let c =
+            Config::from_toml("store = { url = \"http://q:6334\", api_key = \"k\", shards = 3 }")
+                .unwrap();
+        let StoreConfig::Server(s) = &c.store else {
+            panic!("{:?}", c.store)
+        };
+        assert_eq!(
+            (s.api_key.as_deref(), s.shards, s.retry_secs),
+            (Some("k"), Some(3), 120)
+        );
+        let err = Config::from_toml("store = \"qdrant\"").unwrap_err();
+        assert!(err.contains("edge") && err.contains("6334"), "{err}");
+        let err = Config::from_toml("store = { url = \"http://q\", shard = 3 }").unwrap_err();
+        assert!(err.contains("store"), "{err}");
+
+        let mut c = Config::default();
+        c.apply_env(|v| match v {
+            "QUARRY_STORE" => Some("http://h:6334".into()),
+            "QUARRY_STORE_REPLICAS" => Some("2".into()),
+            _ => None,
+        })
+        .unwrap();
+        let StoreConfig::Server(s) = &c.store else {
+            panic!("{:?}", c.store)
+        };
+        assert_eq!((s.url.as_str(), s.replicas), ("http://h:6334", Some(2)));
+        let err = Config::default()
+            .apply_env(|v| (v == "QUARRY_STORE_API_KEY").then(|| "k".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("QUARRY_STORE"), "{err}");
+    }
 }
