@@ -14,8 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::{EngineError, Result};
 
-const PAGE: usize = 256;
-
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Checkpoint {
     /// Where the next page starts; `None` with `done` means finished.
@@ -66,12 +64,14 @@ pub fn checkpoint_path(dir: &Path, collection: &str, target: &str) -> PathBuf {
     dir.join(format!("{collection}--{tag}.json"))
 }
 
-/// Copies `collection` from `from` to `to`, resuming from `checkpoint`.
-/// `progress` gets (points copied so far, points in the source).
+/// Copies `collection` from `from` to `to` in pages of `page` points,
+/// resuming from `checkpoint`. `progress` gets (points copied so far, points
+/// in the source).
 pub fn copy_collection(
     from: &dyn VectorStore,
     to: &dyn VectorStore,
     collection: &str,
+    page: usize,
     checkpoint: &Path,
     progress: &dyn Fn(usize, usize),
 ) -> Result<MigrateReport> {
@@ -98,8 +98,15 @@ pub fn copy_collection(
     }
     let mut copied = 0;
     loop {
-        let (page, next) = from.scroll(collection, state.next, PAGE, &Fields::All, true, None)?;
-        let points: Vec<Point> = page
+        let (batch, next) = from.scroll(
+            collection,
+            state.next,
+            page.max(1),
+            &Fields::All,
+            true,
+            None,
+        )?;
+        let points: Vec<Point> = batch
             .into_iter()
             .map(|p| {
                 let dense = p.dense.ok_or_else(|| {

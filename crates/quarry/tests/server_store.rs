@@ -7,6 +7,8 @@
 //! - searches answer 503 with the JSON error shape during an outage, and
 //!   recover without a restart when the server returns;
 //! - a server that is down at start makes `readyz` false, saying so;
+//! - `quarry migrate` copies an edge collection exactly, resumes after being
+//!   killed, and is a no-op the second time;
 //! - `quarry reindex` switches a served collection to another model while a
 //!   search loop runs, and no search fails.
 
@@ -158,11 +160,19 @@ fn s(p: &Path) -> &str {
 
 /// `quarry export` lines by id: (payload, vector).
 fn export(data: &Path, store: &str) -> Vec<(String, serde_json::Value, Vec<f64>)> {
+    export_collection(data, store, "notes")
+}
+
+fn export_collection(
+    data: &Path,
+    store: &str,
+    collection: &str,
+) -> Vec<(String, serde_json::Value, Vec<f64>)> {
     let o = quarry(
         &[
             "export",
             "-c",
-            "notes",
+            collection,
             "--with-vectors",
             "--data-dir",
             s(data),
@@ -595,4 +605,116 @@ fn reindex_switches_models_under_a_search_loop_without_a_failed_search() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["guide-v2"], "{collections}");
+}
+
+#[test]
+fn migrate_copies_exactly_resumes_after_a_kill_and_is_idempotent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(qdrant) = Qdrant::start(&tmp.path().join("qdrant")) else {
+        return;
+    };
+    let edge = tmp.path().join("edge");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
+    let o = quarry(
+        &[
+            "sync",
+            "--path",
+            s(&corpus),
+            "-c",
+            "guide",
+            "--data-dir",
+            s(&edge),
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let from = format!("edge:{}", s(&edge));
+    let work = tmp.path().join("work");
+    let args = |batch: &'static str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
+        c.args([
+            "migrate",
+            "--from",
+            &from,
+            "--to",
+            &qdrant.url(),
+            "--batch",
+            batch,
+        ])
+        .args(["--data-dir", s(&work), "--json"])
+        .env("QUARRY_HOME", home())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+        c
+    };
+    // Killed part-way: the checkpoint has some pages, the target some points.
+    let mut first = args("2").spawn().unwrap();
+    let checkpoint = work.join("migrate");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let copied = std::fs::read_dir(&checkpoint)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| std::fs::read(e.unwrap().path()).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["copied"].as_u64())
+            .unwrap_or(0);
+        if copied >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress");
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the copy finished before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    first.kill().unwrap();
+    let _ = first.wait();
+    let partial = qdrant.points("guide");
+    let total = export_collection(&edge, "edge", "guide").len() as u64;
+    assert!(partial > 0 && partial < total, "{partial} of {total}");
+
+    let report = |o: std::process::Output| -> serde_json::Value {
+        assert!(o.status.success());
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()[0].clone()
+    };
+    let second = report(args("16").output().unwrap());
+    assert_eq!(second["resumed"], true, "{second}");
+    assert!(
+        second["copied"].as_u64().unwrap() < total,
+        "started over: {second}"
+    );
+    assert_eq!(second["target_points"].as_u64(), Some(total), "{second}");
+    let third = report(args("16").output().unwrap());
+    assert_eq!(third["copied"], 0, "{third}");
+
+    // Exactly the same points: ids, payloads and vectors, bit for bit.
+    let a = export_collection(&edge, "edge", "guide");
+    let b = export_collection(&work, &qdrant.url(), "guide");
+    assert_eq!(a, b);
+    // And the copy is usable: the model binding came along, so a search works.
+    let o = quarry(
+        &[
+            "search",
+            "-c",
+            "guide",
+            "api keys",
+            "--data-dir",
+            s(&work),
+            "--store",
+            &qdrant.url(),
+            "--json",
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    eprintln!(
+        "migrate: killed at {partial}/{total}; resumed run wrote {}; a third run wrote 0",
+        second["copied"]
+    );
 }

@@ -24,6 +24,9 @@ pub struct MigrateArgs {
     /// API key for a server on either side (also QUARRY_STORE_API_KEY).
     #[arg(long, env = "QUARRY_STORE_API_KEY", hide_env_values = true)]
     api_key: Option<String>,
+    /// Points per page; a checkpoint is written after each.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -74,6 +77,7 @@ pub fn run(config: &Config, args: MigrateArgs) -> anyhow::Result<ExitCode> {
             from.as_ref(),
             to.as_ref(),
             name,
+            args.batch,
             &checkpoint,
             &progress,
         )
