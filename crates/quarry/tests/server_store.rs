@@ -718,3 +718,98 @@ fn migrate_copies_exactly_resumes_after_a_kill_and_is_idempotent() {
         second["copied"]
     );
 }
+
+fn cli_top_score(data: &Path) -> f64 {
+    let o = quarry(
+        &[
+            "search",
+            "-c",
+            "guide",
+            "how do I rotate api keys",
+            "--mode",
+            "dense",
+            "-k",
+            "1",
+            "--json",
+            "--data-dir",
+            s(data),
+            "--store",
+            "edge",
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["hits"][0]["score"].as_f64().unwrap()
+}
+
+/// The embedded store needs no server: reindex switches the pointer file,
+/// the old shard goes, and a sync with the old model is refused by name.
+#[test]
+fn reindex_on_the_edge_switches_the_pointer_and_binds_the_new_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
+    let sync = || {
+        quarry(
+            &[
+                "sync",
+                "--path",
+                s(&corpus),
+                "-c",
+                "guide",
+                "--data-dir",
+                s(&data),
+                "--store",
+                "edge",
+            ],
+            Some(&home()),
+            &[],
+            None,
+        )
+    };
+    let o = sync();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = cli_top_score(&data);
+    let model = cls_variant(tmp.path());
+    let o = quarry(
+        &[
+            "reindex",
+            "-c",
+            "guide",
+            "--model",
+            s(&model),
+            "--data-dir",
+            s(&data),
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = cli_top_score(&data);
+    assert!((after - before).abs() > 1e-3, "{before} vs {after}");
+    let aliases: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("collections/aliases.json")).unwrap())
+            .unwrap();
+    assert_eq!(aliases["guide"], "guide-v2");
+    let mut dirs: Vec<String> = std::fs::read_dir(data.join("collections"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs, vec!["guide-v2"]);
+    // The collection is now bound to the new model: syncing with the
+    // configured one must fail, naming the way out.
+    let o = sync();
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("minilm-cls") && err.contains("reindex"),
+        "{err}"
+    );
+}
