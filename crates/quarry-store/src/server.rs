@@ -255,14 +255,20 @@ impl ServerStore {
             async move { c.create_collection(request).await.map(|_| ()) }
         })?;
         for field in INDEXED_FIELDS {
-            let request =
-                CreateFieldIndexCollectionBuilder::new(name, *field, FieldType::Keyword).wait(true);
-            self.call("create payload index", name, Retry::Write, move |c| {
-                let request = request.clone();
-                async move { c.create_field_index(request).await.map(|_| ()) }
-            })?;
+            self.index_field(name, field, FieldType::Keyword)?;
         }
-        Ok(())
+        self.index_field(name, STAGED, FieldType::Bool)
+    }
+
+    /// Every search filters on the staging flag; unindexed, that filter
+    /// reads each candidate's payload from disk (60 ms a query on SciFact,
+    /// against about 1 ms with the index). Creating it again is a no-op.
+    fn index_field(&self, name: &str, field: &str, kind: FieldType) -> Result<()> {
+        let request = CreateFieldIndexCollectionBuilder::new(name, field, kind).wait(true);
+        self.call("create payload index", name, Retry::Write, move |c| {
+            let request = request.clone();
+            async move { c.create_field_index(request).await.map(|_| ()) }
+        })
     }
 
     fn alias_map(&self) -> Result<HashMap<String, String>> {
@@ -326,7 +332,10 @@ impl VectorStore for ServerStore {
         quarry_core::config::check_name("collection", name)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         match self.collection_spec(name)? {
-            Some(existing) if existing == *spec => Ok(()),
+            // Collections from before the flag had its index get it here.
+            Some(existing) if existing == *spec => {
+                self.index_field(&self.resolve(name)?, STAGED, FieldType::Bool)
+            }
             Some(existing) => Err(StoreError::Mismatch {
                 collection: name.into(),
                 existing: existing.model.to_string(),
