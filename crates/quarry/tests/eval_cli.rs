@@ -6,9 +6,8 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use support::*;
 
@@ -217,20 +216,7 @@ fn evaluating_a_running_server_gives_the_in_process_numbers() {
     assert_eq!(metrics(&local)["index"]["existing"], true);
     assert_eq!(metrics(&local)["config"]["chunking"]["overlap"], 32);
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--data-dir", s(&data)])
-        .env("QUARRY_HOME", home())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("the server exited").unwrap();
-        if let Some(rest) = line.split("on http://").nth(1) {
-            break format!("http://{}", rest.split_whitespace().next().unwrap());
-        }
-    };
+    let (mut server, url) = support::quarry_serve(&["--data-dir", s(&data)]);
     let remote = tmp.path().join("remote");
     let o = run(&[
         "eval",

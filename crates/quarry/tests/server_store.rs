@@ -309,31 +309,30 @@ fn a_sync_through_a_server_outage_loses_nothing() {
     }
 }
 
-fn serve(data: &Path, store: &str) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
+/// Syncs the repository's user guide into `guide`.
+fn sync_guide(data: &Path, store: &str) {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
+    let o = quarry(
+        &[
+            "sync",
+            "--path",
+            s(&corpus),
+            "-c",
+            "guide",
             "--data-dir",
             s(data),
             "--store",
             store,
-        ])
-        .env("QUARRY_HOME", home())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("the server exited").unwrap();
-        if let Some(rest) = line.split("on http://").nth(1) {
-            break format!("http://{}", rest.split_whitespace().next().unwrap());
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    (child, url)
+        ],
+        Some(&home()),
+        &[],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn serve(data: &Path, store: &str) -> (Child, String) {
+    support::quarry_serve(&["--data-dir", s(data), "--store", store])
 }
 
 /// (status, body) of a search.
@@ -363,24 +362,7 @@ fn searches_answer_503_during_an_outage_and_recover_by_themselves() {
         return;
     };
     let data = tmp.path().join("data");
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
-    let o = quarry(
-        &[
-            "sync",
-            "--path",
-            s(&corpus),
-            "-c",
-            "guide",
-            "--data-dir",
-            s(&data),
-            "--store",
-            &qdrant.url(),
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    sync_guide(&data, &qdrant.url());
     let (mut server, url) = serve(&data, &qdrant.url());
     let (code, body) = search(&url);
     assert_eq!(code, 200, "{body}");
@@ -494,24 +476,7 @@ fn reindex_switches_models_under_a_search_loop_without_a_failed_search() {
         return;
     };
     let data = tmp.path().join("data");
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
-    let o = quarry(
-        &[
-            "sync",
-            "--path",
-            s(&corpus),
-            "-c",
-            "guide",
-            "--data-dir",
-            s(&data),
-            "--store",
-            &qdrant.url(),
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    sync_guide(&data, &qdrant.url());
     let (mut server, url) = serve(&data, &qdrant.url());
     let (code, before) = dense_top(&url);
     assert_eq!(code, 200);

@@ -96,6 +96,29 @@ pub fn quarry(
     child.wait_with_output().unwrap()
 }
 
+/// Starts `quarry serve` on a free loopback port with `args`; returns the
+/// child and its base URL, read from the line it logs when it listens.
+pub fn quarry_serve(args: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(args)
+        .env("QUARRY_HOME", home())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("the server exited").unwrap();
+        if let Some(rest) = line.split("on http://").nth(1) {
+            break format!("http://{}", rest.split_whitespace().next().unwrap());
+        }
+    };
+    // Keep draining its log, so the server never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, url)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
