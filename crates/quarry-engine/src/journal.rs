@@ -27,6 +27,12 @@ pub(crate) fn path(data_dir: &Path, collection: &str) -> PathBuf {
 }
 
 pub(crate) fn write(path: &Path, journal: &Journal) -> Result<()> {
+    write_json(path, journal)
+}
+
+/// Writes `value` as JSON to `path` atomically: a synced temporary file,
+/// then a rename, so a crash leaves the old file or the new one.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let io = |source| EngineError::Io {
         path: path.to_path_buf(),
         source,
@@ -35,7 +41,7 @@ pub(crate) fn write(path: &Path, journal: &Journal) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec(journal).map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let bytes = serde_json::to_vec(value).map_err(|e| EngineError::Invalid(e.to_string()))?;
     {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp).map_err(io)?;

@@ -41,20 +41,6 @@ fn load(path: &Path) -> Checkpoint {
         .unwrap_or_default()
 }
 
-fn save(path: &Path, c: &Checkpoint) -> Result<()> {
-    let io = |source| EngineError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let bytes = serde_json::to_vec(c).map_err(|e| EngineError::Invalid(e.to_string()))?;
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
 /// The checkpoint file for copying `collection` to `target` (a URL or path).
 pub fn checkpoint_path(dir: &Path, collection: &str, target: &str) -> PathBuf {
     let tag: String = target
@@ -133,7 +119,7 @@ pub fn copy_collection(
         state.copied += ids.len();
         state.next = next;
         state.done = next.is_none();
-        save(checkpoint, &state)?;
+        crate::journal::write_json(checkpoint, &state)?;
         progress(state.copied.min(source_points), source_points);
         if state.done {
             break;

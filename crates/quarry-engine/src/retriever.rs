@@ -134,6 +134,8 @@ pub struct Retriever {
     hybrid_prefetch_factor: usize,
     rrf_k: usize,
     targets: Arc<Mutex<HashMap<String, Target>>>,
+    /// The default embedder's fingerprint, as collection specs store it.
+    default_model: Value,
     loader: Option<ModelLoader>,
     others: Arc<tokio::sync::Mutex<HashMap<String, Embedder>>>,
 }
@@ -156,6 +158,8 @@ impl Retriever {
         embedder: Embedder,
         settings: &RetrieverSettings,
     ) -> Self {
+        // Serialising a plain struct of strings and numbers cannot fail.
+        let default_model = serde_json::to_value(embedder.fingerprint()).unwrap_or(Value::Null);
         Self {
             store,
             embedder,
@@ -164,6 +168,7 @@ impl Retriever {
             hybrid_prefetch_factor: settings.hybrid_prefetch_factor.max(1),
             rrf_k: settings.rrf_k.max(1),
             targets: Arc::default(),
+            default_model,
             loader: None,
             others: Arc::default(),
         }
@@ -212,9 +217,8 @@ impl Retriever {
 
     /// The embedder for `model`: the default one, or one loaded on demand.
     async fn embedder_for(&self, collection: &str, model: &Value) -> Result<Embedder> {
-        let default = serde_json::to_value(self.embedder.fingerprint())
-            .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        if *model == default {
+        let default = &self.default_model;
+        if model == default {
             return Ok(self.embedder.clone());
         }
         let Some(loader) = &self.loader else {

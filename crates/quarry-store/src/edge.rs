@@ -217,14 +217,7 @@ impl VectorStore for EdgeStore {
         quarry_core::config::check_name("collection", name)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
         match self.collection_spec(name)? {
-            Some(existing) if existing == *spec => {}
-            Some(existing) => {
-                return Err(StoreError::Mismatch {
-                    collection: name.into(),
-                    existing: existing.model.to_string(),
-                    requested: spec.model.to_string(),
-                });
-            }
+            Some(existing) => crate::check_spec(name, &existing, spec)?,
             None => self.create(name, spec)?,
         }
         self.collection(name).map(|_| ())

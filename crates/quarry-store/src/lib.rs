@@ -156,6 +156,18 @@ pub trait VectorStore: Send + Sync {
     fn drop_collection(&self, name: &str) -> Result<()>;
 }
 
+/// An existing collection may be reopened only for the spec it was built for.
+fn check_spec(name: &str, existing: &CollectionSpec, requested: &CollectionSpec) -> Result<()> {
+    if existing == requested {
+        return Ok(());
+    }
+    Err(StoreError::Mismatch {
+        collection: name.into(),
+        existing: existing.model.to_string(),
+        requested: requested.model.to_string(),
+    })
+}
+
 /// Opens the configured store: edge shards under `data_dir`, or a server.
 pub fn open(
     config: &quarry_core::config::StoreConfig,

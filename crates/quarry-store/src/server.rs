@@ -271,6 +271,33 @@ impl ServerStore {
         })
     }
 
+    /// The spec of the physical collection `name` (no alias lookup).
+    fn spec_of(&self, name: &str) -> Result<Option<CollectionSpec>> {
+        let owned = name.to_string();
+        let info = match self.call("collection info", name, Retry::No, move |c| {
+            let owned = owned.clone();
+            async move { c.collection_info(owned).await }
+        }) {
+            Ok(info) => info,
+            Err(StoreError::NoCollection(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let metadata = info
+            .result
+            .and_then(|r| r.config)
+            .map(|c| c.metadata)
+            .unwrap_or_default();
+        match metadata.get(SPEC_KEY) {
+            Some(v) => serde_json::from_value(v.clone().into_json())
+                .map(Some)
+                .map_err(|e| StoreError::Invalid(format!("collection {name:?} metadata: {e}"))),
+            None => Err(StoreError::Invalid(format!(
+                "collection {name:?} on {} was not created by Quarry (no {SPEC_KEY} metadata); pick another name",
+                self.config.url
+            ))),
+        }
+    }
+
     fn alias_map(&self) -> Result<HashMap<String, String>> {
         let response = self.call("list aliases", "", Retry::No, |c| async move {
             c.list_aliases().await
@@ -331,16 +358,13 @@ impl VectorStore for ServerStore {
     fn open_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
         quarry_core::config::check_name("collection", name)
             .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        match self.collection_spec(name)? {
+        let physical = self.resolve(name)?;
+        match self.spec_of(&physical)? {
             // Collections from before the flag had its index get it here.
-            Some(existing) if existing == *spec => {
-                self.index_field(&self.resolve(name)?, STAGED, FieldType::Bool)
+            Some(existing) => {
+                crate::check_spec(name, &existing, spec)?;
+                self.index_field(&physical, STAGED, FieldType::Bool)
             }
-            Some(existing) => Err(StoreError::Mismatch {
-                collection: name.into(),
-                existing: existing.model.to_string(),
-                requested: spec.model.to_string(),
-            }),
             None => {
                 // Behind an alias from the start, so `reindex` can later
                 // switch it to a rebuilt collection in one step.
@@ -352,29 +376,7 @@ impl VectorStore for ServerStore {
     }
 
     fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>> {
-        let owned = self.resolve(name)?;
-        let info = match self.call("collection info", name, Retry::No, move |c| {
-            let owned = owned.clone();
-            async move { c.collection_info(owned).await }
-        }) {
-            Ok(info) => info,
-            Err(StoreError::NoCollection(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let metadata = info
-            .result
-            .and_then(|r| r.config)
-            .map(|c| c.metadata)
-            .unwrap_or_default();
-        match metadata.get(SPEC_KEY) {
-            Some(v) => serde_json::from_value(v.clone().into_json())
-                .map(Some)
-                .map_err(|e| StoreError::Invalid(format!("collection {name:?} metadata: {e}"))),
-            None => Err(StoreError::Invalid(format!(
-                "collection {name:?} on {} was not created by Quarry (no {SPEC_KEY} metadata); pick another name",
-                self.config.url
-            ))),
-        }
+        self.spec_of(&self.resolve(name)?)
     }
 
     fn list_collections(&self) -> Result<Vec<String>> {
@@ -389,12 +391,12 @@ impl VectorStore for ServerStore {
                 continue;
             }
             // Foreign collections on a shared server are not ours to list.
-            if matches!(self.collection_spec(&d.name), Ok(Some(_))) {
+            if matches!(self.spec_of(&d.name), Ok(Some(_))) {
                 names.push(d.name);
             }
         }
-        for alias in aliases.keys() {
-            if matches!(self.collection_spec(alias), Ok(Some(_))) {
+        for (alias, target) in &aliases {
+            if matches!(self.spec_of(target), Ok(Some(_))) {
                 names.push(alias.clone());
             }
         }
