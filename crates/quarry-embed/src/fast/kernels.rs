@@ -265,10 +265,17 @@ multiversion! {
     }
 }
 
+/// Softmax of each row of `x` (rows of `width`), in place.
+pub fn softmax_rows(x: &mut [f32], width: usize) {
+    softmax_rows_strided(x, width, width)
+}
+
 multiversion! {
-    /// Softmax of each row of `x` (rows of `width`), in place.
-    pub fn softmax_rows(x: &mut [f32], width: usize) {
-        for row in x.chunks_exact_mut(width) {
+    /// Softmax of the first `width` values of each row of `stride`, in
+    /// place; the rest of each row is left alone.
+    pub fn softmax_rows_strided(x: &mut [f32], stride: usize, width: usize) {
+        for row in x.chunks_exact_mut(stride) {
+            let row = &mut row[..width];
             let m = max(row);
             map16!(row, |a| {
                 for v in a.iter_mut() {

@@ -25,6 +25,7 @@
 
 pub mod bf16;
 pub mod kernels;
+pub mod sgemm;
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
@@ -44,6 +45,9 @@ struct Dense {
     /// The same weight packed for the bf16 kernels, when that precision
     /// was asked for and the CPU has them.
     bf16: Option<bf16::PackedWeight>,
+    /// Otherwise packed for the AVX-512 f32 kernels, when the CPU has
+    /// them; `w` is then dropped.
+    f32p: Option<sgemm::PackedF32>,
 }
 
 struct Norm {
@@ -93,6 +97,7 @@ fn dense(vb: &VarBuilder<'_>, n_in: usize, n_out: usize) -> candle_core::Result<
         n_in,
         n_out,
         bf16: None,
+        f32p: None,
     })
 }
 
@@ -113,6 +118,7 @@ fn fused_qkv(vb: &VarBuilder<'_>, h: usize) -> candle_core::Result<Dense> {
         n_in: h,
         n_out: 3 * h,
         bf16: None,
+        f32p: None,
     })
 }
 
@@ -185,6 +191,12 @@ impl FastBert {
             if use_bf16 {
                 d.bf16 = bf16::PackedWeight::pack(&d.w, d.n_in, d.n_out);
             }
+            if d.bf16.is_none() {
+                d.f32p = sgemm::PackedF32::pack(&d.w, d.n_in, d.n_out);
+                if d.f32p.is_some() {
+                    d.w = Vec::new();
+                }
+            }
             d
         };
         for i in 0..config.num_hidden_layers {
@@ -235,6 +247,10 @@ impl FastBert {
         }
         if let Some(packed) = &d.bf16 {
             bf16::matmul_add(x, rows, d.n_in, packed, out);
+            return;
+        }
+        if let Some(packed) = &d.f32p {
+            sgemm::matmul_add(x, rows, packed, out);
             return;
         }
         // Threads cost more than they save on a few rows (a single query).
@@ -295,6 +311,25 @@ impl FastBert {
                 // in `ctx` are written by this task only.
                 unsafe {
                     bf16::head_attention(
+                        rows,
+                        len,
+                        h,
+                        hd * dh,
+                        dh,
+                        scale,
+                        out.0.add(start * h + hd * dh),
+                        h,
+                    )
+                };
+                return;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if sgemm::supported() && dh.is_multiple_of(32) {
+                let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
+                // SAFETY: the CPU support is checked; as above, this task
+                // alone writes its head columns of rows start..start+len.
+                unsafe {
+                    sgemm::head_attention(
                         rows,
                         len,
                         h,
@@ -509,9 +544,12 @@ fn par_rows2(x: &mut [f32], y: &[f32], width: usize, f: impl Fn(&mut [f32], &[f3
 }
 
 /// The machine's f32 matrix-multiply throughput in GFLOP/s, measured with
-/// the same `gemm` kernels and threads the encoder uses, on a multiply big
-/// enough to reach their peak (best of three).
+/// the kernels and threads the encoder uses (the packed AVX-512 ones, or
+/// `gemm` without AVX-512), on a multiply big enough to reach their peak.
 pub fn matmul_peak_gflops() -> f64 {
+    if let Some(peak) = sgemm::matmul_peak_gflops() {
+        return peak;
+    }
     let (m, n, k) = (2048, 2048, 1024);
     let a = vec![0.5f32; m * k];
     let b = vec![0.25f32; k * n];
