@@ -16,8 +16,7 @@
 
 pub mod embedder;
 mod fast;
-pub use fast::bf16::matmul_peak_gflops as matmul_peak_gflops_bf16;
-pub use fast::matmul_peak_gflops;
+pub use fast::{matmul_peak_gflops, matmul_peak_gflops_bf16};
 
 /// Floating-point operations to encode sequences of these lengths.
 pub fn encoder_flops(config: &candle_transformers::models::bert::Config, lengths: &[usize]) -> f64 {

@@ -19,8 +19,6 @@ use rayon::prelude::*;
 const NR: usize = 32;
 /// Rows per micro-tile: 12 × 2 accumulators plus the two panel registers.
 const MR: usize = 12;
-/// Rows per parallel task: panels are reused across its micro-tiles.
-const MB: usize = 96;
 
 /// Whether this CPU can run the bf16 kernels.
 pub fn supported() -> bool {
@@ -113,57 +111,27 @@ pub(crate) fn matmul_add(x: &[f32], rows: usize, n_in: usize, w: &PackedWeight, 
     assert_eq!(out.len(), rows * w.n_out);
     let a = pack_rows(x, rows, n_in, w.pairs);
     let (pairs, n_out) = (w.pairs, w.n_out);
-    let run = |(block, dst): (usize, &mut [f32])| {
-        let r0 = block * MB;
-        let nrows = dst.len() / n_out;
-        // SAFETY: supported() checked the CPU; the block's rows of `a` and
-        // `dst` and every panel of `w` are in bounds (asserted above).
-        #[cfg(target_arch = "x86_64")]
-        unsafe {
-            block_kernel(&a[r0 * pairs..(r0 + nrows) * pairs], nrows, pairs, w, dst)
+    let c = super::SendPtr(out.as_mut_ptr());
+    super::split_product(rows, n_in, n_out, |r0, r1, p0, p1| {
+        #[allow(clippy::redundant_locals)]
+        let c = c;
+        for p in p0..p1 {
+            // SAFETY: supported() checked the CPU; rows r0..r1 of `a` and
+            // `out` and panel p are in bounds (asserted above), and
+            // concurrent parts cover disjoint (row, panel) blocks.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                panel_product::<true>(
+                    &a[r0 * pairs..r1 * pairs],
+                    r1 - r0,
+                    pairs,
+                    &w.data[p * pairs * NR..(p + 1) * pairs * NR],
+                    c.0.add(r0 * n_out + p * NR),
+                    n_out,
+                )
+            };
         }
-    };
-    if rows > MB && rayon::current_num_threads() > 1 {
-        out.par_chunks_mut(MB * n_out).enumerate().for_each(run);
-    } else {
-        out.chunks_mut(MB * n_out).enumerate().for_each(run);
-    }
-}
-
-/// This machine's bf16 matrix-multiply throughput in GFLOP/s with these
-/// kernels and threads (activation rounding included), best of four;
-/// `None` without AVX-512 BF16.
-pub fn matmul_peak_gflops() -> Option<f64> {
-    if !supported() {
-        return None;
-    }
-    let (m, k, n) = (2048, 1024, 2048);
-    let x = vec![0.5f32; m * k];
-    let packed = PackedWeight::pack(&vec![0.25f32; k * n], k, n)?;
-    let mut out = vec![0f32; m * n];
-    let mut best = f64::MAX;
-    for _ in 0..4 {
-        let t = std::time::Instant::now();
-        matmul_add(&x, m, k, &packed, &mut out);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    std::hint::black_box(&out);
-    Some(2.0 * (m * n * k) as f64 / best / 1e9)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn block_kernel(a: &[u32], rows: usize, pairs: usize, w: &PackedWeight, dst: &mut [f32]) {
-    let n_out = w.n_out;
-    debug_assert!(dst.len() >= rows * n_out);
-    for p in 0..n_out / NR {
-        let panel = &w.data[p * pairs * NR..(p + 1) * pairs * NR];
-        // SAFETY: CPU features are the caller's guarantee; `dst` holds
-        // `rows` rows of `n_out`, and this panel's columns are in range.
-        unsafe {
-            panel_product::<true>(a, rows, pairs, panel, dst.as_mut_ptr().add(p * NR), n_out)
-        };
-    }
+    });
 }
 
 /// `c[r][0..32] += Σ_kk a[r][kk] · panel[kk][0..32]` (bf16 pairs, f32

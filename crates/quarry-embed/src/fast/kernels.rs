@@ -206,16 +206,13 @@ fn exp16(x: &mut [f32; LANES]) {
 #[inline(always)]
 fn exp16_poly<const COARSE: bool>(x: &mut [f32; LANES]) {
     const MAGIC: f32 = 12_582_912.0;
-    let mut t = [0f32; LANES];
-    let mut r = [0f32; LANES];
-    for i in 0..LANES {
-        let v = x[i].clamp(-87.3, 88.3);
-        t[i] = v * std::f32::consts::LOG2_E + MAGIC;
-        let n = t[i] - MAGIC;
-        r[i] = v - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    }
-    for i in 0..LANES {
-        let r = r[i];
+    // One lane per iteration, whole: split into several loops over
+    // temporary arrays, LLVM vectorised this with gathers and scatters.
+    for v in x.iter_mut() {
+        let c = v.clamp(-87.3, 88.3);
+        let t = c * std::f32::consts::LOG2_E + MAGIC;
+        let n = t - MAGIC;
+        let r = c - n * 0.693_359_4 - n * -2.121_944_4e-4;
         let p = if COARSE {
             let mut p = 4.166_579_6e-2_f32;
             p = p * r + 1.666_666_5e-1;
@@ -229,8 +226,8 @@ fn exp16_poly<const COARSE: bool>(x: &mut [f32; LANES]) {
             p * r + 0.5
         };
         let y = p * r * r + r + 1.0;
-        let n = (t[i].to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-        x[i] = y * f32::from_bits((n.wrapping_add(127) << 23) as u32);
+        let e = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
+        *v = y * f32::from_bits((e.wrapping_add(127) << 23) as u32);
     }
 }
 

@@ -16,9 +16,12 @@
 //! - **Fused epilogues.** Biases are written into the output before the
 //!   multiply accumulates onto them; residual + LayerNorm and GELU are single
 //!   passes ([`kernels`]), vectorised for the CPU at run time.
-//! - **Both cores.** Matrix multiplies use `gemm` (the kernels Candle itself
-//!   calls) with rayon parallelism; attention is spread over
-//!   (sequence, head) pairs.
+//! - **Weights packed at load, both cores.** With AVX-512, every dense
+//!   layer and both attention products run on [`sgemm`]'s f32 micro-tiles
+//!   over weights packed once into the order they are streamed (or on
+//!   [`bf16`]'s, in that precision), split across cores by row blocks, or
+//!   by columns for a single query. Elsewhere they use `gemm`, the kernels
+//!   Candle itself calls. Attention is spread over (sequence, head) pairs.
 //!
 //! The candle-transformers model stays as the reference: the tests hold this
 //! one to it, and `QUARRY_ENGINE=candle` selects it.
@@ -138,7 +141,7 @@ fn norm(vb: &VarBuilder<'_>, h: usize) -> candle_core::Result<Norm> {
 
 /// Raw pointer that may cross threads: each task writes a disjoint block.
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
+pub(crate) struct SendPtr(pub(crate) *mut f32);
 // SAFETY: used only for writes to non-overlapping regions, joined before use.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
@@ -253,37 +256,7 @@ impl FastBert {
             sgemm::matmul_add(x, rows, packed, out);
             return;
         }
-        // Threads cost more than they save on a few rows (a single query).
-        let flops = rows * d.n_in * d.n_out;
-        let par = match rayon::current_num_threads() {
-            n if n > 1 && flops >= 1 << 21 => Parallelism::Rayon(n),
-            _ => Parallelism::None,
-        };
-        // SAFETY: the slices hold exactly rows × n_in, n_in × n_out and
-        // rows × n_out elements, matching the dimensions and strides given.
-        unsafe {
-            gemm::gemm(
-                rows,
-                d.n_out,
-                d.n_in,
-                out.as_mut_ptr(),
-                1,
-                d.n_out as isize,
-                true,
-                x.as_ptr(),
-                1,
-                d.n_in as isize,
-                d.w.as_ptr(),
-                1,
-                d.n_out as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
+        gemm_add(x, rows, d.n_in, &d.w, d.n_out, out);
     }
 
     /// Multi-head self-attention of every sequence: `qkv` is
@@ -522,6 +495,80 @@ impl FastBert {
     }
 }
 
+/// `out[rows, n_out] += x[rows, n_in] · w[n_in, n_out]` with `gemm`, the
+/// portable path.
+fn gemm_add(x: &[f32], rows: usize, n_in: usize, w: &[f32], n_out: usize, out: &mut [f32]) {
+    assert!(x.len() == rows * n_in && w.len() == n_in * n_out && out.len() == rows * n_out);
+    // Threads cost more than they save on a few rows (a single query).
+    let par = match rayon::current_num_threads() {
+        n if n > 1 && rows * n_in * n_out >= 1 << 21 => Parallelism::Rayon(n),
+        _ => Parallelism::None,
+    };
+    // SAFETY: the slices hold exactly rows × n_in, n_in × n_out and
+    // rows × n_out elements (asserted), matching the dimensions and
+    // strides given.
+    unsafe {
+        gemm::gemm(
+            rows,
+            n_out,
+            n_in,
+            out.as_mut_ptr(),
+            1,
+            n_out as isize,
+            true,
+            x.as_ptr(),
+            1,
+            n_in as isize,
+            w.as_ptr(),
+            1,
+            n_out as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// Rows per parallel task of a packed multiply: each weight panel is
+/// reused across a block's micro-tiles while it is in L2.
+const MATMUL_ROWS: usize = 96;
+
+/// Runs `part(r0, r1, p0, p1)`, the product of rows `r0..r1` with the
+/// 32-column weight panels `p0..p1`, over a whole `rows × (k → n_out)`
+/// multiply on every core: by blocks of rows, or, for a few rows (a
+/// query), by columns, so each core streams its share of the weight.
+pub(crate) fn split_product(
+    rows: usize,
+    k: usize,
+    n_out: usize,
+    part: impl Fn(usize, usize, usize, usize) + Sync,
+) {
+    let panels = n_out / 32;
+    let threads = rayon::current_num_threads();
+    if rows > MATMUL_ROWS && threads > 1 {
+        (0..rows.div_ceil(MATMUL_ROWS))
+            .into_par_iter()
+            .for_each(|b| {
+                part(
+                    b * MATMUL_ROWS,
+                    ((b + 1) * MATMUL_ROWS).min(rows),
+                    0,
+                    panels,
+                )
+            });
+    } else if threads > 1 && panels > 1 && rows * k * n_out >= 1 << 18 {
+        let per = panels.div_ceil(threads.min(panels));
+        (0..panels.div_ceil(per))
+            .into_par_iter()
+            .for_each(|g| part(0, rows, g * per, ((g + 1) * per).min(panels)));
+    } else {
+        part(0, rows, 0, panels);
+    }
+}
+
 /// Rows per parallel task for the element-wise passes.
 const ROW_BLOCK: usize = 64;
 
@@ -543,52 +590,51 @@ fn par_rows2(x: &mut [f32], y: &[f32], width: usize, f: impl Fn(&mut [f32], &[f3
     }
 }
 
+/// The product the peaks are measured on: a BERT-base down projection
+/// (rows of 1,536 into 2,048 columns) over a large batch.
+const PEAK_SHAPE: (usize, usize, usize) = (2048, 1536, 2048);
+
+/// GFLOP/s of the best of four runs of `multiply`, a [`PEAK_SHAPE`] product.
+fn best_gflops(mut multiply: impl FnMut()) -> f64 {
+    let (m, k, n) = PEAK_SHAPE;
+    let mut best = f64::MAX;
+    for _ in 0..4 {
+        let t = std::time::Instant::now();
+        multiply();
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (m * n * k) as f64 / best / 1e9
+}
+
 /// The machine's f32 matrix-multiply throughput in GFLOP/s, measured with
 /// the kernels and threads the encoder uses (the packed AVX-512 ones, or
 /// `gemm` without AVX-512), on a multiply big enough to reach their peak.
 pub fn matmul_peak_gflops() -> f64 {
-    if let Some(peak) = sgemm::matmul_peak_gflops() {
-        return peak;
-    }
-    let (m, n, k) = (2048, 2048, 1024);
-    let a = vec![0.5f32; m * k];
-    let b = vec![0.25f32; k * n];
-    let mut c = vec![0f32; m * n];
-    let par = match rayon::current_num_threads() {
-        1 => Parallelism::None,
-        t => Parallelism::Rayon(t),
+    let (m, k, n) = PEAK_SHAPE;
+    let x = vec![0.5f32; m * k];
+    let w = vec![0.25f32; k * n];
+    let mut out = vec![0f32; m * n];
+    let peak = match sgemm::PackedF32::pack(&w, k, n) {
+        Some(p) => best_gflops(|| sgemm::matmul_add(&x, m, &p, &mut out)),
+        None => best_gflops(|| gemm_add(&x, m, k, &w, n, &mut out)),
     };
-    let mut best = f64::MAX;
-    for _ in 0..4 {
-        let t = std::time::Instant::now();
-        // SAFETY: a is m × k, b is k × n, c is m × n, all row-major.
-        unsafe {
-            gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                1,
-                k as isize,
-                b.as_ptr(),
-                1,
-                n as isize,
-                0.0,
-                1.0,
-                false,
-                false,
-                false,
-                par,
-            );
-        }
-        best = best.min(t.elapsed().as_secs_f64());
+    std::hint::black_box(&out);
+    peak
+}
+
+/// The same in bf16 (activation rounding included); `None` without
+/// AVX-512 BF16.
+pub fn matmul_peak_gflops_bf16() -> Option<f64> {
+    if !bf16::supported() {
+        return None;
     }
-    std::hint::black_box(&c);
-    2.0 * (m * n * k) as f64 / best / 1e9
+    let (m, k, n) = PEAK_SHAPE;
+    let x = vec![0.5f32; m * k];
+    let packed = bf16::PackedWeight::pack(&vec![0.25f32; k * n], k, n)?;
+    let mut out = vec![0f32; m * n];
+    let peak = best_gflops(|| bf16::matmul_add(&x, m, k, &packed, &mut out));
+    std::hint::black_box(&out);
+    Some(peak)
 }
 
 /// Floating-point operations of one forward pass over sequences of these

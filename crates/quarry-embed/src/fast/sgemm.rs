@@ -17,14 +17,12 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use rayon::prelude::*;
+use super::SendPtr;
 
 /// Columns per packed panel: two 16-lane registers.
 const NR: usize = 32;
 /// Rows per micro-tile: 12 × 2 accumulators plus the two panel registers.
 const MR: usize = 12;
-/// Rows per parallel task: each panel is reused across its micro-tiles.
-const MB: usize = 96;
 
 /// Whether these kernels can run (AVX-512F, and `QUARRY_SIMD` allows it).
 pub fn supported() -> bool {
@@ -55,30 +53,19 @@ impl PackedF32 {
     }
 }
 
-/// Raw pointer that may cross threads: each task writes disjoint columns
-/// or rows, joined before use.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: see above; the pointee outlives the parallel section.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
 /// `out[rows, n_out] += x[rows, n_in] · W`; `out` already holds the bias.
 pub(crate) fn matmul_add(x: &[f32], rows: usize, w: &PackedF32, out: &mut [f32]) {
     let (k, n_out) = (w.n_in, w.n_out);
     assert!(supported(), "packed f32 kernels need AVX-512");
     assert_eq!(x.len(), rows * k);
     assert_eq!(out.len(), rows * n_out);
-    let panels = n_out / NR;
-    let threads = rayon::current_num_threads();
     let c = SendPtr(out.as_mut_ptr());
-    // Rows r0..r1 against panels p0..p1.
-    let run = |r0: usize, r1: usize, p0: usize, p1: usize| {
+    super::split_product(rows, k, n_out, |r0, r1, p0, p1| {
         #[allow(clippy::redundant_locals)]
         let c = c;
         for p in p0..p1 {
             // SAFETY: the CPU check is above; rows r0..r1 of x and out and
-            // panel p are in bounds by the asserts, and concurrent tasks
+            // panel p are in bounds by the asserts, and concurrent parts
             // cover disjoint (row, panel) blocks.
             #[cfg(target_arch = "x86_64")]
             unsafe {
@@ -93,38 +80,7 @@ pub(crate) fn matmul_add(x: &[f32], rows: usize, w: &PackedF32, out: &mut [f32])
                 )
             };
         }
-    };
-    if rows > MB && threads > 1 {
-        (0..rows.div_ceil(MB))
-            .into_par_iter()
-            .for_each(|b| run(b * MB, ((b + 1) * MB).min(rows), 0, panels));
-    } else if threads > 1 && panels > 1 && rows * k * n_out >= 1 << 18 {
-        // Few rows (a query): split the columns instead, so both cores
-        // stream half the weight each.
-        let per = panels.div_ceil(threads.min(panels));
-        (0..panels.div_ceil(per))
-            .into_par_iter()
-            .for_each(|g| run(0, rows, g * per, ((g + 1) * per).min(panels)));
-    } else {
-        run(0, rows, 0, panels);
-    }
-}
-
-/// This machine's f32 matrix-multiply throughput in GFLOP/s with these
-/// kernels and threads, best of four; `None` without AVX-512.
-pub fn matmul_peak_gflops() -> Option<f64> {
-    let (m, k, n) = (2048, 1024, 2048);
-    let x = vec![0.5f32; m * k];
-    let packed = PackedF32::pack(&vec![0.25f32; k * n], k, n)?;
-    let mut out = vec![0f32; m * n];
-    let mut best = f64::MAX;
-    for _ in 0..4 {
-        let t = std::time::Instant::now();
-        matmul_add(&x, m, &packed, &mut out);
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    std::hint::black_box(&out);
-    Some(2.0 * (m * n * k) as f64 / best / 1e9)
+    });
 }
 
 /// Attention of one head of one sequence in f32:
