@@ -49,7 +49,7 @@ struct Dense {
     /// was asked for and the CPU has them.
     bf16: Option<bf16::PackedWeight>,
     /// Otherwise packed for the AVX-512 f32 kernels, when the CPU has
-    /// them; `w` is then dropped.
+    /// them. `w` is dropped once either is there.
     f32p: Option<sgemm::PackedF32>,
 }
 
@@ -196,9 +196,10 @@ impl FastBert {
             }
             if d.bf16.is_none() {
                 d.f32p = sgemm::PackedF32::pack(&d.w, d.n_in, d.n_out);
-                if d.f32p.is_some() {
-                    d.w = Vec::new();
-                }
+            }
+            if d.bf16.is_some() || d.f32p.is_some() {
+                // Only `gemm` reads the plain copy.
+                d.w = Vec::new();
             }
             d
         };
