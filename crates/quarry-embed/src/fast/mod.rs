@@ -16,12 +16,13 @@
 //! - **Fused epilogues.** Biases are written into the output before the
 //!   multiply accumulates onto them; residual + LayerNorm and GELU are single
 //!   passes ([`kernels`]), vectorised for the CPU at run time.
-//! - **Weights packed at load, both cores.** With AVX-512, every dense
-//!   layer and both attention products run on [`sgemm`]'s f32 micro-tiles
-//!   over weights packed once into the order they are streamed (or on
-//!   [`bf16`]'s, in that precision), split across cores by row blocks, or
-//!   by columns for a single query. Elsewhere they use `gemm`, the kernels
-//!   Candle itself calls. Attention is spread over (sequence, head) pairs.
+//! - **Weights packed at load, both cores.** With AVX2 or AVX-512, every
+//!   dense layer and both attention products run on [`sgemm`]'s f32
+//!   micro-tiles over weights packed once into the order they are streamed
+//!   (or on [`bf16`]'s, in that precision), split across cores by row
+//!   blocks, or by columns for a single query. Elsewhere they use `gemm`,
+//!   the kernels Candle itself calls. Attention is spread over
+//!   (sequence, head) pairs.
 //!
 //! The candle-transformers model stays as the reference: the tests hold this
 //! one to it, and `QUARRY_ENGINE=candle` selects it.
@@ -48,7 +49,7 @@ struct Dense {
     /// The same weight packed for the bf16 kernels, when that precision
     /// was asked for and the CPU has them.
     bf16: Option<bf16::PackedWeight>,
-    /// Otherwise packed for the AVX-512 f32 kernels, when the CPU has
+    /// Otherwise packed for the AVX2/AVX-512 f32 kernels, when the CPU has
     /// them. `w` is dropped once either is there.
     f32p: Option<sgemm::PackedF32>,
 }
@@ -608,8 +609,8 @@ fn best_gflops(mut multiply: impl FnMut()) -> f64 {
 }
 
 /// The machine's f32 matrix-multiply throughput in GFLOP/s, measured with
-/// the kernels and threads the encoder uses (the packed AVX-512 ones, or
-/// `gemm` without AVX-512), on a multiply big enough to reach their peak.
+/// the kernels and threads the encoder uses (the packed AVX-512 or AVX2
+/// ones, or else `gemm`), on a multiply big enough to reach their peak.
 pub fn matmul_peak_gflops() -> f64 {
     let (m, k, n) = PEAK_SHAPE;
     let x = vec![0.5f32; m * k];

@@ -1,17 +1,19 @@
-//! f32 matrix multiplies with AVX-512 FMA, over weights packed at load.
+//! f32 matrix multiplies with AVX-512 or AVX2 FMA, over weights packed at
+//! load.
 //!
 //! `gemm` (the crate Candle calls) is general: any strides, any shape, a
 //! kernel chosen per call. On the encoder's shapes here it reaches about
 //! half of what the cores can do, while PyTorch's f32 kernels reach nine
 //! tenths. A dense layer's weight never changes, so this module packs it
 //! once into 32-column panels (`[n_out / 32][n_in][32]`), the order a
-//! 12 × 32 micro-tile consumes it: per step two vector loads, twelve
-//! broadcasts and 24 FMAs into 24 register accumulators. Activations are
-//! read in place, row-major; a tile touches twelve rows, which stay in L1
-//! while the panel streams from L2.
+//! micro-tile consumes it. With AVX-512 a tile is 12 rows × 32 columns: per
+//! step two vector loads, twelve broadcasts and 24 FMAs into 24 register
+//! accumulators. With AVX2 (16 registers) it is 6 rows × 16 columns, run
+//! over each half of a panel. Activations are read in place, row-major; a
+//! tile's rows stay in L1 while the panel streams from L2.
 //!
 //! The arithmetic is plain f32 FMA, so results differ from any other f32
-//! kernel only by summation order. Without AVX-512 the encoder keeps
+//! kernel only by summation order. Without AVX2 and FMA the encoder keeps
 //! `gemm`, which is the portable path.
 
 #[cfg(target_arch = "x86_64")]
@@ -24,9 +26,14 @@ const NR: usize = 32;
 /// Rows per micro-tile: 12 × 2 accumulators plus the two panel registers.
 const MR: usize = 12;
 
-/// Whether these kernels can run (AVX-512F, and `QUARRY_SIMD` allows it).
+/// Rows per AVX2 micro-tile: 6 × 2 accumulators, two panel registers and
+/// a broadcast fill 15 of the 16 registers.
+const MR2: usize = 6;
+
+/// Whether these kernels can run (AVX2 and FMA at least, and
+/// `QUARRY_SIMD` allows them).
 pub fn supported() -> bool {
-    super::kernels::level() >= 2
+    super::kernels::level() >= 1
 }
 
 /// A weight `[n_in, n_out]` (row-major) packed as `[n_out / 32][n_in][32]`.
@@ -37,8 +44,8 @@ pub(crate) struct PackedF32 {
 }
 
 impl PackedF32 {
-    /// `None` when `n_out` is not a multiple of 32 or the CPU lacks
-    /// AVX-512; the caller keeps `gemm` for that layer.
+    /// `None` when `n_out` is not a multiple of 32 or the CPU lacks AVX2;
+    /// the caller keeps `gemm` for that layer.
     pub(crate) fn pack(w: &[f32], n_in: usize, n_out: usize) -> Option<Self> {
         if !n_out.is_multiple_of(NR) || !supported() {
             return None;
@@ -56,7 +63,7 @@ impl PackedF32 {
 /// `out[rows, n_out] += x[rows, n_in] · W`; `out` already holds the bias.
 pub(crate) fn matmul_add(x: &[f32], rows: usize, w: &PackedF32, out: &mut [f32]) {
     let (k, n_out) = (w.n_in, w.n_out);
-    assert!(supported(), "packed f32 kernels need AVX-512");
+    assert!(supported(), "packed f32 kernels need AVX2 or AVX-512");
     assert_eq!(x.len(), rows * k);
     assert_eq!(out.len(), rows * n_out);
     let c = SendPtr(out.as_mut_ptr());
@@ -156,14 +163,40 @@ pub(crate) unsafe fn head_attention(
 }
 
 /// `c[r][0..32] (+)= Σ_k a[r][k] · panel[k][0..32]` for `rows` rows; `a`
-/// rows `lda` apart, `c` rows `ldc` apart.
+/// rows `lda` apart, `c` rows `ldc` apart; on the widest kernel the CPU
+/// (and `QUARRY_SIMD`) allows.
 ///
 /// # Safety
-/// AVX-512F must be available; `a` valid for `k` floats at each row start,
+/// Only when [`supported`]; `a` valid for `k` floats at each row start,
 /// `panel` for `k × 32`, and `c` for 32 floats at each row start.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
 unsafe fn panel_product<const ADD: bool>(
+    a: *const f32,
+    lda: usize,
+    rows: usize,
+    k: usize,
+    panel: *const f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    // SAFETY: the level is the CPU's, checked at run time; the rest is
+    // this function's contract.
+    unsafe {
+        if super::kernels::level() >= 2 {
+            panel_product_avx512::<ADD>(a, lda, rows, k, panel, c, ldc)
+        } else {
+            panel_product_avx2::<ADD>(a, lda, rows, k, panel, c, ldc)
+        }
+    }
+}
+
+/// [`panel_product`] in 12 × 32 tiles.
+///
+/// # Safety
+/// AVX-512F must be available; otherwise as [`panel_product`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn panel_product_avx512<const ADD: bool>(
     a: *const f32,
     lda: usize,
     rows: usize,
@@ -179,18 +212,18 @@ unsafe fn panel_product<const ADD: bool>(
         unsafe {
             let (a, c) = (a.add(r * lda), c.add(r * ldc));
             match m {
-                12 => tile::<12, ADD>(a, lda, k, panel, c, ldc),
-                11 => tile::<11, ADD>(a, lda, k, panel, c, ldc),
-                10 => tile::<10, ADD>(a, lda, k, panel, c, ldc),
-                9 => tile::<9, ADD>(a, lda, k, panel, c, ldc),
-                8 => tile::<8, ADD>(a, lda, k, panel, c, ldc),
-                7 => tile::<7, ADD>(a, lda, k, panel, c, ldc),
-                6 => tile::<6, ADD>(a, lda, k, panel, c, ldc),
-                5 => tile::<5, ADD>(a, lda, k, panel, c, ldc),
-                4 => tile::<4, ADD>(a, lda, k, panel, c, ldc),
-                3 => tile::<3, ADD>(a, lda, k, panel, c, ldc),
-                2 => tile::<2, ADD>(a, lda, k, panel, c, ldc),
-                _ => tile::<1, ADD>(a, lda, k, panel, c, ldc),
+                12 => tile_avx512::<12, ADD>(a, lda, k, panel, c, ldc),
+                11 => tile_avx512::<11, ADD>(a, lda, k, panel, c, ldc),
+                10 => tile_avx512::<10, ADD>(a, lda, k, panel, c, ldc),
+                9 => tile_avx512::<9, ADD>(a, lda, k, panel, c, ldc),
+                8 => tile_avx512::<8, ADD>(a, lda, k, panel, c, ldc),
+                7 => tile_avx512::<7, ADD>(a, lda, k, panel, c, ldc),
+                6 => tile_avx512::<6, ADD>(a, lda, k, panel, c, ldc),
+                5 => tile_avx512::<5, ADD>(a, lda, k, panel, c, ldc),
+                4 => tile_avx512::<4, ADD>(a, lda, k, panel, c, ldc),
+                3 => tile_avx512::<3, ADD>(a, lda, k, panel, c, ldc),
+                2 => tile_avx512::<2, ADD>(a, lda, k, panel, c, ldc),
+                _ => tile_avx512::<1, ADD>(a, lda, k, panel, c, ldc),
             }
         }
         r += m;
@@ -201,7 +234,7 @@ unsafe fn panel_product<const ADD: bool>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn tile<const M: usize, const ADD: bool>(
+unsafe fn tile_avx512<const M: usize, const ADD: bool>(
     a: *const f32,
     lda: usize,
     k: usize,
@@ -241,6 +274,88 @@ unsafe fn tile<const M: usize, const ADD: bool>(
     }
 }
 
+/// [`panel_product`] in 6 × 16 tiles, over each half of the panel.
+///
+/// # Safety
+/// AVX2 and FMA must be available; otherwise as [`panel_product`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn panel_product_avx2<const ADD: bool>(
+    a: *const f32,
+    lda: usize,
+    rows: usize,
+    k: usize,
+    panel: *const f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let mut r = 0;
+    while r < rows {
+        let m = (rows - r).min(MR2);
+        // SAFETY: as this function's contract, for rows r..r+m and
+        // columns half·16..half·16+16.
+        unsafe {
+            let (a, c) = (a.add(r * lda), c.add(r * ldc));
+            for half in [0, 16] {
+                let (p, c) = (panel.add(half), c.add(half));
+                match m {
+                    6 => tile_avx2::<6, ADD>(a, lda, k, p, c, ldc),
+                    5 => tile_avx2::<5, ADD>(a, lda, k, p, c, ldc),
+                    4 => tile_avx2::<4, ADD>(a, lda, k, p, c, ldc),
+                    3 => tile_avx2::<3, ADD>(a, lda, k, p, c, ldc),
+                    2 => tile_avx2::<2, ADD>(a, lda, k, p, c, ldc),
+                    _ => tile_avx2::<1, ADD>(a, lda, k, p, c, ldc),
+                }
+            }
+        }
+        r += m;
+    }
+}
+
+/// One `M × 16` tile of a panel whose rows are 32 apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_avx2<const M: usize, const ADD: bool>(
+    a: *const f32,
+    lda: usize,
+    k: usize,
+    panel: *const f32,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let mut acc = [[_mm256_setzero_ps(); 2]; M];
+    for kk in 0..k {
+        // SAFETY: kk < k; the panel holds k rows of 32 values, and each of
+        // the M rows of `a` holds k.
+        unsafe {
+            let b0 = _mm256_loadu_ps(panel.add(kk * NR));
+            let b1 = _mm256_loadu_ps(panel.add(kk * NR + 8));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(*a.add(i * lda + kk));
+                acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            }
+        }
+    }
+    for (i, acc) in acc.iter().enumerate() {
+        // SAFETY: row i of the tile starts at i × ldc and has 16 columns.
+        unsafe {
+            let row = c.add(i * ldc);
+            if ADD {
+                _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), acc[0]));
+                _mm256_storeu_ps(
+                    row.add(8),
+                    _mm256_add_ps(_mm256_loadu_ps(row.add(8)), acc[1]),
+                );
+            } else {
+                _mm256_storeu_ps(row, acc[0]);
+                _mm256_storeu_ps(row.add(8), acc[1]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -249,7 +364,7 @@ mod tests {
     #[test]
     fn matches_an_f64_reference_to_f32_rounding() {
         if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512");
+            eprintln!("skipped: this CPU has no AVX2");
             return;
         }
         // A remainder tile, the few-rows column split, several row blocks.
@@ -284,9 +399,66 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn each_instruction_set_matches_an_f64_reference() {
+        // Strided rows and remainder tiles for both kernels, whichever
+        // level this process picked.
+        let (rows, k, lda, ldc) = (17, 45, 48, 40);
+        let a: Vec<f32> = (0..rows * lda)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let panel: Vec<f32> = (0..k * NR)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0)
+            .collect();
+        type Kernel = unsafe fn(*const f32, usize, usize, usize, *const f32, *mut f32, usize);
+        let mut kernels: Vec<(&str, Kernel)> = Vec::new();
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            kernels.push(("avx2", panel_product_avx2::<true>));
+        }
+        if is_x86_feature_detected!("avx512f") {
+            kernels.push(("avx512", panel_product_avx512::<true>));
+        }
+        for (name, kernel) in kernels {
+            let mut c = vec![1.0f32; rows * ldc];
+            // SAFETY: the CPU has the kernel's features (checked above); a
+            // has rows × lda ≥ k per row, panel k × 32, c rows × ldc ≥ 32.
+            unsafe {
+                kernel(
+                    a.as_ptr(),
+                    lda,
+                    rows,
+                    k,
+                    panel.as_ptr(),
+                    c.as_mut_ptr(),
+                    ldc,
+                )
+            };
+            for r in 0..rows {
+                for j in 0..ldc {
+                    let want = 1.0
+                        + if j < NR {
+                            (0..k)
+                                .map(|kk| {
+                                    f64::from(a[r * lda + kk]) * f64::from(panel[kk * NR + j])
+                                })
+                                .sum::<f64>()
+                        } else {
+                            0.0
+                        };
+                    let got = f64::from(c[r * ldc + j]);
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "{name} ({r},{j}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn head_attention_matches_an_f64_reference() {
         if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512");
+            eprintln!("skipped: this CPU has no AVX2");
             return;
         }
         let (h, dh, off) = (96, 32, 32);
