@@ -522,6 +522,55 @@ fn a_collection_refuses_vectors_from_another_model_fingerprint() {
     );
 }
 
+/// `quarry search` fuses hybrid results with the configured `rrf_k`, as
+/// the server does. Qdrant's RRF is Σ 1 / (k + rank) with ranks from 0, so
+/// a document first in both lists scores 2 / k.
+#[test]
+fn search_uses_the_configured_retrieval_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    write(
+        &tree,
+        "a.md",
+        b"# Zebras
+
+Zebras have black and white stripes.
+",
+    );
+    write(
+        &tree,
+        "b.md",
+        b"# Kettles
+
+A kettle boils water for tea.
+",
+    );
+    let data = dir.path().join("data");
+    assert_eq!(sync_json(&tree, &data, &[]).0, 0);
+    let config = dir.path().join("rrf.toml");
+    std::fs::write(&config, "[retrieval]\nrrf_k = 1\n").unwrap();
+    let top = |config: Option<&Path>| {
+        let mut args = vec![];
+        if let Some(c) = config {
+            args.extend(["--config", c.to_str().unwrap()]);
+        }
+        let d = data.to_str().unwrap();
+        args.extend(["search", "zebra stripes", "-c", "docs", "--mode", "hybrid"]);
+        args.extend(["--json", "--data-dir", d]);
+        let out = run(&args, &[]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["hits"][0]["doc_id"], "a.md", "{v}");
+        v["hits"][0]["score"].as_f64().unwrap()
+    };
+    let (default, configured) = (top(None), top(Some(&config)));
+    assert!(
+        (default - 2.0 / 60.0).abs() < 1e-4,
+        "default k = 60: {default}"
+    );
+    assert!((configured - 2.0).abs() < 1e-4, "rrf_k = 1: {configured}");
+}
+
 /// Permission denied: the file is reported as failed and, if it was indexed
 /// before, its indexed version is kept. Root can read anything, so as root
 /// the sync runs as `nobody` (through `setpriv`) over a copy of the model.

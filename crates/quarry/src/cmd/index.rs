@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use quarry_core::config::{SourceConfig, SourceKind};
 use quarry_core::{Config, PointId};
-use quarry_engine::{Indexer, IndexerSettings, Mode, Retriever, SearchOptions, SyncReport};
+use quarry_engine::{Indexer, IndexerSettings, Mode, SearchOptions, SyncReport};
 use quarry_store::{Fields, VectorStore};
 
 /// Exit status when some documents failed but the rest were indexed.
@@ -307,7 +307,7 @@ fn open_collection(
 pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
     let (store, collection) = open_collection(config, args.collection)?;
     let embedder = super::start_embedder(config, None)?;
-    let retriever = Retriever::new(store, embedder).with_model_loader(super::model_loader(config));
+    let retriever = super::retriever(config, store, embedder);
     let options = SearchOptions {
         mode: args.mode,
         top_k: args.top_k,
@@ -352,7 +352,7 @@ pub async fn context(config: &Config, args: ContextArgs) -> anyhow::Result<ExitC
     let counter =
         quarry_engine::TokenCounter::from_file(&model.layout().dir.join("tokenizer.json"))?;
     let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
-    let retriever = Retriever::new(store, embedder).with_model_loader(super::model_loader(config));
+    let retriever = super::retriever(config, store, embedder);
     let options = quarry_engine::ContextOptions {
         search: SearchOptions {
             mode: args.mode,

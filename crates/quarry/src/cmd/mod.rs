@@ -50,6 +50,25 @@ pub fn load_model(config: &Config, model_id: Option<&str>) -> anyhow::Result<Mod
     Ok(Model::load(&dir, &options)?)
 }
 
+/// The configured retriever: `search`, `context` and `serve` answer a query
+/// alike (the same fusion constant and prefetch).
+pub fn retriever(
+    config: &Config,
+    store: std::sync::Arc<dyn quarry_store::VectorStore>,
+    embedder: quarry_embed::Embedder,
+) -> quarry_engine::Retriever {
+    let r = &config.retrieval;
+    let settings = quarry_engine::RetrieverSettings {
+        hybrid_prefetch_factor: r.hybrid_prefetch_factor,
+        rrf_k: r.rrf_k,
+        query_cache: r.query_cache,
+    };
+    // Collections reindexed with another model are searched with that
+    // model: it is loaded on their first search.
+    quarry_engine::Retriever::with_settings(store, embedder, &settings)
+        .with_model_loader(model_loader(config))
+}
+
 /// Starts embedders for collections built with a model other than the
 /// configured one (after `quarry reindex`), by the id in their fingerprint.
 pub fn model_loader(config: &Config) -> quarry_engine::ModelLoader {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use quarry_core::Config;
-use quarry_engine::{Retriever, RetrieverSettings, TokenCounter};
+use quarry_engine::TokenCounter;
 use quarry_server::{AppState, Keys, ServerSettings};
 use quarry_store::VectorStore;
 
@@ -37,16 +37,7 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             whole_documents: false,
         },
     )?;
-    let r = &config.retrieval;
-    let settings = RetrieverSettings {
-        hybrid_prefetch_factor: r.hybrid_prefetch_factor,
-        rrf_k: r.rrf_k,
-        query_cache: r.query_cache,
-    };
-    // Collections reindexed with another model are searched with that
-    // model: it is loaded on their first search.
-    let retriever = Retriever::with_settings(store, embedder, &settings)
-        .with_model_loader(super::model_loader(config));
+    let retriever = super::retriever(config, store, embedder);
     let s = &config.server;
     let keys = Keys::new(
         s.read_keys.iter().map(String::as_str),
