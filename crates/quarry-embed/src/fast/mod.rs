@@ -10,7 +10,8 @@
 //! - **No padding at all.** The batch is one `[tokens, hidden]` matrix of
 //!   every sequence's tokens back to back; the dense layers see only real
 //!   tokens, and attention runs per sequence and head. A text's vector
-//!   cannot depend on its batch-mates.
+//!   does not depend on its batch-mates: bit for bit with the packed
+//!   kernels, within rounding where `gemm` (which blocks by row count) runs.
 //! - **Fused projections.** Q, K and V are one matrix multiply against a
 //!   `[hidden, 3 × hidden]` weight transposed and packed once at load.
 //! - **Fused epilogues.** Biases are written into the output before the
@@ -29,12 +30,17 @@
 
 pub mod bf16;
 pub mod kernels;
+mod matmul;
 pub mod sgemm;
+#[cfg(test)]
+mod tests;
+
+pub(crate) use matmul::{SendPtr, encoder_flops, split_product};
+pub use matmul::{matmul_peak_gflops, matmul_peak_gflops_bf16};
 
 use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{Config, HiddenAct, PositionEmbeddingType};
-use gemm::Parallelism;
 use rayon::prelude::*;
 
 use crate::layout::Pooling;
@@ -139,13 +145,6 @@ fn norm(vb: &VarBuilder<'_>, h: usize) -> candle_core::Result<Norm> {
         beta: pick(["bias", "beta"])?,
     })
 }
-
-/// Raw pointer that may cross threads: each task writes a disjoint block.
-#[derive(Clone, Copy)]
-pub(crate) struct SendPtr(pub(crate) *mut f32);
-// SAFETY: used only for writes to non-overlapping regions, joined before use.
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
 
 impl FastBert {
     /// Loads from the same variables candle-transformers' `BertModel` reads.
@@ -258,7 +257,7 @@ impl FastBert {
             sgemm::matmul_add(x, rows, packed, out);
             return;
         }
-        gemm_add(x, rows, d.n_in, &d.w, d.n_out, out);
+        matmul::gemm_add(x, rows, d.n_in, &d.w, d.n_out, out);
     }
 
     /// Multi-head self-attention of every sequence: `qkv` is
@@ -273,110 +272,51 @@ impl FastBert {
             .enumerate()
             .flat_map(|(s, _)| (0..heads).map(move |hd| (s, hd)))
             .collect();
+        let head = self.head_attention(dh);
         let run = |&(s, hd): &(usize, usize)| {
             // The whole wrapper, not its raw field, so the closure is Send.
             #[allow(clippy::redundant_locals)]
             let out = out;
             let (start, len) = spans[s];
-            #[cfg(target_arch = "x86_64")]
-            if self.is_bf16() && dh.is_multiple_of(32) {
-                let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
-                // SAFETY: is_bf16 implies the CPU support was checked at
-                // load; this task's head columns of rows start..start+len
-                // in `ctx` are written by this task only.
-                unsafe {
-                    bf16::head_attention(
-                        rows,
-                        len,
-                        h,
-                        hd * dh,
-                        dh,
-                        scale,
-                        out.0.add(start * h + hd * dh),
-                        h,
-                    )
-                };
-                return;
-            }
-            #[cfg(target_arch = "x86_64")]
-            if sgemm::supported() && dh.is_multiple_of(32) {
-                let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
-                // SAFETY: the CPU support is checked; as above, this task
-                // alone writes its head columns of rows start..start+len.
-                unsafe {
-                    sgemm::head_attention(
-                        rows,
-                        len,
-                        h,
-                        hd * dh,
-                        dh,
-                        scale,
-                        out.0.add(start * h + hd * dh),
-                        h,
-                    )
-                };
-                return;
-            }
-            let mut scores = vec![0f32; len * len];
-            let q = qkv[start * 3 * h + hd * dh..].as_ptr();
-            let k = qkv[start * 3 * h + h + hd * dh..].as_ptr();
-            let v = qkv[start * 3 * h + 2 * h + hd * dh..].as_ptr();
-            // SAFETY: every pointer addresses rows start..start+len of its
-            // matrix with the strides given; `scores` is len × len; each task
-            // writes only its own (sequence, head) block of `ctx`.
+            let rows = &qkv[start * 3 * h..(start + len) * 3 * h];
+            // SAFETY: `head` suits this CPU (chosen above); this task's
+            // head columns of rows start..start+len in `ctx` are written by
+            // this task only.
             unsafe {
-                // scores = scale · Q Kᵀ
-                gemm::gemm(
+                head(
+                    rows,
                     len,
-                    len,
+                    h,
+                    hd * dh,
                     dh,
-                    scores.as_mut_ptr(),
-                    1,
-                    len as isize,
-                    false,
-                    q,
-                    1,
-                    (3 * h) as isize,
-                    k,
-                    (3 * h) as isize,
-                    1,
-                    0.0,
                     scale,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-                kernels::softmax_rows(&mut scores, len);
-                // ctx = P V
-                gemm::gemm(
-                    len,
-                    dh,
-                    len,
                     out.0.add(start * h + hd * dh),
-                    1,
-                    h as isize,
-                    false,
-                    scores.as_ptr(),
-                    1,
-                    len as isize,
-                    v,
-                    1,
-                    (3 * h) as isize,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                );
-            }
+                    h,
+                )
+            };
         };
         if tasks.len() > 1 && rayon::current_num_threads() > 1 {
             tasks.par_iter().for_each(run);
         } else {
             tasks.iter().for_each(run);
         }
+    }
+
+    /// The attention kernel for heads of `dh` on this CPU: the bf16 or
+    /// packed f32 one where they apply, `gemm` elsewhere.
+    fn head_attention(&self, dh: usize) -> matmul::HeadAttention {
+        #[cfg(target_arch = "x86_64")]
+        if dh.is_multiple_of(32) {
+            if self.is_bf16() {
+                return bf16::head_attention;
+            }
+            if sgemm::supported() {
+                return sgemm::head_attention;
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = dh;
+        matmul::gemm_head_attention
     }
 
     fn activate(&self, x: &mut [f32]) {
@@ -497,80 +437,6 @@ impl FastBert {
     }
 }
 
-/// `out[rows, n_out] += x[rows, n_in] · w[n_in, n_out]` with `gemm`, the
-/// portable path.
-fn gemm_add(x: &[f32], rows: usize, n_in: usize, w: &[f32], n_out: usize, out: &mut [f32]) {
-    assert!(x.len() == rows * n_in && w.len() == n_in * n_out && out.len() == rows * n_out);
-    // Threads cost more than they save on a few rows (a single query).
-    let par = match rayon::current_num_threads() {
-        n if n > 1 && rows * n_in * n_out >= 1 << 21 => Parallelism::Rayon(n),
-        _ => Parallelism::None,
-    };
-    // SAFETY: the slices hold exactly rows × n_in, n_in × n_out and
-    // rows × n_out elements (asserted), matching the dimensions and
-    // strides given.
-    unsafe {
-        gemm::gemm(
-            rows,
-            n_out,
-            n_in,
-            out.as_mut_ptr(),
-            1,
-            n_out as isize,
-            true,
-            x.as_ptr(),
-            1,
-            n_in as isize,
-            w.as_ptr(),
-            1,
-            n_out as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
-
-/// Rows per parallel task of a packed multiply: each weight panel is
-/// reused across a block's micro-tiles while it is in L2.
-const MATMUL_ROWS: usize = 96;
-
-/// Runs `part(r0, r1, p0, p1)`, the product of rows `r0..r1` with the
-/// 32-column weight panels `p0..p1`, over a whole `rows × (k → n_out)`
-/// multiply on every core: by blocks of rows, or, for a few rows (a
-/// query), by columns, so each core streams its share of the weight.
-pub(crate) fn split_product(
-    rows: usize,
-    k: usize,
-    n_out: usize,
-    part: impl Fn(usize, usize, usize, usize) + Sync,
-) {
-    let panels = n_out / 32;
-    let threads = rayon::current_num_threads();
-    if rows > MATMUL_ROWS && threads > 1 {
-        (0..rows.div_ceil(MATMUL_ROWS))
-            .into_par_iter()
-            .for_each(|b| {
-                part(
-                    b * MATMUL_ROWS,
-                    ((b + 1) * MATMUL_ROWS).min(rows),
-                    0,
-                    panels,
-                )
-            });
-    } else if threads > 1 && panels > 1 && rows * k * n_out >= 1 << 18 {
-        let per = panels.div_ceil(threads.min(panels));
-        (0..panels.div_ceil(per))
-            .into_par_iter()
-            .for_each(|g| part(0, rows, g * per, ((g + 1) * per).min(panels)));
-    } else {
-        part(0, rows, 0, panels);
-    }
-}
-
 /// Rows per parallel task for the element-wise passes.
 const ROW_BLOCK: usize = 64;
 
@@ -590,67 +456,4 @@ fn par_rows2(x: &mut [f32], y: &[f32], width: usize, f: impl Fn(&mut [f32], &[f3
     } else {
         f(x, y);
     }
-}
-
-/// The product the peaks are measured on: a BERT-base down projection
-/// (rows of 1,536 into 2,048 columns) over a large batch.
-const PEAK_SHAPE: (usize, usize, usize) = (2048, 1536, 2048);
-
-/// GFLOP/s of the best of four runs of `multiply`, a [`PEAK_SHAPE`] product.
-fn best_gflops(mut multiply: impl FnMut()) -> f64 {
-    let (m, k, n) = PEAK_SHAPE;
-    let mut best = f64::MAX;
-    for _ in 0..4 {
-        let t = std::time::Instant::now();
-        multiply();
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    2.0 * (m * n * k) as f64 / best / 1e9
-}
-
-/// The machine's f32 matrix-multiply throughput in GFLOP/s, measured with
-/// the kernels and threads the encoder uses (the packed AVX-512 or AVX2
-/// ones, or else `gemm`), on a multiply big enough to reach their peak.
-pub fn matmul_peak_gflops() -> f64 {
-    let (m, k, n) = PEAK_SHAPE;
-    let x = vec![0.5f32; m * k];
-    let w = vec![0.25f32; k * n];
-    let mut out = vec![0f32; m * n];
-    let peak = match sgemm::PackedF32::pack(&w, k, n) {
-        Some(p) => best_gflops(|| sgemm::matmul_add(&x, m, &p, &mut out)),
-        None => best_gflops(|| gemm_add(&x, m, k, &w, n, &mut out)),
-    };
-    std::hint::black_box(&out);
-    peak
-}
-
-/// The same in bf16 (activation rounding included); `None` without
-/// AVX-512 BF16.
-pub fn matmul_peak_gflops_bf16() -> Option<f64> {
-    if !bf16::supported() {
-        return None;
-    }
-    let (m, k, n) = PEAK_SHAPE;
-    let x = vec![0.5f32; m * k];
-    let packed = bf16::PackedWeight::pack(&vec![0.25f32; k * n], k, n)?;
-    let mut out = vec![0f32; m * n];
-    let peak = best_gflops(|| bf16::matmul_add(&x, m, k, &packed, &mut out));
-    std::hint::black_box(&out);
-    Some(peak)
-}
-
-/// Floating-point operations of one forward pass over sequences of these
-/// lengths: the dense layers per token plus attention per sequence.
-pub(crate) fn encoder_flops(config: &Config, lengths: &[usize]) -> f64 {
-    let (h, i) = (config.hidden_size as f64, config.intermediate_size as f64);
-    let per_token = 2.0 * (h * 3.0 * h + h * h + 2.0 * h * i);
-    let layers = config.num_hidden_layers as f64;
-    lengths
-        .iter()
-        .map(|&l| {
-            let l = l as f64;
-            // Q Kᵀ and P V: 2 · l² · h each.
-            layers * (per_token * l + 4.0 * l * l * h)
-        })
-        .sum()
 }
