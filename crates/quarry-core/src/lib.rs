@@ -14,6 +14,26 @@ pub mod paths;
 pub use config::{ChunkingConfig, Config, EmbedConfig, ModelConfig, SourceConfig, SourceKind};
 pub use document::{Chunk, ParsedDocument, PointId};
 
+/// For tests that cannot run on this machine (no Qdrant server, no AVX-512
+/// BF16): says so, and appends the test's name to the file named by
+/// `QUARRY_TEST_SKIPS`, so `scripts/test.sh` reports them as skipped rather
+/// than passed. It lives here because every test crate depends on this one.
+#[doc(hidden)]
+pub fn skip_test(reason: &str) {
+    use std::io::Write;
+    eprintln!("skipped: {reason}");
+    let Some(path) = std::env::var_os("QUARRY_TEST_SKIPS") else {
+        return;
+    };
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path);
+    // One write per line, so parallel tests do not interleave.
+    let _ = file.and_then(|mut f| f.write_all(format!("{test}\t{reason}\n").as_bytes()));
+}
+
 /// Errors from loading configuration or resolving Quarry's directories.
 #[derive(Debug, thiserror::Error)]
 pub enum CoreError {

@@ -30,7 +30,7 @@ fn server() -> Option<ServerStore> {
             Some(ServerStore::connect(&c).expect("client"))
         }
         _ => {
-            eprintln!("server store: skipped (set QDRANT_URL=http://127.0.0.1:6334 to run it)");
+            quarry_core::skip_test("server store (set QDRANT_URL=http://127.0.0.1:6334 to run it)");
             None
         }
     }

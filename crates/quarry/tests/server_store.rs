@@ -1,6 +1,6 @@
 //! The server store through outages, against a real Qdrant server that each
 //! test starts (and kills) itself: set `QDRANT_BIN` to a `qdrant` binary.
-//! Without it these tests print that they were skipped.
+//! Without it these tests report themselves skipped (`quarry_core::skip_test`).
 //!
 //! - a sync survives the server dying mid-way and ends with exactly the
 //!   points a clean sync gives;
@@ -43,7 +43,7 @@ fn free_port() -> u16 {
 impl Qdrant {
     fn start(storage: &Path) -> Option<Self> {
         let Some(bin) = std::env::var_os("QDRANT_BIN").filter(|v| !v.is_empty()) else {
-            eprintln!("skipped: set QDRANT_BIN to a qdrant server binary to run this test");
+            quarry_core::skip_test("set QDRANT_BIN to a qdrant server binary to run this test");
             return None;
         };
         let mut q = Self {

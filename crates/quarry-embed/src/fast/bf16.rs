@@ -340,7 +340,7 @@ mod tests {
     #[test]
     fn matches_an_f64_reference_within_bf16_rounding() {
         if !supported() {
-            eprintln!("skipped: this CPU has no AVX-512 BF16");
+            quarry_core::skip_test("this CPU has no AVX-512 BF16");
             return;
         }
         // Odd sizes: a remainder tile, an odd k, several panels and blocks.

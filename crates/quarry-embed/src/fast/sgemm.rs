@@ -364,7 +364,7 @@ mod tests {
     #[test]
     fn matches_an_f64_reference_to_f32_rounding() {
         if !supported() {
-            eprintln!("skipped: this CPU has no AVX2");
+            quarry_core::skip_test("this CPU has no AVX2");
             return;
         }
         // A remainder tile, the few-rows column split, several row blocks.
@@ -458,7 +458,7 @@ mod tests {
     #[test]
     fn head_attention_matches_an_f64_reference() {
         if !supported() {
-            eprintln!("skipped: this CPU has no AVX2");
+            quarry_core::skip_test("this CPU has no AVX2");
             return;
         }
         let (h, dh, off) = (96, 32, 32);
