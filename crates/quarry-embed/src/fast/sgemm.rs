@@ -110,7 +110,7 @@ pub(crate) unsafe fn head_attention(
     ctx: *mut f32,
     ldc: usize,
 ) {
-    debug_assert!(qkv.len() >= len * 3 * h && dh.is_multiple_of(NR));
+    assert!(qkv.len() >= len * 3 * h && off + dh <= h && dh.is_multiple_of(NR));
     // Kᵀ (scaled) as panels of 32 keys, zero beyond `len`.
     let lp = len.div_ceil(NR) * NR;
     let mut kt = vec![0f32; lp * dh];
