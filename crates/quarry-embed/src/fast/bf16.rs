@@ -111,26 +111,21 @@ pub(crate) fn matmul_add(x: &[f32], rows: usize, n_in: usize, w: &PackedWeight, 
     assert_eq!(out.len(), rows * w.n_out);
     let a = pack_rows(x, rows, n_in, w.pairs);
     let (pairs, n_out) = (w.pairs, w.n_out);
-    let c = super::SendPtr(out.as_mut_ptr());
-    super::split_product(rows, n_in, n_out, |r0, r1, p0, p1| {
-        #[allow(clippy::redundant_locals)]
-        let c = c;
-        for p in p0..p1 {
-            // SAFETY: supported() checked the CPU; rows r0..r1 of `a` and
-            // `out` and panel p are in bounds (asserted above), and
-            // concurrent parts cover disjoint (row, panel) blocks.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                panel_product::<true>(
-                    &a[r0 * pairs..r1 * pairs],
-                    r1 - r0,
-                    pairs,
-                    &w.data[p * pairs * NR..(p + 1) * pairs * NR],
-                    c.0.add(r0 * n_out + p * NR),
-                    n_out,
-                )
-            };
-        }
+    super::split_product(rows, n_in, out, n_out, |r0, r1, p, c| {
+        // SAFETY: supported() checked the CPU; rows r0..r1 of `a` and panel
+        // p are in bounds (asserted above), and split_product hands out
+        // `c` for those rows and columns alone.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            panel_product::<true>(
+                &a[r0 * pairs..r1 * pairs],
+                r1 - r0,
+                pairs,
+                &w.data[p * pairs * NR..(p + 1) * pairs * NR],
+                c,
+                n_out,
+            )
+        };
     });
 }
 

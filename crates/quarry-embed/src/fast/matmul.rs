@@ -67,16 +67,30 @@ pub(crate) fn gemm_add(
 /// reused across a block's micro-tiles while it is in L2.
 const MATMUL_ROWS: usize = 96;
 
-/// Runs `part(r0, r1, p0, p1)`, the product of rows `r0..r1` with the
-/// 32-column weight panels `p0..p1`, over a whole `rows × (k → n_out)`
-/// multiply on every core: by blocks of rows, or, for a few rows (a
-/// query), by columns, so each core streams its share of the weight.
+/// Computes `out[rows, n_out]` panel by panel on every core: by blocks of
+/// rows, or, for a few rows (a query), by columns, so each core streams its
+/// share of the weight. `panel(r0, r1, p, c)` computes rows `r0..r1` of the
+/// 32 columns of weight panel `p`; `c` points at `out[r0][32 · p]`, rows
+/// `n_out` apart, and no other call writes those values.
 pub(crate) fn split_product(
     rows: usize,
     k: usize,
+    out: &mut [f32],
     n_out: usize,
-    part: impl Fn(usize, usize, usize, usize) + Sync,
+    panel: impl Fn(usize, usize, usize, *mut f32) + Sync,
 ) {
+    assert!(n_out.is_multiple_of(32) && out.len() == rows * n_out);
+    let c = SendPtr(out.as_mut_ptr());
+    let part = |r0: usize, r1: usize, p0: usize, p1: usize| {
+        // The whole wrapper, not its raw field, so the closure is Send.
+        #[allow(clippy::redundant_locals)]
+        let c = c;
+        for p in p0..p1 {
+            // SAFETY: r0 < rows and p < n_out / 32, so the offset is in
+            // `out` (asserted); parts cover disjoint (row, panel) blocks.
+            panel(r0, r1, p, unsafe { c.0.add(r0 * n_out + p * 32) });
+        }
+    };
     let panels = n_out / 32;
     let threads = rayon::current_num_threads();
     if rows > MATMUL_ROWS && threads > 1 {

@@ -19,8 +19,6 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::SendPtr;
-
 /// Columns per packed panel: two 16-lane registers.
 const NR: usize = 32;
 /// Rows per micro-tile: 12 × 2 accumulators plus the two panel registers.
@@ -66,27 +64,22 @@ pub(crate) fn matmul_add(x: &[f32], rows: usize, w: &PackedF32, out: &mut [f32])
     assert!(supported(), "packed f32 kernels need AVX2 or AVX-512");
     assert_eq!(x.len(), rows * k);
     assert_eq!(out.len(), rows * n_out);
-    let c = SendPtr(out.as_mut_ptr());
-    super::split_product(rows, k, n_out, |r0, r1, p0, p1| {
-        #[allow(clippy::redundant_locals)]
-        let c = c;
-        for p in p0..p1 {
-            // SAFETY: the CPU check is above; rows r0..r1 of x and out and
-            // panel p are in bounds by the asserts, and concurrent parts
-            // cover disjoint (row, panel) blocks.
-            #[cfg(target_arch = "x86_64")]
-            unsafe {
-                panel_product::<true>(
-                    x.as_ptr().add(r0 * k),
-                    k,
-                    r1 - r0,
-                    k,
-                    w.data.as_ptr().add(p * k * NR),
-                    c.0.add(r0 * n_out + p * NR),
-                    n_out,
-                )
-            };
-        }
+    super::split_product(rows, k, out, n_out, |r0, r1, p, c| {
+        // SAFETY: the CPU check is above; rows r0..r1 of x and panel p are
+        // in bounds by the asserts, and split_product hands out `c` for
+        // those rows and columns alone.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            panel_product::<true>(
+                x.as_ptr().add(r0 * k),
+                k,
+                r1 - r0,
+                k,
+                w.data.as_ptr().add(p * k * NR),
+                c,
+                n_out,
+            )
+        };
     });
 }
 
