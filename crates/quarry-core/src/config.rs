@@ -233,12 +233,24 @@ impl Default for ChunkingConfig {
 pub struct SyncConfig {
     /// Files larger than this are skipped (with a reason in the report).
     pub max_file_bytes: u64,
+    /// Seconds one file may take to parse and chunk; a file over budget is
+    /// reported failed and the sync moves on.
+    pub max_parse_secs: f64,
+    /// Minified and generated files (one-line JS, CSS or JSON, source maps,
+    /// search indexes) are skipped, each with its reason.
+    pub skip_generated: bool,
+    /// The embedded store refuses writes when the data directory's file
+    /// system has less free space than this (0: never).
+    pub min_free_bytes: u64,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
         Self {
             max_file_bytes: 20 * 1024 * 1024,
+            max_parse_secs: 10.0,
+            skip_generated: true,
+            min_free_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -402,7 +414,7 @@ impl Config {
 
     /// `QUARRY_DATA_DIR`, `QUARRY_MODEL`, `QUARRY_MODEL_SOURCE`, `QUARRY_PRECISION`,
     /// `QUARRY_MAX_BATCH_TOKENS`, `QUARRY_CHUNK_MAX_TOKENS`, `QUARRY_CHUNK_OVERLAP`,
-    /// `QUARRY_MAX_FILE_BYTES`, `QUARRY_STORE`, `QUARRY_STORE_API_KEY`,
+    /// `QUARRY_MAX_FILE_BYTES`, `QUARRY_MAX_PARSE_SECS`, `QUARRY_MIN_FREE_BYTES`, `QUARRY_STORE`, `QUARRY_STORE_API_KEY`,
     /// `QUARRY_STORE_SHARDS`, `QUARRY_STORE_REPLICAS`. The lookup is a
     /// parameter so tests need not mutate the process environment.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<()> {
@@ -447,6 +459,12 @@ impl Config {
         }
         if let Some(v) = set("QUARRY_MAX_FILE_BYTES") {
             self.sync.max_file_bytes = parse_env("QUARRY_MAX_FILE_BYTES", &v)?;
+        }
+        if let Some(v) = set("QUARRY_MAX_PARSE_SECS") {
+            self.sync.max_parse_secs = parse_env("QUARRY_MAX_PARSE_SECS", &v)?;
+        }
+        if let Some(v) = set("QUARRY_MIN_FREE_BYTES") {
+            self.sync.min_free_bytes = parse_env("QUARRY_MIN_FREE_BYTES", &v)?;
         }
         if let Some(v) = set("QUARRY_STORE") {
             self.store = StoreConfig::parse(&v)
@@ -495,6 +513,12 @@ impl Config {
                 self.chunking.overlap, self.chunking.max_tokens
             )));
         }
+        if !(self.sync.max_parse_secs.is_finite() && self.sync.max_parse_secs > 0.0) {
+            return Err(CoreError::Invalid(format!(
+                "sync.max_parse_secs ({}) must be a positive number of seconds",
+                self.sync.max_parse_secs
+            )));
+        }
         let mut names = std::collections::HashSet::new();
         for s in &self.sources {
             crate::config::check_name("sources.name", &s.name)?;
@@ -514,20 +538,8 @@ impl Config {
 }
 
 /// Collection and source names become directory names and URL segments.
-pub fn check_name(field: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        && !name.starts_with('-');
-    if ok {
-        Ok(())
-    } else {
-        Err(CoreError::Invalid(format!(
-            "{field} {name:?} is not a valid name: use 1-64 ASCII letters, digits, '-' or '_'"
-        )))
-    }
+pub fn check_name(field: &'static str, name: &str) -> Result<()> {
+    crate::name::check_name(field, name).map_err(|e| CoreError::Invalid(e.to_string()))
 }
 
 fn parse_env<T: std::str::FromStr>(var: &'static str, value: &str) -> Result<T>

@@ -26,7 +26,7 @@ use std::time::Instant;
 use quarry_core::document::sha256_hex;
 use quarry_core::{Chunk, ParsedDocument, PointId};
 use quarry_embed::{Embedder, InputKind, Priority};
-use quarry_ingest::{Chunker, DocumentRef, Parsed, Plan, Source};
+use quarry_ingest::{Budget, Chunker, DocumentRef, ParseOptions, Parsed, Plan, Source};
 use quarry_store::{CollectionSpec, Point, VectorStore};
 use serde_json::{Map, Value, json};
 use tokio::sync::mpsc;
@@ -50,6 +50,10 @@ pub struct IndexerSettings {
     /// Index each document as one chunk, truncated by the model
     /// (evaluation's `--chunking none`).
     pub whole_documents: bool,
+    /// `sync.max_parse_secs`: one file's parse and chunking budget.
+    pub max_parse_secs: f64,
+    /// `sync.skip_generated`: leave minified and generated files out.
+    pub skip_generated: bool,
 }
 
 /// Progress of the changed documents of one sync.
@@ -73,6 +77,14 @@ pub struct Indexer {
     data_dir: PathBuf,
     spec: CollectionSpec,
     chunking: Value,
+    limits: ParseLimits,
+}
+
+/// What one file may cost the parser thread.
+#[derive(Debug, Clone, Copy)]
+struct ParseLimits {
+    max_parse_secs: f64,
+    skip_generated: bool,
 }
 
 impl std::fmt::Debug for Indexer {
@@ -143,6 +155,10 @@ impl Indexer {
             chunker,
             data_dir: settings.data_dir.clone(),
             chunking,
+            limits: ParseLimits {
+                max_parse_secs: settings.max_parse_secs,
+                skip_generated: settings.skip_generated,
+            },
         })
     }
 
@@ -403,13 +419,14 @@ impl Indexer {
         // Stage 1: a parser thread, ahead of embedding by a bounded channel.
         let (tx, mut rx) = mpsc::channel::<Prepared>(GROUP_DOCS * 2);
         let chunker = self.chunker.clone();
+        let limits = self.limits;
         let salt = self.salt(tags);
         let source_tags = tags.to_vec();
         let parser = std::thread::Builder::new()
             .name("quarry-parse".into())
             .spawn(move || {
                 for doc in work {
-                    let mut outcome = prepare(source.as_ref(), &doc, &chunker, &salt);
+                    let mut outcome = prepare(source.as_ref(), &doc, &chunker, &salt, limits);
                     if let Outcome::Doc { parsed, .. } = &mut outcome {
                         for t in &source_tags {
                             if !parsed.tags.contains(t) {
@@ -677,9 +694,21 @@ fn doc_hash(content_version: &str, salt: &str) -> String {
     ])
 }
 
-/// Reads, parses and chunks one document, on the parser thread. Panics in
-/// third-party parsers become a failure of this document only.
-fn prepare(source: &dyn Source, doc: &DocumentRef, chunker: &Chunker, salt: &str) -> Outcome {
+/// Each file is parsed on a thread of its own with a large stack: parsers
+/// of nested formats recurse, and a stack overflow aborts the process where
+/// a panic would only fail the file.
+const PARSE_STACK_BYTES: usize = 256 << 20;
+
+/// Reads, parses and chunks one document, for the parser thread. Panics in
+/// third-party parsers, and files over their budget, become a failure of
+/// this document only.
+fn prepare(
+    source: &dyn Source,
+    doc: &DocumentRef,
+    chunker: &Chunker,
+    salt: &str,
+    limits: ParseLimits,
+) -> Outcome {
     let raw = match source.read(doc) {
         Ok(r) => r,
         Err(reason) => return Outcome::Failed(reason),
@@ -690,37 +719,73 @@ fn prepare(source: &dyn Source, doc: &DocumentRef, chunker: &Chunker, salt: &str
         .clone()
         .unwrap_or_else(|| sha256_hex(&[&raw.bytes]));
     let hash = doc_hash(&content, salt);
-    let name = doc.path.as_deref().unwrap_or(&doc.id);
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        match quarry_ingest::parse(name, &raw.bytes, raw.content_type.as_deref()) {
-            Parsed::Document(mut parsed) => {
-                if raw.title.is_some() {
-                    parsed.title = raw.title.clone();
-                }
-                for (k, v) in &raw.metadata {
-                    if k == "tags"
-                        && let Some(tags) = v.as_array()
-                    {
-                        parsed
-                            .tags
-                            .extend(tags.iter().filter_map(|t| t.as_str().map(str::to_string)));
-                    }
-                    parsed.metadata.insert(k.clone(), v.clone());
-                }
-                match chunker.chunk(&parsed) {
-                    Ok(chunks) => Outcome::Doc {
-                        parsed: Box::new(parsed),
-                        chunks,
-                        hash: hash.clone(),
-                    },
-                    Err(e) => Outcome::Failed(e.to_string()),
-                }
-            }
-            Parsed::Skipped(r) => Outcome::Skipped(r),
-            Parsed::Failed(r) => Outcome::Failed(r),
+    let name = doc.path.as_deref().unwrap_or(&doc.id).to_string();
+    let options = ParseOptions {
+        skip_generated: limits.skip_generated,
+        budget: Budget::secs(limits.max_parse_secs),
+    };
+    let over_budget = options.budget.exceeded_reason();
+    let chunker = chunker.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("quarry-parse-file".into())
+        .stack_size(PARSE_STACK_BYTES)
+        .spawn(move || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                parse_and_chunk(&name, raw, &chunker, &options, hash)
+            }));
+            let _ = tx.send(outcome);
+        });
+    if let Err(e) = spawned {
+        return Outcome::Failed(format!("cannot start a parser thread: {e}"));
+    }
+    // The parsers and the chunker stop themselves at the budget; this is
+    // the backstop for library code that cannot be interrupted. A thread
+    // still running then is left to finish on its own.
+    let backstop = std::time::Duration::from_secs_f64(limits.max_parse_secs * 1.5 + 1.0);
+    match rx.recv_timeout(backstop) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Outcome::Failed("the parser crashed on this file".into())
         }
-    }));
-    result.unwrap_or_else(|_| Outcome::Failed("the parser crashed on this file".into()))
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Outcome::Failed(over_budget),
+    }
+}
+
+fn parse_and_chunk(
+    name: &str,
+    raw: quarry_ingest::RawDocument,
+    chunker: &Chunker,
+    options: &ParseOptions,
+    hash: String,
+) -> Outcome {
+    match quarry_ingest::parse_with(name, &raw.bytes, raw.content_type.as_deref(), options) {
+        Parsed::Document(mut parsed) => {
+            if raw.title.is_some() {
+                parsed.title = raw.title.clone();
+            }
+            for (k, v) in &raw.metadata {
+                if k == "tags"
+                    && let Some(tags) = v.as_array()
+                {
+                    parsed
+                        .tags
+                        .extend(tags.iter().filter_map(|t| t.as_str().map(str::to_string)));
+                }
+                parsed.metadata.insert(k.clone(), v.clone());
+            }
+            match chunker.chunk_within(&parsed, &options.budget) {
+                Ok(chunks) => Outcome::Doc {
+                    parsed: Box::new(parsed),
+                    chunks,
+                    hash,
+                },
+                Err(e) => Outcome::Failed(e.to_string()),
+            }
+        }
+        Parsed::Skipped(r) => Outcome::Skipped(r),
+        Parsed::Failed(r) => Outcome::Failed(r),
+    }
 }
 
 /// Writes one group: journal, staged upsert, publish, journal cleared.

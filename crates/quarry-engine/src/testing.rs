@@ -56,6 +56,8 @@ impl TestIndex {
             chunk_max_tokens,
             chunk_overlap,
             whole_documents: false,
+            max_parse_secs: quarry_core::config::SyncConfig::default().max_parse_secs,
+            skip_generated: true,
         };
         let indexer = Indexer::new(
             Arc::clone(&store),

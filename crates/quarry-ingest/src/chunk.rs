@@ -8,10 +8,67 @@ use std::path::Path;
 use std::sync::Arc;
 
 use quarry_core::{Chunk, ParsedDocument};
-use text_splitter::{ChunkCharIndex, ChunkConfig, CodeSplitter, MarkdownSplitter, TextSplitter};
+use text_splitter::{
+    ChunkCharIndex, ChunkConfig, CodeSplitter, MarkdownSplitter, TextSplitter, TryChunkSizer,
+};
 use tokenizers::Tokenizer;
 
+use crate::parse::{Budget, OverBudget};
 use crate::{IngestError, Result};
+
+/// Syntax trees deeper than this are split as plain text.
+const MAX_CODE_DEPTH: usize = 64;
+
+/// Token counts for the splitter, that stop it once the file's budget is
+/// spent: the splitter sizes candidate chunks many times over, so this is
+/// where a pathological file spends its time.
+#[derive(Clone, Copy)]
+struct BudgetSizer<'a> {
+    tokenizer: &'a Tokenizer,
+    budget: &'a Budget,
+}
+
+impl TryChunkSizer for BudgetSizer<'_> {
+    type Error = OverBudget;
+
+    fn try_size(&self, chunk: &str) -> std::result::Result<usize, OverBudget> {
+        self.budget.check()?;
+        Ok(self
+            .tokenizer
+            .encode_fast(chunk, false)
+            .map(|e| e.len())
+            .unwrap_or(usize::MAX))
+    }
+}
+
+/// The deepest nesting of `text`'s syntax tree, walked without recursion;
+/// `None` when the grammar cannot be loaded or the text parsed.
+fn syntax_depth(language: tree_sitter_language::LanguageFn, text: &str) -> Option<usize> {
+    let mut parser = tree_sitter::Parser::new();
+    parser.set_language(&language.into()).ok()?;
+    let tree = parser.parse(text, None)?;
+    let mut cursor = tree.walk();
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    loop {
+        deepest = deepest.max(depth);
+        if deepest > MAX_CODE_DEPTH {
+            return Some(deepest);
+        }
+        if cursor.goto_first_child() {
+            depth += 1;
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return Some(deepest);
+            }
+            depth -= 1;
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Chunker {
@@ -85,12 +142,23 @@ impl Chunker {
     /// Markdown-like text) splits at headings and paragraphs first; code
     /// along its syntax tree; everything else at paragraphs and sentences.
     pub fn chunk(&self, doc: &ParsedDocument) -> Result<Vec<Chunk>> {
+        self.chunk_within(doc, &Budget::unlimited())
+    }
+
+    /// [`Self::chunk`], giving up with [`IngestError::OverBudget`] once
+    /// `budget` runs out.
+    pub fn chunk_within(&self, doc: &ParsedDocument, budget: &Budget) -> Result<Vec<Chunk>> {
+        let sizer = BudgetSizer {
+            tokenizer: self.tokenizer.as_ref(),
+            budget,
+        };
         let config = || {
             ChunkConfig::new(self.max_tokens)
-                .with_sizer(self.tokenizer.as_ref())
+                .with_sizer(sizer)
                 .with_overlap(self.overlap)
                 .map_err(|e| IngestError::Chunk(e.to_string()))
         };
+        let over = |_| IngestError::OverBudget(budget.exceeded_reason());
         let text = doc.text.as_str();
         if self.whole {
             if text.trim().is_empty() {
@@ -108,8 +176,9 @@ impl Chunker {
         }
         let pieces: Vec<ChunkCharIndex<'_>> = match doc.content_type.as_str() {
             "text/markdown" | "text/html" => MarkdownSplitter::new(config()?)
-                .chunk_char_indices(text)
-                .collect(),
+                .try_chunk_char_indices(text)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(over)?,
             ct if ct.starts_with("text/x-") => {
                 let lang: Option<tree_sitter_language::LanguageFn> = match &ct[7..] {
                     "rust" => Some(tree_sitter_rust::LANGUAGE),
@@ -120,20 +189,31 @@ impl Chunker {
                     "go" => Some(tree_sitter_go::LANGUAGE),
                     _ => None,
                 };
+                // The splitter's work grows with the number of distinct
+                // depths in the syntax tree times its size: 3,000 nested
+                // parentheses took minutes. Code nested that deep is not
+                // written by people; it is split as text.
                 let splitter = match lang {
-                    Some(l) => CodeSplitter::new(l, config()?).ok(),
-                    None => None,
+                    Some(l) if syntax_depth(l, text).is_some_and(|d| d <= MAX_CODE_DEPTH) => {
+                        CodeSplitter::new(l, config()?).ok()
+                    }
+                    _ => None,
                 };
                 match splitter {
-                    Some(splitter) => splitter.chunk_char_indices(text).collect(),
+                    Some(splitter) => splitter
+                        .try_chunk_char_indices(text)
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(over)?,
                     None => TextSplitter::new(config()?)
-                        .chunk_char_indices(text)
-                        .collect(),
+                        .try_chunk_char_indices(text)
+                        .collect::<std::result::Result<_, _>>()
+                        .map_err(over)?,
                 }
             }
             _ => TextSplitter::new(config()?)
-                .chunk_char_indices(text)
-                .collect(),
+                .try_chunk_char_indices(text)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(over)?,
         };
         let mut prev_end_byte: Option<usize> = None;
         Ok(pieces

@@ -16,7 +16,7 @@ pub mod plan;
 pub mod source;
 
 pub use chunk::Chunker;
-pub use parse::{Parsed, parse};
+pub use parse::{Budget, ParseOptions, Parsed, parse, parse_with};
 pub use plan::{Plan, StoredDoc};
 pub use source::{
     BeirSource, DocumentRef, FsSource, MemorySource, RawDocument, Source, open_source,
@@ -39,6 +39,8 @@ pub enum IngestError {
     Tokenizer { path: PathBuf, message: String },
     #[error("chunking: {0}")]
     Chunk(String),
+    #[error("{0}")]
+    OverBudget(String),
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

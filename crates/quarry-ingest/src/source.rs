@@ -80,6 +80,11 @@ pub struct FsSource {
     gitignore: bool,
     follow_symlinks: bool,
     max_file_bytes: u64,
+    /// `root`, resolved: what followed links must stay inside.
+    canonical_root: PathBuf,
+    /// The file behind each listed id: ids are text, and a file name that
+    /// is not UTF-8 cannot be rebuilt from its id.
+    paths: std::sync::Mutex<HashMap<String, PathBuf>>,
 }
 
 fn globs(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
@@ -112,8 +117,14 @@ impl FsSource {
                 message: format!("source {:?}: not a directory", config.name),
             });
         }
+        let canonical_root = std::fs::canonicalize(&root).map_err(|source| IngestError::Io {
+            path: root.clone(),
+            source,
+        })?;
         Ok(Self {
             name: config.name.clone(),
+            canonical_root,
+            paths: Default::default(),
             root,
             include: globs(&config.include)?,
             exclude: globs(&config.exclude)?,
@@ -123,11 +134,16 @@ impl FsSource {
         })
     }
 
+    /// The document id of a file: its path relative to the root. Bytes of
+    /// a name that are not UTF-8 are written `%XX` (and `%` itself `%25`,
+    /// in such names only), so two such names never share an id and names
+    /// that are valid UTF-8 keep the id they always had.
     fn rel(&self, path: &Path) -> String {
-        path.strip_prefix(&self.root)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .replace('\\', "/")
+        let rel = path.strip_prefix(&self.root).unwrap_or(path);
+        match rel.to_str() {
+            Some(s) => s.replace('\\', "/"),
+            None => escape_non_utf8(rel.as_os_str()),
+        }
     }
 }
 
@@ -139,7 +155,8 @@ impl Source for FsSource {
     fn list(&self) -> Result<(Vec<DocumentRef>, Vec<ListingIssue>)> {
         let mut docs = Vec::new();
         let mut issues = Vec::new();
-        let walker = ignore::WalkBuilder::new(&self.root)
+        let mut walker = ignore::WalkBuilder::new(&self.root);
+        walker
             .hidden(true)
             .git_ignore(self.gitignore)
             .git_exclude(self.gitignore)
@@ -147,7 +164,16 @@ impl Source for FsSource {
             .ignore(self.gitignore)
             .require_git(false)
             .follow_links(self.follow_symlinks)
-            .sort_by_file_path(|a, b| a.cmp(b))
+            .sort_by_file_path(|a, b| a.cmp(b));
+        // A followed link to a folder outside the root is not walked at all
+        // (it could be `/`); links to files are reported one by one below.
+        let root = self.canonical_root.clone();
+        let walker = walker
+            .filter_entry(move |e| {
+                !(e.path_is_symlink()
+                    && e.file_type().is_some_and(|t| t.is_dir())
+                    && std::fs::canonicalize(e.path()).is_ok_and(|p| !p.starts_with(&root)))
+            })
             .build();
         for entry in walker {
             let entry = match entry {
@@ -166,22 +192,42 @@ impl Source for FsSource {
                     continue;
                 }
             };
-            if !entry.file_type().is_some_and(|t| t.is_file()) {
+            let Some(kind) = entry.file_type() else {
+                continue;
+            };
+            let path = entry.path();
+            if !kind.is_file() {
+                if !kind.is_dir() && !kind.is_symlink() {
+                    // FIFOs, sockets, devices: reading one could block forever.
+                    issues.push(ListingIssue {
+                        id: None,
+                        uri: format!("file://{}", path.display()),
+                        reason: "not a regular file (a FIFO, socket or device)".into(),
+                        skipped: true,
+                    });
+                }
                 continue;
             }
-            let path = entry.path();
             let rel = self.rel(path);
             if self.include.as_ref().is_some_and(|g| !g.is_match(&rel))
                 || self.exclude.as_ref().is_some_and(|g| g.is_match(&rel))
             {
                 continue;
             }
-            let uri = format!(
-                "file://{}",
-                std::fs::canonicalize(path)
-                    .unwrap_or(path.to_path_buf())
-                    .display()
-            );
+            let canonical = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
+            let uri = format!("file://{}", canonical.display());
+            if self.follow_symlinks && !canonical.starts_with(&self.canonical_root) {
+                issues.push(ListingIssue {
+                    id: None,
+                    uri: format!("file://{}", path.display()),
+                    reason: format!(
+                        "a link to {}, outside the source root; links are followed only inside it",
+                        canonical.display()
+                    ),
+                    skipped: true,
+                });
+                continue;
+            }
             let bytes = match read_limited(path, self.max_file_bytes) {
                 Ok(b) => b,
                 Err(reason) => {
@@ -195,6 +241,18 @@ impl Source for FsSource {
                     continue;
                 }
             };
+            let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
+            if paths.get(&rel).is_some_and(|p| p != path) {
+                issues.push(ListingIssue {
+                    id: None,
+                    uri,
+                    reason: format!("another file already has the document id {rel:?}; rename one"),
+                    skipped: false,
+                });
+                continue;
+            }
+            paths.insert(rel.clone(), path.to_path_buf());
+            drop(paths);
             docs.push(DocumentRef {
                 id: rel.clone(),
                 version: sha256_hex(&[&bytes]),
@@ -207,7 +265,13 @@ impl Source for FsSource {
     }
 
     fn read(&self, doc: &DocumentRef) -> std::result::Result<RawDocument, String> {
-        let path = self.root.join(doc.path.as_deref().unwrap_or(&doc.id));
+        let known = self
+            .paths
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&doc.id)
+            .cloned();
+        let path = known.unwrap_or_else(|| self.root.join(doc.path.as_deref().unwrap_or(&doc.id)));
         let bytes = read_limited(&path, self.max_file_bytes)?;
         Ok(RawDocument {
             bytes,
@@ -217,6 +281,24 @@ impl Source for FsSource {
             version: None,
         })
     }
+}
+
+fn escape_non_utf8(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '%' => out.push_str("%25"),
+                '\\' => out.push('/'),
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Reads a whole file, refusing ones over the limit without reading them.

@@ -59,6 +59,7 @@ impl From<ModeBody> for Mode {
 pub struct SearchBody {
     pub query: String,
     /// Hits to return (default 10, at most the server's `max_top_k`).
+    #[schema(minimum = 1)]
     pub top_k: Option<usize>,
     #[serde(default)]
     pub mode: ModeBody,
@@ -66,6 +67,7 @@ pub struct SearchBody {
     pub filter: FilterBody,
     pub score_threshold: Option<f32>,
     /// At most this many chunks from one document.
+    #[schema(minimum = 1)]
     pub per_doc_limit: Option<usize>,
 }
 
@@ -114,6 +116,7 @@ pub struct SearchResponse {
 pub struct ContextBody {
     pub query: String,
     /// The token budget of the whole context.
+    #[schema(minimum = 1, maximum = 1000000)]
     pub max_tokens: usize,
     #[serde(default)]
     pub mode: ModeBody,
@@ -121,8 +124,10 @@ pub struct ContextBody {
     pub filter: FilterBody,
     pub score_threshold: Option<f32>,
     /// At most this many passages from one document.
+    #[schema(minimum = 1)]
     pub per_doc_limit: Option<usize>,
-    /// Candidate chunks considered (default 50).
+    /// Candidate chunks considered (default 50, at most the server's `max_top_k`).
+    #[schema(minimum = 1)]
     pub candidates: Option<usize>,
 }
 

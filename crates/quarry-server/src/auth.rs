@@ -80,6 +80,18 @@ pub(crate) async fn require_key(
 ) -> Response {
     let keys = &state.keys;
     let path = req.uri().path();
+    // Two credentials are ambiguous: proxies and servers disagree on which
+    // one counts, which is how one slips past a check.
+    if req
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        return ApiError::BadRequest("send one Authorization header, not several".into())
+            .into_response();
+    }
     if !keys.enabled() || path == "/healthz" {
         return next.run(req).await;
     }

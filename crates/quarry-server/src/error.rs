@@ -20,6 +20,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
     #[error("missing or invalid API key: send `Authorization: Bearer KEY`")]
     Unauthorized,
     #[error("this API key may not write; use a write key")]
@@ -36,6 +38,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("the request took too long")]
     Timeout,
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -58,6 +62,7 @@ impl ApiError {
         match self {
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -66,6 +71,9 @@ impl ApiError {
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Self::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -77,16 +85,35 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(%status, error = %self, "request failed");
         }
-        (
+        // An internal error's text may name files on the server; the log has
+        // it, the client gets no more than that something broke.
+        let message = match &self {
+            Self::Internal(_) => {
+                "internal server error; the server's log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
             status,
             Json(ErrorBody {
-                error: ErrorDetail {
-                    code,
-                    message: self.to_string(),
-                },
+                error: ErrorDetail { code, message },
             }),
         )
-            .into_response()
+            .into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Load shedding clears in well under a second; a store outage
+            // takes longer, so clients back off more.
+            let secs = if matches!(self, Self::Overloaded) {
+                "1"
+            } else {
+                "5"
+            };
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(secs),
+            );
+        }
+        response
     }
 }
 
@@ -100,11 +127,22 @@ impl From<EngineError> for ApiError {
                 Self::NotFound(format!("collection {c:?} does not exist"))
             }
             EngineError::Store(StoreError::Invalid(m)) => Self::BadRequest(m),
+            EngineError::Store(StoreError::Name(e)) => Self::BadRequest(e.to_string()),
+            EngineError::Store(e @ StoreError::DiskFull { .. }) => {
+                Self::InsufficientStorage(e.to_string())
+            }
             EngineError::Store(e @ StoreError::Mismatch { .. }) => Self::Conflict(e.to_string()),
             EngineError::Store(e @ StoreError::Unavailable { .. }) => {
                 Self::Unavailable(e.to_string())
             }
             EngineError::Ingest(e) => Self::BadRequest(e.to_string()),
+            EngineError::Io { source, .. } | EngineError::Store(StoreError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::StorageFull =>
+            {
+                Self::InsufficientStorage(
+                    "the server's disk is full; free space on its data directory and retry".into(),
+                )
+            }
             other => Self::Internal(other.to_string()),
         }
     }

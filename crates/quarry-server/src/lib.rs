@@ -23,6 +23,7 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{BoxError, Json};
+use quarry_core::CollectionName;
 use quarry_engine::context::{self, ContextOptions, TokenCounter};
 use quarry_engine::{Retriever, SearchOptions};
 use tower::ServiceBuilder;
@@ -117,6 +118,29 @@ where
     }
 }
 
+/// Path parameters whose rejections (a name that breaks the naming rule, a
+/// `%FF` that is not UTF-8) go through [`ApiError`], so they get the one JSON
+/// error shape too.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(v)) => Ok(Self(v)),
+            Err(e) => Err(ApiError::BadRequest(e.body_text())),
+        }
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Quarry", description = "Retrieval backend for LLM applications"),
@@ -175,6 +199,14 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
     );
     let settings = state.settings.clone();
     router
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::NotFound(format!("no route {}; see /openapi.json", uri.path()))
+        })
+        .method_not_allowed_fallback(|method: axum::http::Method| async move {
+            ApiError::MethodNotAllowed(format!(
+                "method {method} is not allowed on this route; see /openapi.json"
+            ))
+        })
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             auth::require_key,
@@ -260,11 +292,11 @@ fn search_options(
 
 /// Search a collection.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", request_body = SearchBody,
-    params(("name" = String, Path, description = "Collection")),
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
     responses((status = 200, body = SearchResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn search(
     State(state): St,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let options = search_options(
@@ -283,16 +315,21 @@ async fn search(
 
 /// Token-budgeted grounding context with citations.
 #[utoipa::path(post, path = "/v1/collections/{name}/context", request_body = ContextBody,
-    params(("name" = String, Path, description = "Collection")),
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
     responses((status = 200, body = ContextResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn context_route(
     State(state): St,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<ContextBody>,
 ) -> Result<Json<ContextResponse>, ApiError> {
     if body.max_tokens == 0 || body.max_tokens > 1_000_000 {
         return Err(ApiError::BadRequest(
             "max_tokens must be between 1 and 1000000".into(),
+        ));
+    }
+    if body.per_doc_limit == Some(0) {
+        return Err(ApiError::BadRequest(
+            "per_doc_limit must be at least 1".into(),
         ));
     }
     let search = search_options(
@@ -360,7 +397,7 @@ async fn healthz() -> Json<HealthResponse> {
 }
 
 /// Readiness: the model answers and the store opens.
-#[utoipa::path(get, path = "/readyz", responses((status = 200, body = ReadyResponse), (status = 503, body = ReadyResponse)))]
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = ReadyResponse), (status = 401, body = ErrorBody), (status = 503, body = ReadyResponse)))]
 async fn readyz(State(state): St) -> Response {
     let model_loaded = state
         .retriever
@@ -393,7 +430,7 @@ async fn readyz(State(state): St) -> Response {
 }
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text"), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn metrics_route(State(state): St) -> Result<Response, ApiError> {
     let stats = state.retriever.embedder().stats();
     let store = Arc::clone(state.retriever.store());

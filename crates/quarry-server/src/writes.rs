@@ -5,15 +5,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
+use quarry_core::CollectionName;
 use quarry_core::config::SourceConfig;
 use quarry_engine::{Indexer, SyncProgress, SyncReport};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::{AppState, JsonBody};
+use crate::{ApiPath, AppState, JsonBody};
 
 /// Source name of documents written through the API.
 pub const API_SOURCE: &str = "api";
@@ -78,6 +79,8 @@ fn writer(state: &AppState) -> Result<&Writer, ApiError> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PutDocumentBody {
+    /// The document's text; not empty or only whitespace.
+    #[schema(min_length = 1, pattern = r"\S")]
     pub text: String,
     /// `text/plain` (default), `text/markdown` or `text/html`.
     pub content_type: Option<String>,
@@ -117,7 +120,33 @@ fn check_doc_id(id: &str) -> Result<(), ApiError> {
             "document id must be 1 to 1024 characters".into(),
         ));
     }
+    if id.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "document id must not contain control characters".into(),
+        ));
+    }
     Ok(())
+}
+
+/// Schemes a citation may link to. A `javascript:` or `data:` URI would run
+/// or render in whatever page shows the citation.
+const URI_SCHEMES: &[&str] = &[
+    "http", "https", "file", "s3", "gs", "git", "ssh", "ftp", "quarry",
+];
+
+fn check_uri(uri: &str) -> Result<(), ApiError> {
+    let scheme = uri.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+    let ok = uri.len() <= 4096
+        && !uri.chars().any(char::is_control)
+        && scheme.is_some_and(|s| URI_SCHEMES.contains(&s.as_str()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "uri must be an absolute URI of at most 4096 bytes with one of the schemes {}",
+            URI_SCHEMES.join(", ")
+        )))
+    }
 }
 
 async fn status_of(
@@ -148,17 +177,15 @@ async fn status_of(
 
 /// Add or replace a document, through the same parse, chunk and embed path as a sync.
 #[utoipa::path(put, path = "/v1/collections/{name}/documents/{id}", request_body = PutDocumentBody,
-    params(("name" = String, Path, description = "Collection"), ("id" = String, Path, description = "Document id")),
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"), ("id" = String, Path, description = "Document id")),
     responses((status = 200, body = PutDocumentResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn put_document(
     State(state): State<Arc<AppState>>,
-    Path((name, id)): Path<(String, String)>,
+    ApiPath((name, id)): ApiPath<(CollectionName, String)>,
     JsonBody(body): JsonBody<PutDocumentBody>,
 ) -> Result<Json<PutDocumentResponse>, ApiError> {
     let w = writer(&state)?;
     check_doc_id(&id)?;
-    quarry_core::config::check_name("collection", &name)
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let content_type = body.content_type.unwrap_or_else(|| "text/plain".into());
     if !matches!(
         content_type.as_str(),
@@ -167,6 +194,9 @@ pub(crate) async fn put_document(
         return Err(ApiError::BadRequest(format!(
             "content_type {content_type:?} is not supported; use text/plain, text/markdown or text/html"
         )));
+    }
+    if let Some(uri) = &body.uri {
+        check_uri(uri)?;
     }
     if body.text.trim().is_empty() {
         return Err(ApiError::BadRequest("text must not be empty".into()));
@@ -222,11 +252,11 @@ pub(crate) async fn put_document(
 
 /// A document's status: hash, chunks, source.
 #[utoipa::path(get, path = "/v1/collections/{name}/documents/{id}",
-    params(("name" = String, Path, description = "Collection"), ("id" = String, Path, description = "Document id")),
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"), ("id" = String, Path, description = "Document id")),
     responses((status = 200, body = DocumentStatus), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn get_document(
     State(state): State<Arc<AppState>>,
-    Path((name, id)): Path<(String, String)>,
+    ApiPath((name, id)): ApiPath<(CollectionName, String)>,
 ) -> Result<Json<DocumentStatus>, ApiError> {
     let w = writer(&state)?;
     status_of(w, &name, &id)
@@ -243,11 +273,11 @@ pub struct DeleteResponse {
 
 /// Delete a document.
 #[utoipa::path(delete, path = "/v1/collections/{name}/documents/{id}",
-    params(("name" = String, Path, description = "Collection"), ("id" = String, Path, description = "Document id")),
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$"), ("id" = String, Path, description = "Document id")),
     responses((status = 200, body = DeleteResponse), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn delete_document(
     State(state): State<Arc<AppState>>,
-    Path((name, id)): Path<(String, String)>,
+    ApiPath((name, id)): ApiPath<(CollectionName, String)>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let w = writer(&state)?;
     let n = w.indexer.delete_document(&name, &id).await?;
@@ -274,7 +304,7 @@ pub struct JobStarted {
     responses((status = 202, body = JobStarted), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn start_sync(
     State(state): State<Arc<AppState>>,
-    Path(name): Path<String>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<JobStarted>), ApiError> {
     let w = writer(&state)?;
     let Some(config) = w.sources.iter().find(|s| s.name == name).cloned() else {
@@ -374,7 +404,7 @@ pub(crate) async fn start_sync(
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn get_job(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Job>, ApiError> {
     let w = writer(&state)?;
     lock(&w.jobs)

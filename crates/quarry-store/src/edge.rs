@@ -20,6 +20,8 @@ use qdrant_edge::{
     VectorStructInternal, Vectors, WithPayloadInterface, WithVector,
 };
 
+use quarry_core::CollectionName;
+
 use crate::{
     CollectionSpec, DENSE, Fields, Point, Query, Result, SPARSE, ScoredPoint, SearchRequest,
     StoreError, StoredPoint, VectorStore,
@@ -32,6 +34,8 @@ pub const INDEXED_FIELDS: &[&str] = &["doc_id", "source", "path_prefixes", "tags
 
 struct Collection {
     shard: EdgeShard,
+    /// The shard's folder, whose files are preallocated after each write.
+    dir: PathBuf,
     /// Staged point ids, hidden from searches until published. Searches hold
     /// the read lock while they run; publish takes the write lock.
     hidden: RwLock<HashSet<QPointId>>,
@@ -44,9 +48,25 @@ pub struct EdgeStore {
     /// `aliases.json` as last read, with its modification time: another
     /// process (`quarry reindex`) may switch an alias under a running server.
     aliases: Mutex<(Option<std::time::SystemTime>, HashMap<String, String>)>,
+    /// Writes are refused below this much free space (see [`crate::disk`]).
+    min_free: u64,
 }
 
 const ALIASES_FILE: &str = "aliases.json";
+/// Who has the shard open: written by the process that holds its lock.
+const OWNER_FILE: &str = "owner";
+
+fn owner_description() -> String {
+    let args: Vec<String> = std::env::args()
+        .take(3)
+        .map(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map_or(a.clone(), |f| f.to_string_lossy().into_owned())
+        })
+        .collect();
+    format!("process {} ({})", std::process::id(), args.join(" "))
+}
 
 impl std::fmt::Debug for EdgeStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -98,11 +118,39 @@ impl EdgeStore {
             open: Mutex::new(HashMap::new()),
             bm25,
             aliases: Mutex::default(),
+            min_free: crate::disk::DEFAULT_MIN_FREE_BYTES,
         })
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
-        self.root.join(self.target(name))
+    /// Sets the low-water mark below which writes are refused; 0 turns the
+    /// check off.
+    pub fn with_min_free(mut self, bytes: u64) -> Self {
+        self.min_free = bytes;
+        self
+    }
+
+    /// Before a write: enough room for qdrant to grow its files?
+    fn check_space(&self) -> Result<()> {
+        crate::disk::check_free(&self.root, self.min_free)
+    }
+
+    /// After a write: every file the shard maps is backed by real blocks.
+    fn settle(&self, c: &Collection) -> Result<()> {
+        crate::disk::preallocate(&c.dir).map_err(|source| StoreError::Io {
+            path: c.dir.clone(),
+            source,
+        })
+    }
+
+    /// The only place a collection name becomes a path: a
+    /// [`CollectionName`] cannot reach outside `root`.
+    fn path_of(&self, physical: &CollectionName) -> PathBuf {
+        self.root.join(physical.as_str())
+    }
+
+    /// The folder of the collection that `name` reaches.
+    fn dir(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.path_of(&self.target(name)?))
     }
 
     fn aliases(&self) -> HashMap<String, String> {
@@ -119,26 +167,54 @@ impl EdgeStore {
         cache.1.clone()
     }
 
-    fn target(&self, name: &str) -> String {
-        self.aliases()
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| name.to_string())
+    /// The physical collection `name` reaches. Both the name and an alias's
+    /// target are checked: `aliases.json` is a file anyone may have edited.
+    fn target(&self, name: &str) -> Result<CollectionName> {
+        let name = CollectionName::new(name)?;
+        match self.aliases().get(name.as_str()) {
+            Some(target) => Ok(CollectionName::new(target)?),
+            None => Ok(name),
+        }
     }
 
     fn collection(&self, name: &str) -> Result<Arc<Collection>> {
-        let name = &self.target(name);
+        let target = self.target(name)?;
+        let name = target.as_str();
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = open.get(name) {
             return Ok(Arc::clone(c));
         }
-        let dir = self.dir(name);
+        let dir = self.path_of(&target);
         if !dir.join(SPEC_FILE).is_file() {
             return Err(StoreError::NoCollection(name.to_string()));
         }
-        let shard = EdgeShard::load(&dir.join(SHARD_DIR), None).map_err(qerr(name))?;
+        let shard_dir = dir.join(SHARD_DIR);
+        // Reads must work on a full disk: back what exists before loading,
+        // so that nothing qdrant maps can fault. A failure here is not yet
+        // a reason to refuse a read.
+        if let Err(e) = crate::disk::preallocate(&shard_dir) {
+            tracing::warn!(collection = name, error = %e, "cannot preallocate shard files");
+        }
+        let shard = EdgeShard::load(&shard_dir, None).map_err(|e| {
+            // The WAL's file lock: another process has this shard open.
+            if e.to_string().contains("WouldBlock") {
+                StoreError::Locked {
+                    collection: name.to_string(),
+                    owner: std::fs::read_to_string(dir.join(OWNER_FILE))
+                        .ok()
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or_else(|| "another process".into()),
+                }
+            } else {
+                qerr(name)(e)
+            }
+        })?;
+        // Says who holds the lock, for the error above in the next process.
+        let _ = std::fs::write(dir.join(OWNER_FILE), owner_description());
         let c = Arc::new(Collection {
             shard,
+            dir: shard_dir,
             hidden: RwLock::new(HashSet::new()),
         });
         open.insert(name.to_string(), Arc::clone(&c));
@@ -146,6 +222,8 @@ impl EdgeStore {
     }
 
     fn create(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
+        let physical = CollectionName::new(name)?;
+        self.check_space()?;
         let tmp = self
             .root
             .join(format!(".creating-{}-{name}", std::process::id()));
@@ -183,10 +261,11 @@ impl EdgeStore {
             }
             shard.flush();
         }
+        crate::disk::preallocate(&tmp).map_err(io(&tmp))?;
         let spec_json =
             serde_json::to_vec_pretty(spec).map_err(|e| StoreError::Invalid(e.to_string()))?;
         std::fs::write(tmp.join(SPEC_FILE), spec_json).map_err(io(&tmp))?;
-        let dir = self.dir(name);
+        let dir = self.path_of(&physical);
         std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
         Ok(())
     }
@@ -214,8 +293,6 @@ fn dense_of(v: Option<VectorStructInternal>) -> Option<Vec<f32>> {
 
 impl VectorStore for EdgeStore {
     fn open_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
-        quarry_core::config::check_name("collection", name)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         match self.collection_spec(name)? {
             Some(existing) => crate::check_spec(name, &existing, spec)?,
             None => self.create(name, spec)?,
@@ -224,7 +301,7 @@ impl VectorStore for EdgeStore {
     }
 
     fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>> {
-        let path = self.dir(name).join(SPEC_FILE);
+        let path = self.dir(name)?.join(SPEC_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -267,6 +344,7 @@ impl VectorStore for EdgeStore {
         if points.is_empty() {
             return Ok(());
         }
+        self.check_space()?;
         let c = self.collection(name)?;
         let mut structs = Vec::with_capacity(points.len());
         let mut ids = Vec::with_capacity(points.len());
@@ -303,7 +381,8 @@ impl VectorStore for EdgeStore {
             .update(UpdateOperation::PointOperation(
                 PointOperations::UpsertPoints(PointInsertOperations::PointsList(structs)),
             ))
-            .map_err(qerr(name))
+            .map_err(qerr(name))?;
+        self.settle(&c)
     }
 
     fn publish(
@@ -319,6 +398,9 @@ impl VectorStore for EdgeStore {
             .filter(|id| !keep.contains(id))
             .map(|id| to_qid(*id))
             .collect();
+        if !ids.is_empty() {
+            self.check_space()?;
+        }
         let mut hidden = c.hidden.write().unwrap_or_else(|e| e.into_inner());
         if !ids.is_empty() {
             c.shard
@@ -330,7 +412,12 @@ impl VectorStore for EdgeStore {
         for id in staged {
             hidden.remove(&to_qid(*id));
         }
-        Ok(())
+        drop(hidden);
+        if delete.is_empty() {
+            Ok(())
+        } else {
+            self.settle(&c)
+        }
     }
 
     fn delete(&self, name: &str, ids: &[quarry_core::PointId]) -> Result<()> {
@@ -510,9 +597,8 @@ impl VectorStore for EdgeStore {
     }
 
     fn create_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
-        quarry_core::config::check_name("collection", name)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        if self.root.join(name).exists() || self.aliases().contains_key(name) {
+        let physical = CollectionName::new(name)?;
+        if self.path_of(&physical).exists() || self.aliases().contains_key(name) {
             return Err(StoreError::Invalid(format!(
                 "collection {name:?} already exists"
             )));
@@ -521,13 +607,13 @@ impl VectorStore for EdgeStore {
     }
 
     fn resolve(&self, name: &str) -> Result<String> {
-        Ok(self.target(name))
+        Ok(self.target(name)?.to_string())
     }
 
     fn switch_alias(&self, name: &str, target: &str) -> Result<()> {
-        quarry_core::config::check_name("collection", name)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        if !self.root.join(target).join(SPEC_FILE).is_file() {
+        CollectionName::new(name)?;
+        let physical = CollectionName::new(target)?;
+        if !self.path_of(&physical).join(SPEC_FILE).is_file() {
             return Err(StoreError::NoCollection(target.into()));
         }
         let mut aliases = self.aliases();
@@ -562,7 +648,7 @@ impl VectorStore for EdgeStore {
                 "collection {name:?} is in use: alias {alias:?} points to it"
             )));
         }
-        let dir = self.root.join(name);
+        let dir = self.path_of(&CollectionName::new(name)?);
         if !dir.join(SPEC_FILE).is_file() {
             return Err(StoreError::NoCollection(name.into()));
         }

@@ -9,6 +9,7 @@
 //! until publish removes the old ones and reveals the new ones in one step,
 //! so a concurrent search never sees a document missing or doubled.
 
+pub mod disk;
 mod edge;
 mod qfilter;
 mod server;
@@ -43,6 +44,16 @@ pub enum StoreError {
     Qdrant { collection: String, message: String },
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error(transparent)]
+    Name(#[from] quarry_core::NameError),
+    #[error(
+        "the data directory's file system has {free} bytes free, below the low-water mark of {min_free} (min_free_bytes); writes are refused until space is freed (searches still work)"
+    )]
+    DiskFull { free: u64, min_free: u64 },
+    #[error(
+        "collection {collection:?} is open in {owner}: an embedded index belongs to one process at a time. Stop that process, or sync through the server it runs (POST /v1/sources/NAME/sync)"
+    )]
+    Locked { collection: String, owner: String },
     #[error(
         "the Qdrant server at {url} is unreachable ({message}); check that it runs and that store.url is right"
     )]
@@ -169,12 +180,16 @@ fn check_spec(name: &str, existing: &CollectionSpec, requested: &CollectionSpec)
 }
 
 /// Opens the configured store: edge shards under `data_dir`, or a server.
+/// `min_free_bytes` is the edge store's low-water mark (`sync.min_free_bytes`).
 pub fn open(
     config: &quarry_core::config::StoreConfig,
     data_dir: &std::path::Path,
+    min_free_bytes: u64,
 ) -> Result<std::sync::Arc<dyn VectorStore>> {
     Ok(match config {
-        quarry_core::config::StoreConfig::Edge => std::sync::Arc::new(EdgeStore::open(data_dir)?),
+        quarry_core::config::StoreConfig::Edge => {
+            std::sync::Arc::new(EdgeStore::open(data_dir)?.with_min_free(min_free_bytes))
+        }
         quarry_core::config::StoreConfig::Server(c) => {
             std::sync::Arc::new(ServerStore::connect(c)?)
         }

@@ -356,8 +356,7 @@ fn vectors_selector(with_vectors: bool) -> with_vectors_selector::SelectorOption
 
 impl VectorStore for ServerStore {
     fn open_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
-        quarry_core::config::check_name("collection", name)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        quarry_core::CollectionName::new(name)?;
         let physical = self.resolve(name)?;
         match self.spec_of(&physical)? {
             // Collections from before the flag had its index get it here.
@@ -530,6 +529,7 @@ impl VectorStore for ServerStore {
     }
 
     fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        quarry_core::CollectionName::new(name)?;
         let mut filter = match &request.filter {
             Some(f) => qfilter::to_grpc(f)?,
             None => q::Filter::default(),
@@ -607,12 +607,12 @@ impl VectorStore for ServerStore {
     }
 
     fn create_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
-        quarry_core::config::check_name("collection", name)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        quarry_core::CollectionName::new(name)?;
         self.create(name, spec)
     }
 
     fn resolve(&self, name: &str) -> Result<String> {
+        quarry_core::CollectionName::new(name)?;
         Ok(self
             .alias_map()?
             .remove(name)
@@ -620,6 +620,8 @@ impl VectorStore for ServerStore {
     }
 
     fn switch_alias(&self, name: &str, target: &str) -> Result<()> {
+        quarry_core::CollectionName::new(name)?;
+        quarry_core::CollectionName::new(target)?;
         // Qdrant's create_alias replaces an existing alias under one lock:
         // the atomic switch.
         let request = q::CreateAliasBuilder::new(target, name).build();
@@ -630,6 +632,7 @@ impl VectorStore for ServerStore {
     }
 
     fn drop_collection(&self, name: &str) -> Result<()> {
+        quarry_core::CollectionName::new(name)?;
         let aliases = self.alias_map()?;
         // Qdrant would resolve an alias and drop its target.
         if aliases.contains_key(name) {

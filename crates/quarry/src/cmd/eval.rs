@@ -365,7 +365,7 @@ fn eval_data_dir(config: &Config) -> PathBuf {
 
 fn open_eval_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
     let dir = eval_data_dir(config);
-    quarry_store::open(&config.store, &dir).with_context(|| {
+    quarry_store::open(&config.store, &dir, config.sync.min_free_bytes).with_context(|| {
         format!(
             "opening the evaluation index ({})",
             super::index::store_name(config)
@@ -388,6 +388,8 @@ fn indexer_for(
         chunk_max_tokens: combo.chunk_tokens.unwrap_or(config.chunking.max_tokens),
         chunk_overlap: combo.overlap,
         whole_documents: combo.chunk_tokens.is_none(),
+        max_parse_secs: config.sync.max_parse_secs,
+        skip_generated: config.sync.skip_generated,
     };
     Ok(Indexer::new(
         Arc::clone(store),

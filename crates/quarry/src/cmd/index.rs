@@ -108,7 +108,7 @@ pub struct CollectionsArgs {
 }
 
 pub(super) fn open_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
-    quarry_store::open(&config.store, &config.data_dir)
+    quarry_store::open(&config.store, &config.data_dir, config.sync.min_free_bytes)
         .with_context(|| format!("opening the index ({})", store_name(config)))
 }
 
@@ -129,6 +129,8 @@ fn indexer(config: &Config, store: Arc<dyn VectorStore>) -> anyhow::Result<Index
         chunk_max_tokens: config.chunking.max_tokens,
         chunk_overlap: config.chunking.overlap,
         whole_documents: false,
+        max_parse_secs: config.sync.max_parse_secs,
+        skip_generated: config.sync.skip_generated,
     };
     Ok(Indexer::new(store, embedder, &tokenizer, &settings)?)
 }

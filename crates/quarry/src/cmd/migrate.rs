@@ -41,8 +41,12 @@ fn open(spec: &str, api_key: Option<&str>) -> anyhow::Result<(Arc<dyn VectorStor
                 dir.display()
             );
         }
-        let store = quarry_store::open(&StoreConfig::Edge, &dir)
-            .with_context(|| format!("opening {}", dir.display()))?;
+        let store = quarry_store::open(
+            &StoreConfig::Edge,
+            &dir,
+            quarry_store::disk::DEFAULT_MIN_FREE_BYTES,
+        )
+        .with_context(|| format!("opening {}", dir.display()))?;
         return Ok((store, dir.display().to_string()));
     }
     let mut config = match StoreConfig::parse(spec).map_err(anyhow::Error::msg)? {
@@ -50,7 +54,7 @@ fn open(spec: &str, api_key: Option<&str>) -> anyhow::Result<(Arc<dyn VectorStor
         StoreConfig::Edge => bail!("write `edge:DIR` to name an embedded store's data directory"),
     };
     config.api_key = api_key.map(str::to_string);
-    let store = quarry_store::open(&StoreConfig::Server(config), std::path::Path::new("."))?;
+    let store = quarry_store::open(&StoreConfig::Server(config), std::path::Path::new("."), 0)?;
     Ok((store, spec.to_string()))
 }
 

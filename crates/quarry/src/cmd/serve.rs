@@ -35,6 +35,8 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
             chunk_max_tokens: config.chunking.max_tokens,
             chunk_overlap: config.chunking.overlap,
             whole_documents: false,
+            max_parse_secs: config.sync.max_parse_secs,
+            skip_generated: config.sync.skip_generated,
         },
     )?;
     let retriever = super::retriever(config, store, embedder);

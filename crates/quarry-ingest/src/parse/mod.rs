@@ -4,10 +4,15 @@
 //! front matter) so that chunks can carry a heading path and a page, and
 //! citations can point at character offsets in exactly this text.
 
-use std::panic::AssertUnwindSafe;
+mod html;
+mod pdf;
+mod text;
+
+use std::time::{Duration, Instant};
 
 use quarry_core::ParsedDocument;
-use scraper::{ElementRef, Html, Node, Selector};
+
+pub use html::parse_html;
 
 /// What parsing a file gives.
 #[derive(Debug)]
@@ -89,9 +94,81 @@ const BINARY_EXTENSIONS: &[&str] = &[
     "arrow",
 ];
 
+/// How much a parse may cost, and what it skips.
+#[derive(Debug, Clone)]
+pub struct ParseOptions {
+    /// Skip minified and generated files (see [`text`]).
+    pub skip_generated: bool,
+    pub budget: Budget,
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self {
+            skip_generated: true,
+            budget: Budget::unlimited(),
+        }
+    }
+}
+
+/// A deadline for one file's parse and chunking, checked cooperatively by
+/// the parsers and the chunker, so a hostile file fails alone instead of
+/// holding a sync (or a request) for minutes.
+#[derive(Debug, Clone)]
+pub struct Budget {
+    deadline: Option<Instant>,
+    secs: f64,
+}
+
+/// The budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverBudget;
+
+impl Budget {
+    pub fn unlimited() -> Self {
+        Self {
+            deadline: None,
+            secs: f64::INFINITY,
+        }
+    }
+
+    /// `secs` from now.
+    pub fn secs(secs: f64) -> Self {
+        Self {
+            deadline: Instant::now().checked_add(Duration::from_secs_f64(secs.max(0.0))),
+            secs,
+        }
+    }
+
+    pub fn check(&self) -> Result<(), OverBudget> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(OverBudget),
+            _ => Ok(()),
+        }
+    }
+
+    /// The report's reason for a file that ran out of budget.
+    pub fn exceeded_reason(&self) -> String {
+        format!(
+            "parsing and chunking took longer than {}s (sync.max_parse_secs); the file is left out",
+            self.secs
+        )
+    }
+}
+
 /// Parses `bytes`; `name` (a path or id) picks the parser by extension,
 /// `content_type` overrides it.
 pub fn parse(name: &str, bytes: &[u8], content_type: Option<&str>) -> Parsed {
+    parse_with(name, bytes, content_type, &ParseOptions::default())
+}
+
+/// [`parse`] with a budget and the generated-file rule.
+pub fn parse_with(
+    name: &str,
+    bytes: &[u8],
+    content_type: Option<&str>,
+    options: &ParseOptions,
+) -> Parsed {
     let ext = std::path::Path::new(name)
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -121,26 +198,32 @@ pub fn parse(name: &str, bytes: &[u8], content_type: Option<&str>) -> Parsed {
         return Parsed::Skipped("empty file".into());
     }
     if kind == "application/pdf" {
-        return parse_pdf(bytes);
+        return pdf::parse_pdf(bytes, &options.budget);
     }
-    // Text formats from here on.
-    if bytes.iter().take(8192).any(|&b| b == 0) {
-        return Parsed::Skipped("binary content (NUL bytes)".into());
+    if content_type.is_none()
+        && options.skip_generated
+        && let Some(reason) = text::generated_reason(name, bytes)
+    {
+        return Parsed::Skipped(reason);
     }
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t.strip_prefix('\u{feff}').unwrap_or(t),
-        Err(e) => return Parsed::Skipped(format!("invalid UTF-8 at byte {}", e.valid_up_to())),
+    let decoded = match text::decode(bytes) {
+        Ok(d) => d,
+        Err(reason) => return Parsed::Skipped(reason),
     };
+    let text = decoded.text;
     let doc = match kind.as_str() {
-        "text/markdown" => parse_markdown(text),
-        "text/html" => parse_html(text),
+        "text/markdown" => parse_markdown(&text),
+        "text/html" => match html::parse_html_within(&text, &options.budget) {
+            Ok(doc) => doc,
+            Err(OverBudget) => return Parsed::Failed(options.budget.exceeded_reason()),
+        },
         "text/plain" => ParsedDocument {
-            text: text.to_string(),
+            text,
             content_type: kind,
             ..Default::default()
         },
         k if k.starts_with("text/x-") => ParsedDocument {
-            text: text.to_string(),
+            text,
             content_type: kind,
             ..Default::default()
         },
@@ -148,6 +231,13 @@ pub fn parse(name: &str, bytes: &[u8], content_type: Option<&str>) -> Parsed {
     };
     if doc.text.trim().is_empty() {
         return Parsed::Skipped("no text content".into());
+    }
+    let mut doc = doc;
+    if let Some(encoding) = decoded.encoding {
+        doc.metadata.insert(
+            "encoding".into(),
+            serde_json::Value::String(encoding.into()),
+        );
     }
     Parsed::Document(doc)
 }
@@ -169,8 +259,9 @@ pub fn parse_markdown(input: &str) -> ParsedDocument {
             .strip_prefix('\n')
             .or_else(|| after.strip_prefix("\r\n"))
             .unwrap_or(after);
-        if let Ok(serde_json::Value::Object(map)) =
-            serde_yaml_ng::from_str::<serde_json::Value>(yaml)
+        if front_matter_is_sane(yaml)
+            && let Ok(serde_json::Value::Object(map)) =
+                serde_yaml_ng::from_str::<serde_json::Value>(yaml)
         {
             metadata = map;
         }
@@ -216,6 +307,32 @@ pub fn parse_markdown(input: &str) -> ParsedDocument {
     doc
 }
 
+/// The YAML parser's scanner does work per nesting level for every token,
+/// so 50,000 nested `[` take it seconds; real front matter is small and
+/// flat. Front matter beyond these bounds is left out of the metadata (the
+/// body is still indexed).
+fn front_matter_is_sane(yaml: &str) -> bool {
+    const MAX_BYTES: usize = 64 * 1024;
+    const MAX_DEPTH: usize = 32;
+    if yaml.len() > MAX_BYTES {
+        return false;
+    }
+    let mut depth = 0usize;
+    for b in yaml.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 fn atx_heading(line: &str) -> Option<(u8, String)> {
     if line.starts_with("    ") {
         return None;
@@ -237,193 +354,8 @@ fn atx_heading(line: &str) -> Option<(u8, String)> {
     (!title.is_empty()).then_some((level as u8, title))
 }
 
-/// HTML: the title, and the text of `<main>` or `<article>` (else `<body>`)
-/// without scripts, styles, navigation, headers, footers and asides.
-/// Headings are kept as Markdown `#` lines, so chunks get the same heading
-/// breadcrumbs and splitting as Markdown.
-pub fn parse_html(input: &str) -> ParsedDocument {
-    let html = Html::parse_document(input);
-    let select = |s: &str| Selector::parse(s).ok();
-    let title = select("title")
-        .and_then(|s| html.select(&s).next())
-        .map(|t| collapse(&t.text().collect::<String>()))
-        .filter(|t| !t.is_empty());
-    let root = ["main", "article", "[role=main]", "body"]
-        .iter()
-        .filter_map(|s| select(s))
-        .find_map(|s| html.select(&s).next())
-        .unwrap_or_else(|| html.root_element());
-    let mut out = HtmlText::default();
-    out.walk(root);
-    let mut text = out.finish();
-    if text.is_empty() {
-        text = String::new();
-    }
-    let mut doc = parse_markdown(&text);
-    doc.content_type = "text/html".into();
-    doc.metadata = serde_json::Map::new();
-    doc.tags = Vec::new();
-    doc.title = title.or(doc.title);
-    doc
-}
-
-#[derive(Default)]
-struct HtmlText {
-    out: String,
-    line: String,
-}
-
-const SKIP: &[&str] = &[
-    "script", "style", "noscript", "template", "nav", "header", "footer", "aside", "svg", "form",
-    "button", "iframe",
-];
-const BLOCK: &[&str] = &[
-    "p",
-    "div",
-    "section",
-    "article",
-    "main",
-    "ul",
-    "ol",
-    "li",
-    "table",
-    "tr",
-    "blockquote",
-    "pre",
-    "br",
-    "hr",
-    "dl",
-    "dt",
-    "dd",
-    "figure",
-    "figcaption",
-    "details",
-    "summary",
-];
-
-impl HtmlText {
-    fn walk(&mut self, el: ElementRef<'_>) {
-        for child in el.children() {
-            match child.value() {
-                Node::Text(t) => {
-                    let s = collapse(t);
-                    if !s.is_empty() {
-                        if !self.line.is_empty() && (t.starts_with(char::is_whitespace)) {
-                            self.line.push(' ');
-                        }
-                        self.line.push_str(&s);
-                        if t.ends_with(char::is_whitespace) {
-                            self.line.push(' ');
-                        }
-                    }
-                }
-                Node::Element(e) => {
-                    let name = e.name();
-                    if SKIP.contains(&name) {
-                        continue;
-                    }
-                    let Some(child_el) = ElementRef::wrap(child) else {
-                        continue;
-                    };
-                    if let Some(level) = name
-                        .strip_prefix('h')
-                        .and_then(|l| l.parse::<usize>().ok())
-                        .filter(|l| (1..=6).contains(l))
-                    {
-                        self.flush(true);
-                        let title = collapse(&child_el.text().collect::<String>());
-                        if !title.is_empty() {
-                            self.out
-                                .push_str(&format!("{} {title}\n\n", "#".repeat(level)));
-                        }
-                        continue;
-                    }
-                    let block = BLOCK.contains(&name);
-                    if block {
-                        self.flush(name != "li" && name != "tr" && name != "br");
-                    }
-                    if name == "li" {
-                        self.line.push_str("- ");
-                    }
-                    self.walk(child_el);
-                    if block {
-                        self.flush(
-                            name == "p" || name == "pre" || name == "blockquote" || name == "table",
-                        );
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn flush(&mut self, paragraph: bool) {
-        let line = self.line.trim();
-        if !line.is_empty() && line != "-" {
-            self.out.push_str(line);
-            self.out.push('\n');
-            if paragraph {
-                self.out.push('\n');
-            }
-        }
-        self.line.clear();
-    }
-
-    fn finish(mut self) -> String {
-        self.flush(false);
-        let mut s = String::new();
-        let mut blank = 0;
-        for line in self.out.lines() {
-            if line.trim().is_empty() {
-                blank += 1;
-                if blank > 1 {
-                    continue;
-                }
-            } else {
-                blank = 0;
-            }
-            s.push_str(line);
-            s.push('\n');
-        }
-        s.trim().to_string()
-    }
-}
-
-fn collapse(s: &str) -> String {
+pub(crate) fn collapse(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// PDF: text per page, pages joined by blank lines, page starts recorded.
-/// The PDF library can panic on malformed files; that is caught and reported
-/// as a failure of this one file.
-fn parse_pdf(bytes: &[u8]) -> Parsed {
-    let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        pdf_extract::extract_text_from_mem_by_pages(bytes)
-    }));
-    let pages = match result {
-        Ok(Ok(pages)) => pages,
-        Ok(Err(e)) => return Parsed::Failed(format!("cannot read PDF: {e}")),
-        Err(_) => return Parsed::Failed("cannot read PDF: the file is malformed".into()),
-    };
-    let mut doc = ParsedDocument {
-        content_type: "application/pdf".into(),
-        ..Default::default()
-    };
-    let mut chars = 0;
-    for page in pages {
-        let page = page.trim();
-        if !doc.text.is_empty() {
-            doc.text.push_str("\n\n");
-            chars += 2;
-        }
-        doc.page_starts.push(chars);
-        doc.text.push_str(page);
-        chars += page.chars().count();
-    }
-    if doc.text.trim().is_empty() {
-        return Parsed::Skipped("PDF has no extractable text (scanned images?)".into());
-    }
-    Parsed::Document(doc)
 }
 
 #[cfg(test)]
@@ -472,8 +404,12 @@ mod tests {
     #[test]
     fn bad_inputs_are_skipped_or_failed() {
         assert!(matches!(parse("a.txt", b"", None), Parsed::Skipped(_)));
+        // Not UTF-8, but text in a legacy encoding: decoded and named.
         assert!(
-            matches!(parse("a.txt", b"ok\xff\xfe", None), Parsed::Skipped(r) if r.contains("UTF-8"))
+            matches!(parse("a.txt", b"ok caf\xe9", None), Parsed::Document(d) if d.text == "ok caf\u{e9}" && d.metadata["encoding"] == "windows-1252")
+        );
+        assert!(
+            matches!(parse("a.txt", &[b"text ".repeat(2000).as_slice(), b"\0tail"].concat(), None), Parsed::Skipped(r) if r.contains("NUL"))
         );
         assert!(matches!(
             parse("a.png", b"\x89PNG", None),

@@ -1,0 +1,196 @@
+//! HTML to Markdown-like text.
+//!
+//! The walk over the element tree keeps its own stack instead of
+//! recursing: a hostile page nests elements as deep as it likes (10,000
+//! `<div>` fit in 110 KB), and a recursive walk would overflow the parser
+//! thread's stack, which aborts the whole process rather than failing the
+//! one file.
+
+use quarry_core::ParsedDocument;
+use scraper::{ElementRef, Html, Node, Selector};
+
+use super::{Budget, OverBudget, collapse};
+
+/// HTML: the title, and the text of `<main>` or `<article>` (else `<body>`)
+/// without scripts, styles, navigation, headers, footers and asides.
+/// Headings are kept as Markdown `#` lines, so chunks get the same heading
+/// breadcrumbs and splitting as Markdown.
+pub fn parse_html(input: &str) -> ParsedDocument {
+    match parse_html_within(input, &Budget::unlimited()) {
+        Ok(doc) => doc,
+        Err(OverBudget) => ParsedDocument::default(),
+    }
+}
+
+pub(super) fn parse_html_within(
+    input: &str,
+    budget: &Budget,
+) -> Result<ParsedDocument, OverBudget> {
+    let html = Html::parse_document(input);
+    budget.check()?;
+    let select = |s: &str| Selector::parse(s).ok();
+    let title = select("title")
+        .and_then(|s| html.select(&s).next())
+        .map(|t| collapse(&t.text().collect::<String>()))
+        .filter(|t| !t.is_empty());
+    let root = ["main", "article", "[role=main]", "body"]
+        .iter()
+        .filter_map(|s| select(s))
+        .find_map(|s| html.select(&s).next())
+        .unwrap_or_else(|| html.root_element());
+    let mut out = HtmlText::default();
+    out.walk(root, budget)?;
+    let text = out.finish();
+    let mut doc = super::parse_markdown(&text);
+    doc.content_type = "text/html".into();
+    doc.metadata = serde_json::Map::new();
+    doc.tags = Vec::new();
+    doc.title = title.or(doc.title);
+    Ok(doc)
+}
+
+#[derive(Default)]
+struct HtmlText {
+    out: String,
+    line: String,
+}
+
+const SKIP: &[&str] = &[
+    "script", "style", "noscript", "template", "nav", "header", "footer", "aside", "svg", "form",
+    "button", "iframe",
+];
+const BLOCK: &[&str] = &[
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "ul",
+    "ol",
+    "li",
+    "table",
+    "tr",
+    "blockquote",
+    "pre",
+    "br",
+    "hr",
+    "dl",
+    "dt",
+    "dd",
+    "figure",
+    "figcaption",
+    "details",
+    "summary",
+];
+
+/// One step of the walk: a node to visit, or the end of a block element
+/// whose children have all been visited.
+enum Step<'a> {
+    Visit(ego_tree::NodeRef<'a, Node>),
+    Close(&'a str),
+}
+
+impl HtmlText {
+    fn walk(&mut self, root: ElementRef<'_>, budget: &Budget) -> Result<(), OverBudget> {
+        let mut stack: Vec<Step<'_>> = root.children().rev().map(Step::Visit).collect();
+        let mut steps = 0usize;
+        while let Some(step) = stack.pop() {
+            steps += 1;
+            if steps.is_multiple_of(4096) {
+                budget.check()?;
+            }
+            let node = match step {
+                Step::Visit(node) => node,
+                Step::Close(name) => {
+                    self.flush(
+                        name == "p" || name == "pre" || name == "blockquote" || name == "table",
+                    );
+                    continue;
+                }
+            };
+            match node.value() {
+                Node::Text(t) => self.text(t),
+                Node::Element(e) => {
+                    let name = e.name();
+                    if SKIP.contains(&name) {
+                        continue;
+                    }
+                    let Some(el) = ElementRef::wrap(node) else {
+                        continue;
+                    };
+                    if let Some(level) = heading_level(name) {
+                        self.flush(true);
+                        let title = collapse(&el.text().collect::<String>());
+                        if !title.is_empty() {
+                            self.out
+                                .push_str(&format!("{} {title}\n\n", "#".repeat(level)));
+                        }
+                        continue;
+                    }
+                    let block = BLOCK.contains(&name);
+                    if block {
+                        self.flush(name != "li" && name != "tr" && name != "br");
+                        stack.push(Step::Close(name));
+                    }
+                    if name == "li" {
+                        self.line.push_str("- ");
+                    }
+                    stack.extend(node.children().rev().map(Step::Visit));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn text(&mut self, t: &str) {
+        let s = collapse(t);
+        if s.is_empty() {
+            return;
+        }
+        if !self.line.is_empty() && t.starts_with(char::is_whitespace) {
+            self.line.push(' ');
+        }
+        self.line.push_str(&s);
+        if t.ends_with(char::is_whitespace) {
+            self.line.push(' ');
+        }
+    }
+
+    fn flush(&mut self, paragraph: bool) {
+        let line = self.line.trim();
+        if !line.is_empty() && line != "-" {
+            self.out.push_str(line);
+            self.out.push('\n');
+            if paragraph {
+                self.out.push('\n');
+            }
+        }
+        self.line.clear();
+    }
+
+    fn finish(mut self) -> String {
+        self.flush(false);
+        let mut s = String::new();
+        let mut blank = 0;
+        for line in self.out.lines() {
+            if line.trim().is_empty() {
+                blank += 1;
+                if blank > 1 {
+                    continue;
+                }
+            } else {
+                blank = 0;
+            }
+            s.push_str(line);
+            s.push('\n');
+        }
+        s.trim().to_string()
+    }
+}
+
+fn heading_level(name: &str) -> Option<usize> {
+    name.strip_prefix('h')
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| (1..=6).contains(l))
+}
