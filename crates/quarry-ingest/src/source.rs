@@ -179,10 +179,7 @@ impl Source for FsSource {
             let entry = match entry {
                 Ok(e) => e,
                 Err(e) => {
-                    let uri = match &e {
-                        ignore::Error::WithPath { path, .. } => path.display().to_string(),
-                        _ => self.root.display().to_string(),
-                    };
+                    let uri = error_path(&e).unwrap_or(&self.root).display().to_string();
                     issues.push(ListingIssue {
                         id: None,
                         uri,
@@ -280,6 +277,18 @@ impl Source for FsSource {
             metadata: Default::default(),
             version: None,
         })
+    }
+}
+
+/// The entry a walk error is about: a loop names the link that closes it.
+fn error_path(e: &ignore::Error) -> Option<&Path> {
+    match e {
+        ignore::Error::WithPath { path, .. } => Some(path),
+        ignore::Error::Loop { child, .. } => Some(child),
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
+            error_path(err)
+        }
+        _ => None,
     }
 }
 

@@ -124,8 +124,13 @@ fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
         b"package main\n\n// gazelleServer serves gazelle requests.\nfunc gazelleServer() {}\n",
     );
     write(&tree, "notes.txt", b"The hedgehog cache is warm.\n");
+    // Not UTF-8, but Latin-1: decoded, not skipped.
+    write(
+        &tree,
+        "legacy/latin1.txt",
+        b"caf\xe9 au lait, the ibex brew\n",
+    );
     // The bad ones.
-    write(&tree, "bad/latin1.txt", b"caf\xe9 au lait\n");
     write(&tree, "bad/zero.txt", b"");
     write(&tree, "bad/blank.md", b"   \n\n  \n");
     write(&tree, "bad/big.txt", &b"x".repeat(10_000));
@@ -150,7 +155,7 @@ fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
         code, 3,
         "some documents failed, so the documented partial exit code: {r}"
     );
-    assert_eq!(r["added"], 8, "{r}");
+    assert_eq!(r["added"], 9, "{r}");
     let mut bad: Vec<(String, String)> = r["errors"]
         .as_array()
         .unwrap()
@@ -175,14 +180,13 @@ fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
         ("blob.bin2", "skipped"),
         ("corrupt.pdf", "failed"),
         ("image.png", "skipped"),
-        ("latin1.txt", "skipped"),
         ("zero.txt", "skipped"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     assert_eq!(bad, expected, "{r}");
-    assert_eq!(r["skipped"], 6);
+    assert_eq!(r["skipped"], 5);
     assert_eq!(r["failed"], 1);
     for e in r["errors"].as_array().unwrap() {
         assert!(!e["reason"].as_str().unwrap().is_empty());
@@ -198,6 +202,7 @@ fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
         ("flamingoRouter", "src/app.ts"),
         ("gazelleServer", "src/main.go"),
         ("hedgehog cache", "notes.txt"),
+        ("ibex brew", "legacy/latin1.txt"),
     ] {
         let out = run(
             &[
