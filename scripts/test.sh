@@ -22,11 +22,20 @@ if [ "$status" -eq 0 ]; then
   cargo run -q -p quarry -- eval --dataset evals/guide --baseline evals/baselines/guide.json \
     --out target/eval/guide || status=$?
 fi
+# Schemathesis against the server's OpenAPI document, two minutes: any 5xx
+# or schema violation fails the suite. It counts as one test.
+api=-1  # not run
+if [ "$status" -eq 0 ]; then
+  api=0
+  scripts/schemathesis.sh "${QUARRY_SCHEMATHESIS_SECS:-120}" || api=$?
+  status=$api
+fi
 if [ -s "$skips" ]; then
   echo "skipped here:"
   sort -u "$skips" | sed 's/^/  /; s/\t/: /'
 fi
-awk -v skipped="$(cut -f1 "$skips" | sort -u | wc -l)" \
+awk -v skipped="$(cut -f1 "$skips" | sort -u | wc -l)" -v api="$api" \
   '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { printf "summary: %d passed, %d failed, %d skipped\n", p - skipped, f, s + skipped }' "$log"
+     END { if (api == 0) p += 1; else if (api > 0) f += 1;
+           printf "summary: %d passed, %d failed, %d skipped\n", p - skipped, f, s + skipped }' "$log"
 exit "$status"
