@@ -161,3 +161,38 @@ impl From<JsonRejection> for ApiError {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_responses_say_when_to_retry_and_internal_ones_hide_paths() {
+        let shed = ApiError::Overloaded.into_response();
+        assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(shed.headers()[axum::http::header::RETRY_AFTER], "1");
+        let outage = ApiError::Unavailable("store down".into()).into_response();
+        assert_eq!(outage.headers()[axum::http::header::RETRY_AFTER], "5");
+        let ok = ApiError::BadRequest("x".into()).into_response();
+        assert!(ok.headers().get(axum::http::header::RETRY_AFTER).is_none());
+
+        let internal = ApiError::Internal("/var/lib/quarry/collections/x: EIO".into());
+        let body = internal.into_response().into_body();
+        let bytes = futures_body(body);
+        assert!(!bytes.contains("/var/lib"), "{bytes}");
+        let full = ApiError::from(EngineError::Io {
+            path: "/srv/data/journal".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        });
+        assert!(matches!(full, ApiError::InsufficientStorage(ref m) if !m.contains("/srv")));
+    }
+
+    fn futures_body(body: axum::body::Body) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let bytes = rt.block_on(axum::body::to_bytes(body, 1 << 20)).unwrap();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+}
