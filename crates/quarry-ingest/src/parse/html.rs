@@ -16,10 +16,8 @@ use super::{Budget, OverBudget, collapse};
 /// Headings are kept as Markdown `#` lines, so chunks get the same heading
 /// breadcrumbs and splitting as Markdown.
 pub fn parse_html(input: &str) -> ParsedDocument {
-    match parse_html_within(input, &Budget::unlimited()) {
-        Ok(doc) => doc,
-        Err(OverBudget) => ParsedDocument::default(),
-    }
+    // An unlimited budget cannot run out.
+    parse_html_within(input, &Budget::unlimited()).unwrap_or_default()
 }
 
 pub(super) fn parse_html_within(
