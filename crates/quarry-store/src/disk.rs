@@ -24,6 +24,29 @@ use crate::{Result, StoreError};
 /// headroom for the payload store and our journals.
 pub const DEFAULT_MIN_FREE_BYTES: u64 = 128 * 1024 * 1024;
 
+/// Space held back in `.reserve` under the collections folder, so a shard
+/// can still be opened for reading when the disk has filled up entirely.
+const RESERVE_FILE: &str = ".reserve";
+const RESERVE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Makes sure the reserve exists (when there is room for it); failure is
+/// not an error, since the reserve only helps.
+pub fn ensure_reserve(root: &Path) {
+    let path = root.join(RESERVE_FILE);
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES) {
+        return;
+    }
+    let written = std::fs::write(&path, vec![0u8; RESERVE_BYTES as usize]);
+    if written.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Frees the reserve; true when there was one to free.
+pub fn release_reserve(root: &Path) -> bool {
+    std::fs::remove_file(root.join(RESERVE_FILE)).is_ok()
+}
+
 /// Bytes available to unprivileged writers on the file system of `path`.
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
     use std::os::unix::ffi::OsStrExt;

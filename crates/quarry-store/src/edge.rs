@@ -113,6 +113,7 @@ impl EdgeStore {
                 }
             }
         }
+        crate::disk::ensure_reserve(&root);
         Ok(Self {
             root,
             open: Mutex::new(HashMap::new()),
@@ -195,7 +196,22 @@ impl EdgeStore {
         if let Err(e) = crate::disk::preallocate(&shard_dir) {
             tracing::warn!(collection = name, error = %e, "cannot preallocate shard files");
         }
-        let shard = EdgeShard::load(&shard_dir, None).map_err(|e| {
+        let mut loaded = EdgeShard::load(&shard_dir, None);
+        // Loading rewrites the shard's small config file; on a disk with
+        // nothing free that fails, and a read would fail with it. The
+        // reserve exists for that moment: give its space back and retry.
+        if loaded
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("No space left on device"))
+            && crate::disk::release_reserve(&self.root)
+        {
+            tracing::warn!(
+                collection = name,
+                "disk full: released the reserve to open the shard"
+            );
+            loaded = EdgeShard::load(&shard_dir, None);
+        }
+        let shard = loaded.map_err(|e| {
             // The WAL's file lock: another process has this shard open.
             if e.to_string().contains("WouldBlock") {
                 StoreError::Locked {

@@ -44,7 +44,7 @@ fn free_bytes(path: &Path) -> u64 {
 
 /// Leaves about `leave` bytes free on the file system of `dir`.
 fn fill(dir: &Path, leave: u64) -> PathBuf {
-    let filler = dir.join("filler");
+    let filler = dir.join(format!("filler-{leave}"));
     let size = free_bytes(dir).saturating_sub(leave);
     let f = std::fs::File::create(&filler).unwrap();
     // Written, not truncated: tmpfs must really hold the bytes.
@@ -161,7 +161,28 @@ fn a_full_disk_is_a_clear_error_and_the_index_survives_it() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 20);
 
+    // Not a byte left: a fresh process still opens the shard and reads.
+    let last = fill(&mnt, 0);
+    assert_eq!(free_bytes(&mnt), 0);
+    let out = run(
+        &[
+            "search",
+            "pangolin3 archive",
+            "-c",
+            "docs",
+            "--mode",
+            "bm25",
+            "--json",
+        ],
+        &data,
+    );
+    assert_no_signal(&out, "search on a disk with no byte free");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["hits"][0]["doc_id"], "doc3.md", "{v}");
+
     // Space freed: the next sync completes and the index is exactly right.
+    std::fs::remove_file(&last).unwrap();
     std::fs::remove_file(&filler).unwrap();
     let out = sync(&data);
     assert!(out.status.success(), "{}", stderr(&out));
