@@ -40,6 +40,8 @@ done
 seed=${QUARRY_SCHEMATHESIS_SEED:-176336640092772861119399791385072154033}
 seed_args=()
 [ "$seed" = random ] || seed_args=(--seed "$seed")
+# From the scratch folder: schemathesis keeps a cache in its working directory.
+cd "$work"
 "$venv/bin/schemathesis" run "$url/openapi.json" "${seed_args[@]}" \
   --header "Authorization: Bearer $key" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
