@@ -37,6 +37,16 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The BM25 search of `query` in the corpus's collection, as JSON.
+fn search(data: &Path, query: &str) -> serde_json::Value {
+    let args = ["search", query, "-c", "hostile", "--mode", "bm25", "--json"];
+    let mut all = args.to_vec();
+    all.extend(["--data-dir", data.to_str().unwrap()]);
+    let out = quarry(&all, Some(&home()), &[], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn a_hostile_corpus_gets_its_outcomes_and_every_good_file_is_searchable() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,24 +151,7 @@ fn a_hostile_corpus_gets_its_outcomes_and_every_good_file_is_searchable() {
     // Every good file is found by its probe word, and only there.
     for f in files.iter().filter(|f| f["outcome"] == "indexed") {
         let probe = f["probe"].as_str().unwrap();
-        let out = quarry(
-            &[
-                "search",
-                probe,
-                "-c",
-                "hostile",
-                "--mode",
-                "bm25",
-                "--json",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            Some(&home()),
-            &[],
-            None,
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = search(&data, probe);
         let hits = v["hits"].as_array().unwrap();
         assert!(
             !hits.is_empty(),
@@ -175,23 +168,7 @@ fn a_hostile_corpus_gets_its_outcomes_and_every_good_file_is_searchable() {
     let ids: Vec<String> = ["snorkelbey", "wobbletarn"]
         .iter()
         .map(|probe| {
-            let out = quarry(
-                &[
-                    "search",
-                    probe,
-                    "-c",
-                    "hostile",
-                    "--mode",
-                    "bm25",
-                    "--json",
-                    "--data-dir",
-                    data.to_str().unwrap(),
-                ],
-                Some(&home()),
-                &[],
-                None,
-            );
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let v = search(&data, probe);
             v["hits"][0]["doc_id"].as_str().unwrap_or("").to_string()
         })
         .collect();
