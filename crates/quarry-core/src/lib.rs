@@ -11,10 +11,12 @@ pub mod config;
 pub mod document;
 pub mod name;
 pub mod paths;
+pub mod payload;
 
-pub use config::{ChunkingConfig, Config, EmbedConfig, ModelConfig, SourceConfig, SourceKind};
+pub use config::{ChunkingConfig, Config, EmbedConfig, ModelConfig, SourceConfig};
 pub use document::{Chunk, ParsedDocument, PointId};
 pub use name::{CollectionName, NameError};
+pub use payload::ChunkPayload;
 
 /// For tests that cannot run on this machine (no Qdrant server, no AVX-512
 /// BF16): says so, and appends the test's name to the file named by

@@ -41,7 +41,8 @@ impl std::fmt::Display for Pooling {
 #[derive(Debug, Clone)]
 pub struct ModelLayout {
     pub dir: PathBuf,
-    pub bert: candle_transformers::models::bert::Config,
+    /// The encoder's architecture and hyperparameters, from `config.json`.
+    pub architecture: crate::models::Architecture,
     pub pooling: Pooling,
     pub normalize: bool,
     pub max_seq_length: usize,
@@ -86,13 +87,13 @@ impl ModelLayout {
                 });
             }
         }
-        let bert = read_bert_config(&dir.join("config.json"))?;
+        let architecture = crate::models::Architecture::read(&dir.join("config.json"))?;
         let modules_path = dir.join("modules.json");
         let modules: Vec<Module> = read_json(&modules_path)?;
         let (pooling_dir, normalize) = read_modules(&modules_path, &modules)?;
         let pooling = read_pooling(
             &dir.join(&pooling_dir).join("config.json"),
-            bert.hidden_size,
+            architecture.hidden_size(),
         )?;
 
         let st_path = dir.join("sentence_bert_config.json");
@@ -109,15 +110,15 @@ impl ModelLayout {
                     path: st_path.clone(),
                     message: format!("max_seq_length must be a positive integer, found {v}"),
                 })? as usize,
-            None => bert.max_position_embeddings,
+            None => architecture.max_position_embeddings(),
         };
-        if max_seq_length > bert.max_position_embeddings {
+        if max_seq_length > architecture.max_position_embeddings() {
             return Err(EmbedError::ModelFile {
                 path: st_path,
                 message: format!(
                     "max_seq_length {max_seq_length} exceeds the model's max_position_embeddings {} \
                      in config.json",
-                    bert.max_position_embeddings
+                    architecture.max_position_embeddings()
                 ),
             });
         }
@@ -136,7 +137,7 @@ impl ModelLayout {
         };
         Ok(Self {
             dir: dir.to_path_buf(),
-            bert,
+            architecture,
             pooling,
             normalize,
             max_seq_length,
@@ -154,63 +155,12 @@ impl ModelLayout {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(crate::io_err(path))?;
     serde_json::from_slice(&bytes).map_err(|e| EmbedError::ModelFile {
         path: path.to_path_buf(),
         message: format!("invalid JSON: {e}"),
     })
-}
-
-fn read_bert_config(path: &Path) -> Result<candle_transformers::models::bert::Config> {
-    let raw: Value = read_json(path)?;
-    let model_type = raw.get("model_type").and_then(Value::as_str).unwrap_or("");
-    let archs: Vec<&str> = raw
-        .get("architectures")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let is_bert = model_type == "bert"
-        || (model_type.is_empty() && archs.iter().any(|a| a.starts_with("Bert")));
-    if !is_bert {
-        return Err(EmbedError::ModelFile {
-            path: path.to_path_buf(),
-            message: format!(
-                "unsupported architecture (model_type {model_type:?}, architectures {archs:?}); \
-                 Quarry loads BERT-family models (MiniLM, BGE, E5, GTE)"
-            ),
-        });
-    }
-    if let Some(kind) = raw.get("position_embedding_type").and_then(Value::as_str)
-        && kind != "absolute"
-    {
-        return Err(EmbedError::ModelFile {
-            path: path.to_path_buf(),
-            message: format!(
-                "unsupported position_embedding_type {kind:?}; only \"absolute\" is supported"
-            ),
-        });
-    }
-    let config: candle_transformers::models::bert::Config =
-        serde_json::from_value(raw).map_err(|e| EmbedError::ModelFile {
-            path: path.to_path_buf(),
-            message: format!("not a valid BERT config: {e}"),
-        })?;
-    if config.hidden_size == 0
-        || config.num_attention_heads == 0
-        || !config
-            .hidden_size
-            .is_multiple_of(config.num_attention_heads)
-    {
-        return Err(EmbedError::ModelFile {
-            path: path.to_path_buf(),
-            message: format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                config.hidden_size, config.num_attention_heads
-            ),
-        });
-    }
-    Ok(config)
 }
 
 /// Returns the pooling folder and whether a Normalize module follows.

@@ -25,11 +25,13 @@ pub fn encoder_flops(config: &candle_transformers::models::bert::Config, lengths
 pub mod fetch;
 mod layout;
 pub mod model;
+pub mod models;
 pub mod registry;
 
 pub use embedder::{Embedder, EmbedderStats, Embedding, InputKind, Priority};
 pub use layout::{ModelLayout, Pooling};
 pub use model::{Fingerprint, Model, TokenizedInput};
+pub use models::Architecture;
 
 use std::path::PathBuf;
 

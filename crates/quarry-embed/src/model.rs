@@ -4,15 +4,15 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use candle_core::{D, DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::BertModel;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::fetch::Manifest;
 use crate::layout::{ModelLayout, Pooling};
+use crate::models::{Encoder, Pass};
 use crate::{EmbedError, Result};
 
 /// What identifies the vector space a model produces. Two indexes can only be
@@ -40,28 +40,7 @@ pub struct LoadOptions {
     pub precision: Precision,
 }
 
-/// Arithmetic of the encoder's dense layers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Precision {
-    /// f32 throughout: matches sentence-transformers to cosine ≥ 0.99999.
-    #[default]
-    F32,
-    /// bf16 inputs with f32 accumulation (AVX-512 BF16) in the dense layers
-    /// and the attention products; softmax, LayerNorm and GELU stay f32.
-    /// Where the CPU lacks the instructions, f32 runs instead.
-    Bf16,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" | "fp32" => Ok(Self::F32),
-            "bf16" => Ok(Self::Bf16),
-            other => Err(format!("unknown precision {other:?}; use f32 or bf16")),
-        }
-    }
-}
+pub use quarry_core::config::Precision;
 
 /// Which implementation of the encoder runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -115,79 +94,27 @@ impl TextSide {
 
 /// The network and pooling; owned by exactly one thread at a time.
 pub(crate) struct Network {
-    bert: Option<BertModel>,
-    fast: Option<crate::fast::FastBert>,
-    pooling: Pooling,
-    normalize: bool,
-    pad_id: u32,
-    device: Device,
+    encoder: Encoder,
+    pass: Pass,
 }
 
 impl std::fmt::Debug for Network {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Network")
-            .field("pooling", &self.pooling)
-            .field("normalize", &self.normalize)
+            .field("encoder", &self.encoder.name())
+            .field("pass", &self.pass)
             .finish()
     }
 }
 
 impl Network {
-    /// Embeds a batch of token id sequences. Sequences are right-padded to the
-    /// longest; the attention mask keeps padding out of attention and pooling,
-    /// so a text's vector does not depend on its batch-mates.
+    /// Embeds a batch of token id sequences; a text's vector does not
+    /// depend on its batch-mates.
     pub(crate) fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(fast) = &self.fast {
-            return Ok(fast.embed(batch, self.pooling, self.normalize));
-        }
-        let Some(bert) = &self.bert else {
-            return Err(EmbedError::Tokenizer("no encoder loaded".into()));
-        };
-        let len = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
-        let n = batch.len();
-        let mut ids = vec![self.pad_id; n * len];
-        let mut mask = vec![0f32; n * len];
-        for (row, seq) in batch.iter().enumerate() {
-            ids[row * len..row * len + seq.len()].copy_from_slice(seq);
-            mask[row * len..row * len + seq.len()].fill(1.0);
-        }
-        let ids = Tensor::from_vec(ids, (n, len), &self.device)?;
-        let mask = Tensor::from_vec(mask, (n, len), &self.device)?;
-        let types = ids.zeros_like()?;
-        let hidden = bert.forward(&ids, &types, Some(&mask))?;
-        let mask3 = mask.unsqueeze(2)?;
-        let pooled = match self.pooling {
-            Pooling::Cls => hidden.i((.., 0))?,
-            Pooling::Mean | Pooling::MeanSqrtLen => {
-                let sum = hidden.broadcast_mul(&mask3)?.sum(1)?;
-                let count = mask3.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-                let count = if self.pooling == Pooling::MeanSqrtLen {
-                    count.sqrt()?
-                } else {
-                    count
-                };
-                sum.broadcast_div(&count)?
-            }
-            Pooling::Max => {
-                // Padding gets -1e9, as sentence-transformers does, so it never wins the max.
-                let penalty = ((mask3 - 1.0)? * 1e9)?;
-                hidden.broadcast_add(&penalty)?.max(1)?
-            }
-        };
-        let pooled = if self.normalize {
-            let norm = pooled
-                .sqr()?
-                .sum_keepdim(D::Minus1)?
-                .sqrt()?
-                .clamp(1e-12f32, f32::MAX)?;
-            pooled.broadcast_div(&norm)?
-        } else {
-            pooled
-        };
-        Ok(pooled.to_dtype(DType::F32)?.to_vec2()?)
+        self.encoder.forward(batch, &self.pass)
     }
 }
 
@@ -234,7 +161,7 @@ impl Model {
             .map_err(tok_err)?;
         let pad_id = tokenizer
             .token_to_id("[PAD]")
-            .unwrap_or(layout.bert.pad_token_id as u32);
+            .unwrap_or(layout.architecture.pad_token_id());
 
         let weights = dir.join("model.safetensors");
         let bytes = std::fs::read(&weights).map_err(crate::io_err(&weights))?;
@@ -256,20 +183,12 @@ impl Model {
             Engine::Auto => Engine::Fast,
             e => e,
         };
-        let fast = match engine {
-            Engine::Fast => {
-                let bf16 = options.precision == Precision::Bf16 && crate::fast::bf16::supported();
-                if options.precision == Precision::Bf16 && !bf16 {
-                    tracing::warn!("this CPU has no AVX-512 BF16; embedding in f32 instead");
-                }
-                crate::fast::FastBert::load(vb.clone(), &layout.bert, bf16).map_err(weights_err)?
-            }
-            _ => None,
-        };
-        let bert = match fast {
-            Some(_) => None,
-            None => Some(BertModel::load(vb, &layout.bert).map_err(weights_err)?),
-        };
+        let bf16 = options.precision == Precision::Bf16 && crate::fast::bf16::supported();
+        if engine == Engine::Fast && options.precision == Precision::Bf16 && !bf16 {
+            tracing::warn!("this CPU has no AVX-512 BF16; embedding in f32 instead");
+        }
+        let encoder = Encoder::load(&layout.architecture, vb, engine == Engine::Fast, bf16)
+            .map_err(weights_err)?;
 
         let model_id = options.model_id.clone().unwrap_or_else(|| {
             Manifest::read(dir).map(|m| m.model_id).unwrap_or_else(|| {
@@ -281,7 +200,7 @@ impl Model {
         let fingerprint = Fingerprint {
             model_id,
             weights_sha256,
-            dimension: layout.bert.hidden_size,
+            dimension: layout.architecture.hidden_size(),
             pooling: layout.pooling,
             normalize: layout.normalize,
             max_seq_length,
@@ -298,12 +217,13 @@ impl Model {
                 .or_else(|| layout.passage_prompt.clone()),
         };
         let net = Network {
-            bert,
-            fast,
-            pooling: layout.pooling,
-            normalize: layout.normalize,
-            pad_id,
-            device,
+            encoder,
+            pass: Pass {
+                pooling: layout.pooling,
+                normalize: layout.normalize,
+                pad_id,
+                device,
+            },
         };
         Ok(Self {
             text: Arc::new(text),
@@ -319,19 +239,16 @@ impl Model {
 
     /// The precision that runs: `"bf16"` only when asked for and supported.
     pub fn precision(&self) -> &'static str {
-        match &self.net.fast {
-            Some(f) if f.is_bf16() => "bf16",
-            _ => "f32",
+        if self.net.encoder.is_bf16() {
+            "bf16"
+        } else {
+            "f32"
         }
     }
 
     /// The encoder that runs: `"fast"` or `"candle"`.
     pub fn engine(&self) -> &'static str {
-        if self.net.fast.is_some() {
-            "fast"
-        } else {
-            "candle"
-        }
+        self.net.encoder.name()
     }
 
     pub fn layout(&self) -> &ModelLayout {

@@ -57,6 +57,7 @@ pub struct ContextOptions {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Passage {
     pub citation: usize,
     pub doc_id: String,
@@ -73,6 +74,7 @@ pub struct Passage {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ContextResponse))]
 pub struct Context {
     /// The passages rendered for a prompt, each behind its `[n]` citation.
     pub text: String,

@@ -4,21 +4,22 @@
 
 pub mod context;
 pub mod filter;
-pub mod indexer;
-mod journal;
-mod manifest;
 pub mod migrate;
+pub mod models;
 pub mod reindex;
 pub mod report;
 pub mod retriever;
+pub mod service;
+pub mod sync;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use context::{Context, ContextOptions, Passage, TokenCounter};
 pub use filter::{Filter, OneOrMany};
-pub use indexer::{Indexer, IndexerSettings, ProgressFn, SyncProgress};
 pub use report::{ReportError, SyncReport};
 pub use retriever::{Hit, Mode, ModelLoader, Retriever, RetrieverSettings, SearchOptions};
+pub use service::{CollectionInfo, Service};
+pub use sync::{Indexer, IndexerSettings, ProgressFn, SyncProgress};
 
 use std::sync::Arc;
 
@@ -32,6 +33,13 @@ pub enum EngineError {
     Embed(#[from] quarry_embed::EmbedError),
     #[error(transparent)]
     Ingest(#[from] quarry_ingest::IngestError),
+    /// A source could not be listed: the sync stops before deleting anything.
+    #[error(transparent)]
+    Source(#[from] quarry_ingest::SourceError),
+    /// A collection's model could not be loaded: a fault of this server, not
+    /// of the request.
+    #[error("{0}")]
+    ModelLoad(String),
     #[error("{}: {source}", path.display())]
     Io {
         path: std::path::PathBuf,
@@ -39,6 +47,12 @@ pub enum EngineError {
     },
     #[error("invalid request: {0}")]
     Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request contradicts what is stored (a document owned by another
+    /// source, a sync already running).
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal task failed: {0}")]
     Task(String),
 }

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use quarry_core::PointId;
-use quarry_store::{Fields, Point, VectorStore};
+use quarry_store::{Fields, Page, Point, ScrollRequest, VectorStore};
 use serde::{Deserialize, Serialize};
 
 use crate::{EngineError, Result};
@@ -83,31 +83,25 @@ pub fn copy_collection(
         state = Checkpoint::default();
     }
     let mut copied = 0;
-    loop {
-        let (batch, next) = from.scroll(
-            collection,
-            state.next,
-            page.max(1),
-            &Fields::All,
-            true,
-            None,
-        )?;
+    let request = ScrollRequest {
+        offset: state.next,
+        ..ScrollRequest::fields(Fields::All, page.max(1)).with_vectors(true)
+    };
+    for batch in from.scroll_all(collection, request) {
+        let Page {
+            points: batch,
+            next,
+        } = batch?;
         let points: Vec<Point> = batch
             .into_iter()
             .map(|p| {
                 let dense = p.dense.ok_or_else(|| {
                     EngineError::Invalid(format!("point {} in {collection} has no vector", p.id))
                 })?;
-                let text = p
-                    .payload
-                    .get("text")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string();
                 Ok(Point {
                     id: p.id,
                     dense,
-                    text,
+                    text: p.payload.text.clone(),
                     payload: p.payload,
                 })
             })
@@ -119,7 +113,7 @@ pub fn copy_collection(
         state.copied += ids.len();
         state.next = next;
         state.done = next.is_none();
-        crate::journal::write_json(checkpoint, &state)?;
+        crate::sync::write_json(checkpoint, &state)?;
         progress(state.copied.min(source_points), source_points);
         if state.done {
             break;

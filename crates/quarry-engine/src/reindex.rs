@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use quarry_core::PointId;
 use quarry_embed::{Embedder, InputKind, Priority};
-use quarry_store::{CollectionSpec, Fields, Point, VectorStore};
+use quarry_store::{CollectionSpec, Fields, Point, ScrollRequest, VectorStore};
 use serde::Serialize;
 
 use crate::{EngineError, Result, blocking};
@@ -80,23 +80,22 @@ pub async fn reindex(
         })
         .await?;
     }
-    let (mut offset, mut done, mut truncated) = (None::<PointId>, 0, 0);
-    loop {
-        let old_c = old.clone();
-        let (page, next) = blocking(store, move |s| {
-            s.scroll(&old_c, offset, PAGE, &Fields::All, false, None)
-        })
-        .await?;
-        let texts: Vec<String> = page
-            .iter()
-            .map(|p| {
-                p.payload
-                    .get("text")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_string()
-            })
-            .collect();
+    // The old collection is read on the blocking pool, a page ahead of
+    // embedding, which runs here.
+    let (tx, mut pages) = tokio::sync::mpsc::channel(1);
+    let (reader_store, old_c) = (Arc::clone(store), old.clone());
+    let reader = tokio::task::spawn_blocking(move || {
+        for page in reader_store.scroll_all(&old_c, ScrollRequest::fields(Fields::All, PAGE)) {
+            let failed = page.is_err();
+            if tx.blocking_send(page).is_err() || failed {
+                break;
+            }
+        }
+    });
+    let (mut done, mut truncated) = (0, 0);
+    while let Some(page) = pages.recv().await {
+        let page = page?.points;
+        let texts: Vec<String> = page.iter().map(|p| p.payload.text.clone()).collect();
         let vectors = embedder
             .embed(&texts, InputKind::Passage, Priority::Bulk)
             .await?;
@@ -121,11 +120,8 @@ pub async fn reindex(
         })
         .await?;
         progress(done, total);
-        match next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
     }
+    reader.await.map_err(|e| EngineError::Task(e.to_string()))?;
     {
         let (name, new, old) = (collection.to_string(), new.clone(), old.clone());
         blocking(store, move |s| {

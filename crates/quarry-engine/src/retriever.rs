@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
+use quarry_core::payload::ChunkPayload;
 use quarry_embed::Embedder;
 use quarry_store::{Query, SearchRequest, VectorStore};
 use serde::{Deserialize, Serialize};
@@ -13,6 +14,7 @@ use crate::filter::Filter;
 use crate::{EngineError, Result, blocking};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     Dense,
@@ -54,6 +56,31 @@ pub struct SearchOptions {
     pub per_doc_limit: Option<usize>,
 }
 
+impl SearchOptions {
+    /// Checks the options a caller chose; `max_top_k` is the server's cap
+    /// (`usize::MAX` where there is none).
+    pub fn validate(&self, max_top_k: usize) -> Result<()> {
+        if self.top_k == 0 || self.top_k > max_top_k {
+            return Err(EngineError::Invalid(if max_top_k == usize::MAX {
+                "top_k must be at least 1".into()
+            } else {
+                format!("top_k must be between 1 and {max_top_k}")
+            }));
+        }
+        if self.per_doc_limit == Some(0) {
+            return Err(EngineError::Invalid(
+                "per_doc_limit must be at least 1".into(),
+            ));
+        }
+        if self.score_threshold.is_some_and(|t| !t.is_finite()) {
+            return Err(EngineError::Invalid(
+                "score_threshold must be a finite number".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for SearchOptions {
     fn default() -> Self {
         Self {
@@ -68,6 +95,7 @@ impl Default for SearchOptions {
 
 /// One search result: a chunk with what a citation needs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hit {
     pub doc_id: String,
     pub chunk_id: String,
@@ -83,7 +111,28 @@ pub struct Hit {
     pub page: Option<u32>,
     /// Whitespace between the previous chunk and this one (for merging).
     #[serde(skip)]
+    #[cfg_attr(feature = "openapi", schema(ignore))]
     pub gap_before: String,
+}
+
+impl Hit {
+    fn new(id: quarry_core::PointId, score: f32, p: ChunkPayload) -> Self {
+        Self {
+            doc_id: p.doc_id,
+            chunk_id: id.to_string(),
+            score,
+            text: p.text,
+            uri: p.uri,
+            title: p.title,
+            source: p.source,
+            chunk_index: p.chunk_index,
+            start: p.start,
+            end: p.end,
+            headings: p.headings,
+            page: p.page,
+            gap_before: p.gap_before,
+        }
+    }
 }
 
 /// Fusion and caching settings of a retriever.
@@ -236,7 +285,7 @@ impl Retriever {
             .await
             .map_err(|e| EngineError::Task(e.to_string()))?
             .map_err(|e| {
-                EngineError::Invalid(format!("loading the model of {collection:?}: {e}"))
+                EngineError::ModelLoad(format!("loading the model of {collection:?}: {e}"))
             })?;
         others.insert(key, embedder.clone());
         Ok(embedder)
@@ -279,14 +328,7 @@ impl Retriever {
         if query.trim().is_empty() {
             return Err(EngineError::Invalid("the query is empty".into()));
         }
-        if options.top_k == 0 {
-            return Err(EngineError::Invalid("top_k must be at least 1".into()));
-        }
-        if options.per_doc_limit == Some(0) {
-            return Err(EngineError::Invalid(
-                "per_doc_limit must be at least 1".into(),
-            ));
-        }
+        options.validate(usize::MAX)?;
         // With a per-document cap, fetch more so the cap still leaves top_k.
         let limit = match options.per_doc_limit {
             Some(_) => options.top_k.saturating_mul(4).max(options.top_k + 20),
@@ -316,7 +358,7 @@ impl Retriever {
             let request = SearchRequest {
                 query,
                 limit,
-                filter: options.filter.to_qdrant()?,
+                filter: options.filter.to_condition()?,
                 score_threshold: options.score_threshold,
             };
             let name = target.physical.clone();
@@ -331,48 +373,7 @@ impl Retriever {
         let mut per_doc: HashMap<String, usize> = HashMap::new();
         let hits = points
             .into_iter()
-            .map(|p| {
-                let s = |k: &str| {
-                    p.payload
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string()
-                };
-                let n = |k: &str| p.payload.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
-                Hit {
-                    doc_id: s("doc_id"),
-                    chunk_id: p.id.to_string(),
-                    score: p.score,
-                    text: s("text"),
-                    uri: s("uri"),
-                    title: p
-                        .payload
-                        .get("title")
-                        .and_then(Value::as_str)
-                        .map(str::to_string),
-                    source: s("source"),
-                    chunk_index: n("chunk_index"),
-                    start: n("start"),
-                    end: n("end"),
-                    headings: p
-                        .payload
-                        .get("headings")
-                        .and_then(Value::as_array)
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(|h| h.as_str().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    page: p
-                        .payload
-                        .get("page")
-                        .and_then(Value::as_u64)
-                        .map(|v| v as u32),
-                    gap_before: s("gap_before"),
-                }
-            })
+            .map(|p| Hit::new(p.id, p.score, p.payload))
             .filter(|h| match options.per_doc_limit {
                 Some(cap) => {
                     let n = per_doc.entry(h.doc_id.clone()).or_default();

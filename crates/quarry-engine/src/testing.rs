@@ -7,20 +7,23 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quarry_core::EmbedConfig;
 use quarry_core::config::{DEFAULT_MODEL, SourceConfig};
+use quarry_core::{Config, EmbedConfig};
 use quarry_embed::model::LoadOptions;
 use quarry_embed::{Embedder, Model};
 use quarry_store::{EdgeStore, VectorStore};
 
-use crate::{Indexer, IndexerSettings, Retriever, SyncReport, TokenCounter};
+use crate::{Indexer, Retriever, Service, SyncReport, TokenCounter};
 
-/// A model, a store under `data_dir`, and an indexer over them.
+/// A model, a store under `data_dir`, and the service over them.
 pub struct TestIndex {
     pub model_dir: PathBuf,
     pub embedder: Embedder,
     pub store: Arc<dyn VectorStore>,
     pub indexer: Indexer,
+    pub service: Arc<Service>,
+    /// What the service was built from.
+    pub config: Config,
 }
 
 impl std::fmt::Debug for TestIndex {
@@ -51,26 +54,37 @@ impl TestIndex {
         let model = Model::load(&model_dir, &LoadOptions::default()).unwrap();
         let embedder = Embedder::start(model, EmbedConfig::default()).unwrap();
         let store: Arc<dyn VectorStore> = Arc::new(EdgeStore::open(data_dir).unwrap());
-        let settings = IndexerSettings {
+        let mut config = Config {
             data_dir: data_dir.to_path_buf(),
-            chunk_max_tokens,
-            chunk_overlap,
-            whole_documents: false,
-            max_parse_secs: quarry_core::config::SyncConfig::default().max_parse_secs,
-            skip_generated: true,
+            ..Config::default()
         };
-        let indexer = Indexer::new(
+        config.chunking.max_tokens = chunk_max_tokens;
+        config.chunking.overlap = chunk_overlap;
+        Self::with_config(&config, model_dir, embedder, store)
+    }
+
+    /// Like [`Self::open`], with every setting from `config` (its sources,
+    /// limits, data directory).
+    pub fn with_config(
+        config: &Config,
+        model_dir: PathBuf,
+        embedder: Embedder,
+        store: Arc<dyn VectorStore>,
+    ) -> Self {
+        let service = Service::from_parts(
+            config,
             Arc::clone(&store),
             embedder.clone(),
             &model_dir.join("tokenizer.json"),
-            &settings,
         )
         .unwrap();
         Self {
             model_dir,
             embedder,
             store,
-            indexer,
+            indexer: service.indexer().clone(),
+            service: Arc::new(service),
+            config: config.clone(),
         }
     }
 
@@ -78,6 +92,21 @@ impl TestIndex {
     pub async fn sync_dir(&self, name: &str, tree: &Path) -> SyncReport {
         let source = quarry_ingest::open_source(&SourceConfig::fs(name, tree), 1 << 20).unwrap();
         self.indexer.sync(Arc::from(source), name).await.unwrap()
+    }
+
+    /// A service over the same model and store that syncs `sources`.
+    pub fn service_with(&self, sources: Vec<SourceConfig>, max_file_bytes: u64) -> Arc<Service> {
+        let mut config = self.config.clone();
+        config.sources = sources;
+        config.sync.max_file_bytes = max_file_bytes;
+        let service = Service::from_parts(
+            &config,
+            Arc::clone(&self.store),
+            self.embedder.clone(),
+            &self.model_dir.join("tokenizer.json"),
+        )
+        .unwrap();
+        Arc::new(service)
     }
 
     pub fn retriever(&self) -> Retriever {

@@ -8,24 +8,23 @@ use std::sync::Arc;
 
 use quarry_core::config::SourceConfig;
 use quarry_engine::testing::{TestIndex, write_tree};
-use quarry_ingest::source::ListingIssue;
-use quarry_ingest::{DocumentRef, RawDocument, Source};
+use quarry_ingest::{DocumentRef, Listing, RawDocument, Source, SourceError};
 
 /// The real directory source, with its listing taken before the files
 /// change: the window a slow sync leaves open, made deterministic.
 struct ListedEarly {
     inner: Box<dyn Source>,
-    listing: (Vec<DocumentRef>, Vec<ListingIssue>),
+    listing: Listing,
 }
 
 impl Source for ListedEarly {
     fn name(&self) -> &str {
         self.inner.name()
     }
-    fn list(&self) -> quarry_ingest::Result<(Vec<DocumentRef>, Vec<ListingIssue>)> {
+    fn list(&self) -> Result<Listing, SourceError> {
         Ok(self.listing.clone())
     }
-    fn read(&self, doc: &DocumentRef) -> Result<RawDocument, String> {
+    fn read(&self, doc: &DocumentRef) -> Result<RawDocument, SourceError> {
         self.inner.read(doc)
     }
 }

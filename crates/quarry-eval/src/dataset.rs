@@ -18,7 +18,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use quarry_core::config::{SourceConfig, SourceKind};
+use quarry_core::config::SourceConfig;
 use quarry_ingest::Source;
 use serde::{Deserialize, Serialize};
 
@@ -62,6 +62,8 @@ pub struct Dataset {
     pub qrels_path: PathBuf,
     /// The corpus as a sync source.
     pub source_config: SourceConfig,
+    /// The corpus file or directory.
+    pub corpus_path: PathBuf,
     pub source: Arc<dyn Source>,
     pub corpus_size: usize,
     /// Changes whenever any corpus document does.
@@ -136,20 +138,22 @@ impl Dataset {
             None => default_split(&dir.join("qrels"))?,
         };
         let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
-        let source_config = match meta.corpus {
-            Some(rel) => SourceConfig::fs(&name, dir.join(rel)),
-            None => SourceConfig {
-                kind: SourceKind::Beir,
-                ..SourceConfig::fs(&name, dir.join("corpus.jsonl"))
-            },
+        let (source_config, corpus_path) = match meta.corpus {
+            Some(rel) => (SourceConfig::fs(&name, dir.join(&rel)), dir.join(rel)),
+            None => {
+                let path = dir.join("corpus.jsonl");
+                (SourceConfig::beir(&name, &path), path)
+            }
         };
         let source: Arc<dyn Source> =
             Arc::from(quarry_ingest::open_source(&source_config, max_file_bytes)?);
-        let (docs, listing) = source.list()?;
+        let listing = source.list().map_err(quarry_ingest::IngestError::from)?;
+        let docs = listing.docs;
         let mut issues: Vec<Issue> = listing
+            .issues
             .into_iter()
             .map(|i| Issue {
-                file: source_config.path.clone(),
+                file: corpus_path.clone(),
                 line: None,
                 message: format!("corpus: {}: {}", i.uri, i.reason),
             })
@@ -206,6 +210,7 @@ impl Dataset {
             split,
             qrels_path,
             source_config,
+            corpus_path,
             source,
             corpus_size: docs.len(),
             corpus_hash,

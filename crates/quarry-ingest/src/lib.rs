@@ -7,19 +7,25 @@
 //! citations need (headings, pages), and [`Chunker`] splits that text in the
 //! embedding model's own tokens, so no chunk is ever cut short by the model.
 //!
+//! [`prepare`] is one document's whole trip through this crate, on a
+//! thread of its own so that a hostile file fails alone.
+//!
 //! This crate knows nothing of Candle or Qdrant: it only needs the model's
 //! `tokenizer.json`, which is what makes chunk sizes exact.
 
 pub mod chunk;
 pub mod parse;
 pub mod plan;
+pub mod prepare;
 pub mod source;
 
 pub use chunk::Chunker;
 pub use parse::{Budget, ParseOptions, Parsed, parse, parse_with};
 pub use plan::{Plan, StoredDoc};
+pub use prepare::{PrepareOptions, Prepared, PreparedDoc, prepare};
 pub use source::{
-    BeirSource, DocumentRef, FsSource, MemorySource, RawDocument, Source, open_source,
+    BeirSource, DocumentRef, FsSource, Listing, ListingIssue, MemoryDocument, MemorySource,
+    RawDocument, Source, SourceError, open_source,
 };
 
 use std::path::PathBuf;
@@ -41,6 +47,8 @@ pub enum IngestError {
     Chunk(String),
     #[error("{0}")]
     OverBudget(String),
+    #[error(transparent)]
+    Listing(#[from] SourceError),
 }
 
 pub type Result<T, E = IngestError> = std::result::Result<T, E>;

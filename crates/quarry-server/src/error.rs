@@ -121,6 +121,9 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
             EngineError::Invalid(m) => Self::BadRequest(m),
+            EngineError::NotFound(m) => Self::NotFound(m),
+            EngineError::Conflict(m) => Self::Conflict(m),
+            EngineError::Source(e) => Self::BadRequest(e.to_string()),
             EngineError::Embed(EmbedError::Overloaded) => Self::Overloaded,
             EngineError::Embed(other) => Self::Internal(other.to_string()),
             EngineError::Store(StoreError::NoCollection(c)) => {

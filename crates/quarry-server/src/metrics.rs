@@ -10,6 +10,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use quarry_embed::EmbedderStats;
+use quarry_engine::CollectionInfo;
+use quarry_engine::service::SourceStatus;
 
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -66,7 +68,7 @@ impl Metrics {
         h.count += 1;
     }
 
-    pub fn render(&self, embed: &EmbedderStats, collections: &[(String, usize, usize)]) -> String {
+    pub fn render(&self, embed: &EmbedderStats, collections: &[CollectionInfo]) -> String {
         let mut out = String::new();
         let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let _ = writeln!(
@@ -167,50 +169,49 @@ impl Metrics {
             "gauge",
             embed.largest_batch.to_string(),
         );
-        let _ = writeln!(
-            out,
-            "# HELP quarry_collection_documents Documents per collection.\n# TYPE quarry_collection_documents gauge"
-        );
-        for (name, docs, _) in collections {
+        type Count = fn(&CollectionInfo) -> usize;
+        let per_collection: [(&str, &str, Count); 2] = [
+            ("documents", "Documents", |c| c.documents),
+            ("points", "Points", |c| c.points),
+        ];
+        for (metric, what, count) in per_collection {
             let _ = writeln!(
                 out,
-                "quarry_collection_documents{{collection=\"{}\"}} {docs}",
-                esc(name)
+                "# HELP quarry_collection_{metric} {what} per collection.\n# TYPE quarry_collection_{metric} gauge"
             );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP quarry_collection_points Points per collection.\n# TYPE quarry_collection_points gauge"
-        );
-        for (name, _, points) in collections {
-            let _ = writeln!(
-                out,
-                "quarry_collection_points{{collection=\"{}\"}} {points}",
-                esc(name)
-            );
+            for c in collections {
+                let _ = writeln!(
+                    out,
+                    "quarry_collection_{metric}{{collection=\"{}\"}} {}",
+                    esc(&c.name),
+                    count(c)
+                );
+            }
         }
         out
     }
 }
 
 /// Sync counters and seconds since each source's last successful sync.
-pub(crate) fn render_sync(out: &mut String, w: &crate::writes::Writer) {
-    let totals = w.totals.lock().unwrap_or_else(|e| e.into_inner());
+pub(crate) fn render_sync(out: &mut String, sources: &[SourceStatus]) {
     let _ = writeln!(
         out,
         "# HELP quarry_sync_documents_total Documents processed by syncs, by source and outcome."
     );
     let _ = writeln!(out, "# TYPE quarry_sync_documents_total counter");
-    for (source, t) in totals.iter() {
-        for (i, outcome) in ["added", "updated", "deleted", "skipped", "failed"]
-            .iter()
-            .enumerate()
-        {
+    for s in sources {
+        let t = &s.totals;
+        for (outcome, n) in [
+            ("added", t.added),
+            ("updated", t.updated),
+            ("deleted", t.deleted),
+            ("skipped", t.skipped),
+            ("failed", t.failed),
+        ] {
             let _ = writeln!(
                 out,
-                "quarry_sync_documents_total{{source=\"{}\",outcome=\"{outcome}\"}} {}",
-                esc(source),
-                t[i]
+                "quarry_sync_documents_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}",
+                esc(&s.source),
             );
         }
     }
@@ -218,27 +219,26 @@ pub(crate) fn render_sync(out: &mut String, w: &crate::writes::Writer) {
         out,
         "# HELP quarry_sync_chunks_embedded_total Chunks embedded by syncs.\n# TYPE quarry_sync_chunks_embedded_total counter"
     );
-    for (source, t) in totals.iter() {
+    for s in sources {
         let _ = writeln!(
             out,
             "quarry_sync_chunks_embedded_total{{source=\"{}\"}} {}",
-            esc(source),
-            t[5]
+            esc(&s.source),
+            s.totals.chunks_embedded
         );
     }
-    drop(totals);
-    let last = w.last_success.lock().unwrap_or_else(|e| e.into_inner());
     let _ = writeln!(
         out,
         "# HELP quarry_sync_seconds_since_success Seconds since the source's last successful sync."
     );
     let _ = writeln!(out, "# TYPE quarry_sync_seconds_since_success gauge");
-    for (source, at) in last.iter() {
+    for s in sources {
+        let Some(at) = s.last_success else { continue };
         let secs = at.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
         let _ = writeln!(
             out,
             "quarry_sync_seconds_since_success{{source=\"{}\"}} {secs:.1}",
-            esc(source)
+            esc(&s.source)
         );
     }
 }

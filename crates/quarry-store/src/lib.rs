@@ -8,16 +8,25 @@
 //! then [`VectorStore::publish`]: staged points are invisible to searches
 //! until publish removes the old ones and reveals the new ones in one step,
 //! so a concurrent search never sees a document missing or doubled.
+//!
+//! What a point carries is [`ChunkPayload`], and what a read may ask of
+//! payloads is a typed [`Condition`]; each store converts both to its own
+//! Qdrant types in its `filter` module, so nothing above this crate writes
+//! Qdrant's JSON.
 
 pub mod disk;
 mod edge;
-mod qfilter;
+pub mod filter;
+mod scroll;
 mod server;
 
 pub use edge::EdgeStore;
+pub use filter::{Condition, MatchValue, Range};
+pub use scroll::ScrollAll;
 pub use server::ServerStore;
 
 use quarry_core::PointId;
+use quarry_core::payload::ChunkPayload;
 use serde::{Deserialize, Serialize};
 
 pub const DENSE: &str = "dense";
@@ -78,14 +87,15 @@ pub struct Point {
     pub dense: Vec<f32>,
     /// The text the BM25 vector is computed from.
     pub text: String,
-    pub payload: serde_json::Map<String, serde_json::Value>,
+    pub payload: ChunkPayload,
 }
 
-/// A point read back.
+/// A point read back. A scroll that selected a few fields leaves the
+/// others at their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredPoint {
     pub id: PointId,
-    pub payload: serde_json::Map<String, serde_json::Value>,
+    pub payload: ChunkPayload,
     pub dense: Option<Vec<f32>>,
 }
 
@@ -102,14 +112,11 @@ pub enum Query {
     },
 }
 
-/// Filters in Qdrant's JSON filter language (`must`, `should`, `must_not`).
-pub type Filter = serde_json::Value;
-
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub query: Query,
     pub limit: usize,
-    pub filter: Option<Filter>,
+    pub filter: Option<Condition>,
     pub score_threshold: Option<f32>,
 }
 
@@ -117,14 +124,55 @@ pub struct SearchRequest {
 pub struct ScoredPoint {
     pub id: PointId,
     pub score: f32,
-    pub payload: serde_json::Map<String, serde_json::Value>,
+    pub payload: ChunkPayload,
 }
 
 /// Which payload fields a scroll returns.
 #[derive(Debug, Clone)]
 pub enum Fields {
     All,
-    Only(Vec<String>),
+    Only(Vec<&'static str>),
+}
+
+/// One page of a scroll: points in id order from `offset`.
+#[derive(Debug, Clone)]
+pub struct ScrollRequest {
+    pub offset: Option<PointId>,
+    pub limit: usize,
+    pub fields: Fields,
+    pub with_vectors: bool,
+    pub filter: Option<Condition>,
+}
+
+impl ScrollRequest {
+    /// Every point's `fields`, without vectors, in pages of `limit`.
+    pub fn fields(fields: Fields, limit: usize) -> Self {
+        Self {
+            offset: None,
+            limit,
+            fields,
+            with_vectors: false,
+            filter: None,
+        }
+    }
+
+    pub fn filter(mut self, filter: Condition) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    pub fn with_vectors(mut self, with_vectors: bool) -> Self {
+        self.with_vectors = with_vectors;
+        self
+    }
+}
+
+/// What [`VectorStore::scroll`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub points: Vec<StoredPoint>,
+    /// Where the next page starts; `None` after the last.
+    pub next: Option<PointId>,
 }
 
 pub trait VectorStore: Send + Sync {
@@ -139,16 +187,9 @@ pub trait VectorStore: Send + Sync {
     /// one step for readers.
     fn publish(&self, name: &str, staged: &[PointId], delete: &[PointId]) -> Result<()>;
     fn delete(&self, name: &str, ids: &[PointId]) -> Result<()>;
-    /// One page of points in id order, from `offset`; returns the next offset.
-    fn scroll(
-        &self,
-        name: &str,
-        offset: Option<PointId>,
-        limit: usize,
-        fields: &Fields,
-        with_vectors: bool,
-        filter: Option<&Filter>,
-    ) -> Result<(Vec<StoredPoint>, Option<PointId>)>;
+    /// One page of points in id order; [`scroll_all`](ScrollAll) pages
+    /// through a whole collection.
+    fn scroll(&self, name: &str, request: &ScrollRequest) -> Result<Page>;
     fn retrieve(&self, name: &str, ids: &[PointId], with_vectors: bool)
     -> Result<Vec<StoredPoint>>;
     fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>>;
@@ -165,6 +206,18 @@ pub trait VectorStore: Send + Sync {
     fn switch_alias(&self, name: &str, target: &str) -> Result<()>;
     /// Deletes a collection (not an alias) and its points.
     fn drop_collection(&self, name: &str) -> Result<()>;
+}
+
+impl<'s> dyn VectorStore + 's {
+    /// Every page of a scroll, one request at a time.
+    pub fn scroll_all<'a>(&'a self, name: &'a str, request: ScrollRequest) -> ScrollAll<'a> {
+        ScrollAll {
+            store: self,
+            name,
+            request,
+            done: false,
+        }
+    }
 }
 
 /// An existing collection may be reopened only for the spec it was built for.
@@ -196,29 +249,26 @@ pub fn open(
     })
 }
 
-/// Documents (distinct `doc_id`s) and points in a collection, by one scan.
-pub fn count_documents(store: &dyn VectorStore, name: &str) -> Result<(usize, usize)> {
+/// How many documents and points a collection holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Distinct `doc_id`s.
+    pub documents: usize,
+    pub points: usize,
+}
+
+/// Documents and points in a collection, by one scan.
+pub fn count_documents(store: &dyn VectorStore, name: &str) -> Result<Counts> {
     let mut docs = std::collections::HashSet::new();
-    let (mut points, mut offset) = (0, None);
-    loop {
-        let (page, next) = store.scroll(
-            name,
-            offset,
-            4096,
-            &Fields::Only(vec!["doc_id".into()]),
-            false,
-            None,
-        )?;
+    let mut points = 0;
+    let request = ScrollRequest::fields(Fields::Only(vec![ChunkPayload::DOC_ID]), 4096);
+    for page in store.scroll_all(name, request) {
+        let page = page?.points;
         points += page.len();
-        docs.extend(page.into_iter().filter_map(|p| {
-            p.payload
-                .get("doc_id")
-                .and_then(|v| v.as_str())
-                .map(str::to_string)
-        }));
-        match next {
-            Some(n) => offset = Some(n),
-            None => return Ok((docs.len(), points)),
-        }
+        docs.extend(page.into_iter().map(|p| p.payload.doc_id));
     }
+    Ok(Counts {
+        documents: docs.len(),
+        points,
+    })
 }

@@ -5,11 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+use quarry_core::ChunkPayload;
 use quarry_core::PointId;
 use quarry_core::config::ServerStoreConfig;
 use quarry_store::{
-    CollectionSpec, EdgeStore, Fields, Point, Query, SearchRequest, ServerStore, StoreError,
-    VectorStore,
+    CollectionSpec, Condition, EdgeStore, Fields, MatchValue, Point, Query, Range, ScrollRequest,
+    SearchRequest, ServerStore, StoreError, VectorStore,
 };
 use serde_json::json;
 
@@ -72,21 +73,23 @@ fn point(i: usize, doc: &str) -> Point {
         WORDS[i % WORDS.len()],
         " filler".repeat(i / WORDS.len())
     );
-    let payload = json!({
-        "doc_id": doc,
-        "source": "contract",
-        "path_prefixes": [format!("dir{}", i % 2)],
-        "tags": [format!("t{}", i % 3)],
-        "chunk_index": i,
-        "chunk_count": 12,
-        "text": text,
-        "metadata": {"year": 2000 + (i % 4) as i64, "draft": i.is_multiple_of(2)},
-    });
+    let metadata = json!({"year": 2000 + (i % 4) as i64, "draft": i.is_multiple_of(2)});
+    let payload = ChunkPayload {
+        doc_id: doc.into(),
+        source: "contract".into(),
+        path_prefixes: vec![format!("dir{}", i % 2)],
+        tags: vec![format!("t{}", i % 3)],
+        chunk_index: i,
+        chunk_count: 12,
+        text: text.clone(),
+        metadata: metadata.as_object().cloned().unwrap_or_default(),
+        ..ChunkPayload::default()
+    };
     Point {
         id: PointId(0x1000 + i as u128),
         dense: vector(i),
         text,
-        payload: payload.as_object().cloned().unwrap_or_default(),
+        payload,
     }
 }
 
@@ -98,7 +101,7 @@ fn search(
     store: &dyn VectorStore,
     name: &str,
     query: Query,
-    filter: Option<serde_json::Value>,
+    filter: Option<Condition>,
 ) -> Vec<quarry_store::ScoredPoint> {
     store
         .search(
@@ -150,20 +153,29 @@ fn contract(store: &dyn VectorStore, label: &str) {
         "{label}: {}",
         hits[0].score
     );
-    assert_eq!(hits[0].payload["doc_id"], "a", "{label}");
+    assert_eq!(hits[0].payload.doc_id, "a", "{label}");
     // BM25: a rare term finds its point.
     let hits = search(store, &name, Query::Bm25("number7".into()), None);
     assert_eq!(ids(&hits), vec![0x1007], "{label}");
     // Filters: keyword, any, nested metadata, must_not.
-    let only_b = json!({"must": [{"key": "doc_id", "match": {"value": "b"}}]});
+    let only_b = Condition::matches("doc_id", "b");
     let hits = search(store, &name, Query::Dense(vector(3)), Some(only_b));
     assert!(
-        hits.iter().all(|h| h.payload["doc_id"] == "b") && hits.len() == 5,
+        hits.iter().all(|h| h.payload.doc_id == "b") && hits.len() == 5,
         "{label}"
     );
-    let f = json!({"must": [{"key": "tags", "match": {"any": ["t0"]}},
-                            {"key": "metadata.year", "range": {"gte": 2000, "lte": 2001}}],
-                   "must_not": [{"key": "path_prefixes", "match": {"value": "dir1"}}]});
+    let f = Condition::And(vec![
+        Condition::any_of("tags", vec!["t0".into()]),
+        Condition::Range {
+            key: "metadata.year".into(),
+            range: Range {
+                gte: Some(2000.0),
+                lte: Some(2001.0),
+                ..Range::default()
+            },
+        },
+        !Condition::matches("path_prefixes", MatchValue::from("dir1")),
+    ]);
     let hits = search(
         store,
         &name,
@@ -204,7 +216,7 @@ fn contract(store: &dyn VectorStore, label: &str) {
     let mut new = point(20, "a");
     new.dense = vector(3);
     let mut same = point(3, "a");
-    same.payload.insert("chunk_count".into(), json!(13));
+    same.payload.chunk_count = 13;
     store.upsert_staged(&name, vec![new, same]).expect("stage");
     let hits = search(store, &name, Query::Dense(vector(3)), None);
     assert!(
@@ -244,37 +256,28 @@ fn contract(store: &dyn VectorStore, label: &str) {
     );
 
     // Scroll: every point once, in id order, over pages; field selection.
-    let (mut seen, mut offset) = (Vec::new(), None);
-    loop {
-        let (page, next) = store
-            .scroll(
-                &name,
-                offset,
-                3,
-                &Fields::Only(vec!["doc_id".into()]),
-                false,
-                None,
-            )
-            .expect("scroll");
+    let mut seen = Vec::new();
+    let only_ids = ScrollRequest::fields(Fields::Only(vec!["doc_id"]), 3);
+    for page in store.scroll_all(&name, only_ids) {
+        let page = page.expect("scroll").points;
         assert!(
-            page.iter()
-                .all(|p| p.payload.len() == 1 && p.dense.is_none()),
+            page.iter().all(|p| p.payload
+                == ChunkPayload {
+                    doc_id: p.payload.doc_id.clone(),
+                    ..ChunkPayload::default()
+                }
+                && !p.payload.doc_id.is_empty()
+                && p.dense.is_none()),
             "{label}"
         );
         seen.extend(page.iter().map(|p| p.id.0));
-        match next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
     }
     let mut sorted = seen.clone();
     sorted.sort();
     assert_eq!(seen, sorted, "{label}");
     assert_eq!(seen.len(), 8, "{label}");
-    let doc_a = json!({"must": [{"key": "doc_id", "match": {"value": "a"}}]});
-    let (page, _) = store
-        .scroll(&name, None, 100, &Fields::All, false, Some(&doc_a))
-        .expect("filtered scroll");
+    let doc_a = ScrollRequest::fields(Fields::All, 100).filter(Condition::matches("doc_id", "a"));
+    let page = store.scroll(&name, &doc_a).expect("filtered scroll").points;
     assert_eq!(page.len(), 2, "{label}");
 
     store.delete(&name, &[PointId(0x1014)]).expect("delete");
@@ -361,9 +364,12 @@ fn both_stores_answer_alike() {
     fill(&edge, &name);
     fill(&server, &name);
     let all = |s: &dyn VectorStore| {
-        s.scroll(&name, None, 100, &Fields::All, true, None)
-            .expect("scroll")
-            .0
+        s.scroll(
+            &name,
+            &ScrollRequest::fields(Fields::All, 100).with_vectors(true),
+        )
+        .expect("scroll")
+        .points
     };
     assert_eq!(all(&edge), all(&server));
     for i in 0..12 {

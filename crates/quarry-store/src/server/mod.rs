@@ -17,9 +17,7 @@
 //! search during an outage answers 503 instead of hanging.
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use qdrant_client::qdrant::{
     self as q, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
@@ -29,16 +27,22 @@ use qdrant_client::qdrant::{
     UpsertPointsBuilder, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
     with_payload_selector, with_vectors_selector,
 };
-use qdrant_client::{Payload, Qdrant, QdrantError};
-use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
+use qdrant_client::{Payload, Qdrant};
+use qdrant_edge::bm25_embed::EdgeBm25;
 use quarry_core::PointId;
 use quarry_core::config::ServerStoreConfig;
+use quarry_core::payload::INDEXED_FIELDS;
 
-use crate::edge::INDEXED_FIELDS;
 use crate::{
-    CollectionSpec, DENSE, Fields, Point, Query, Result, SPARSE, ScoredPoint, SearchRequest,
-    StoreError, StoredPoint, VectorStore, qfilter,
+    CollectionSpec, DENSE, Fields, Page, Point, Query, Result, SPARSE, ScoredPoint, ScrollRequest,
+    SearchRequest, StoreError, StoredPoint, VectorStore,
 };
+use client::Retry;
+use convert::{dense_of, from_qid, payload_of, to_qid, vectors_selector};
+
+mod client;
+mod convert;
+mod filter;
 
 /// Marks a point written by [`VectorStore::upsert_staged`] and not yet published.
 const STAGED: &str = "_quarry_staged";
@@ -70,154 +74,7 @@ impl Drop for ServerStore {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Retry {
-    /// Reads: one attempt, so outages surface as 503 immediately.
-    No,
-    /// Idempotent writes: retry through an outage for `retry_secs`.
-    Write,
-}
-
-fn to_qid(id: PointId) -> q::PointId {
-    q::PointId::from(uuid::Uuid::from_u128(id.0).to_string())
-}
-
-fn from_qid(id: Option<&q::PointId>) -> Result<PointId> {
-    match id.and_then(|i| i.point_id_options.as_ref()) {
-        Some(q::point_id::PointIdOptions::Uuid(s)) => uuid::Uuid::parse_str(s)
-            .map(|u| PointId(u.as_u128()))
-            .map_err(|e| StoreError::Invalid(format!("point id {s:?}: {e}"))),
-        Some(q::point_id::PointIdOptions::Num(n)) => Ok(PointId(u128::from(*n))),
-        None => Err(StoreError::Invalid(
-            "a point came back without an id".into(),
-        )),
-    }
-}
-
-fn payload_of(p: HashMap<String, q::Value>) -> serde_json::Map<String, serde_json::Value> {
-    p.into_iter()
-        .filter(|(k, _)| k != STAGED)
-        .map(|(k, v)| (k, v.into_json()))
-        .collect()
-}
-
-fn dense_of(v: Option<q::VectorsOutput>) -> Option<Vec<f32>> {
-    use q::vectors_output::VectorsOptions;
-    let out = match v?.vectors_options? {
-        VectorsOptions::Vector(v) => v,
-        VectorsOptions::Vectors(mut named) => named.vectors.remove(DENSE)?,
-    };
-    match out.into_vector() {
-        q::vector_output::Vector::Dense(d) => Some(d.data),
-        _ => None,
-    }
-}
-
-fn is_transient(e: &QdrantError) -> bool {
-    use tonic::Code;
-    match e {
-        // The client reports a refused connection as Internal.
-        QdrantError::ResponseError { status } => {
-            matches!(
-                status.code(),
-                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Unknown
-            ) || (status.code() == Code::Internal
-                && status.message().starts_with("Failed to connect"))
-        }
-        QdrantError::ResourceExhaustedError { .. } | QdrantError::Io(_) => true,
-        _ => false,
-    }
-}
-
-fn is_not_found(e: &QdrantError) -> bool {
-    matches!(e, QdrantError::ResponseError { status } if status.code() == tonic::Code::NotFound)
-}
-
 impl ServerStore {
-    /// Prepares a client. Nothing is sent yet: an unreachable server shows up
-    /// on the first call (and in `readyz`), not as a startup crash.
-    pub fn connect(config: &ServerStoreConfig) -> Result<Self> {
-        let timeout = Duration::from_secs(config.timeout_secs.max(1));
-        let client = Qdrant::from_url(&config.url)
-            .api_key(config.api_key.clone())
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(3).min(timeout))
-            .skip_compatibility_check()
-            .build()
-            .map_err(|e| StoreError::Invalid(format!("store url {:?}: {e}", config.url)))?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("quarry-qdrant")
-            .enable_all()
-            .build()
-            .map_err(|e| StoreError::Invalid(format!("starting the Qdrant client: {e}")))?;
-        let bm25 = EdgeBm25::new(EdgeBm25Config::default())
-            .map_err(|e| StoreError::Invalid(format!("BM25 configuration: {e}")))?;
-        Ok(Self {
-            client: Arc::new(client),
-            runtime: Some(runtime),
-            config: config.clone(),
-            bm25,
-        })
-    }
-
-    pub fn url(&self) -> &str {
-        &self.config.url
-    }
-
-    /// Runs one request on the store's runtime, retrying transient failures
-    /// of idempotent writes with exponential backoff.
-    fn call<T, F, Fut>(&self, what: &str, collection: &str, retry: Retry, op: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: Fn(Arc<Qdrant>) -> Fut,
-        Fut: Future<Output = Result<T, QdrantError>> + Send + 'static,
-    {
-        let deadline = std::time::Instant::now()
-            + match retry {
-                Retry::No => Duration::ZERO,
-                Retry::Write => Duration::from_secs(self.config.retry_secs),
-            };
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let (tx, rx) = std::sync::mpsc::sync_channel(1);
-            let fut = op(Arc::clone(&self.client));
-            let Some(runtime) = &self.runtime else {
-                return Err(StoreError::Invalid("the store is closed".into()));
-            };
-            runtime.spawn(async move {
-                let _ = tx.send(fut.await);
-            });
-            let outcome = rx.recv().map_err(|_| StoreError::Qdrant {
-                collection: collection.into(),
-                message: format!("{what}: the client task stopped"),
-            })?;
-            match outcome {
-                Ok(v) => return Ok(v),
-                Err(e) if is_transient(&e) => {
-                    if std::time::Instant::now() + backoff > deadline {
-                        return Err(StoreError::Unavailable {
-                            url: self.config.url.clone(),
-                            message: format!("{what}: {e}"),
-                        });
-                    }
-                    tracing::warn!(url = %self.config.url, "{what} failed ({e}); retrying in {backoff:?}");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-                Err(e) if is_not_found(&e) => {
-                    return Err(StoreError::NoCollection(collection.into()));
-                }
-                Err(e) => {
-                    return Err(StoreError::Qdrant {
-                        collection: collection.into(),
-                        message: format!("{what}: {e}"),
-                    });
-                }
-            }
-        }
-    }
-
     fn create(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
         let mut metadata = HashMap::new();
         metadata.insert(
@@ -344,16 +201,6 @@ impl ServerStore {
     }
 }
 
-fn vectors_selector(with_vectors: bool) -> with_vectors_selector::SelectorOptions {
-    if with_vectors {
-        with_vectors_selector::SelectorOptions::Include(q::VectorsSelector {
-            names: vec![DENSE.into()],
-        })
-    } else {
-        with_vectors_selector::SelectorOptions::Enable(false)
-    }
-}
-
 impl VectorStore for ServerStore {
     fn open_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
         quarry_core::CollectionName::new(name)?;
@@ -417,7 +264,7 @@ impl VectorStore for ServerStore {
             let vectors = q::NamedVectors::default()
                 .add_vector(DENSE, q::Vector::new_dense(p.dense))
                 .add_vector(SPARSE, q::Vector::new_sparse(sparse.indices, sparse.values));
-            let mut payload = p.payload;
+            let mut payload = p.payload.to_map();
             if !existing.contains(&p.id) {
                 payload.insert(STAGED.into(), serde_json::Value::Bool(true));
             }
@@ -462,32 +309,24 @@ impl VectorStore for ServerStore {
         self.delete_ids(name, ids.iter().map(|id| to_qid(*id)).collect())
     }
 
-    fn scroll(
-        &self,
-        name: &str,
-        offset: Option<PointId>,
-        limit: usize,
-        fields: &Fields,
-        with_vectors: bool,
-        filter: Option<&crate::Filter>,
-    ) -> Result<(Vec<StoredPoint>, Option<PointId>)> {
-        let payload = match fields {
+    fn scroll(&self, name: &str, request: &ScrollRequest) -> Result<Page> {
+        let payload = match &request.fields {
             Fields::All => with_payload_selector::SelectorOptions::Enable(true),
             Fields::Only(f) => {
                 with_payload_selector::SelectorOptions::Include(q::PayloadIncludeSelector {
-                    fields: f.clone(),
+                    fields: f.iter().map(|s| s.to_string()).collect(),
                 })
             }
         };
         let mut builder = ScrollPointsBuilder::new(name)
-            .limit(limit.clamp(1, u32::MAX as usize) as u32)
+            .limit(request.limit.clamp(1, u32::MAX as usize) as u32)
             .with_payload(payload)
-            .with_vectors(vectors_selector(with_vectors));
-        if let Some(o) = offset {
+            .with_vectors(vectors_selector(request.with_vectors));
+        if let Some(o) = request.offset {
             builder = builder.offset(to_qid(o));
         }
-        if let Some(f) = filter {
-            builder = builder.filter(qfilter::to_grpc(f)?);
+        if let Some(f) = &request.filter {
+            builder = builder.filter(filter::to_grpc(Some(f), vec![])?);
         }
         let request = builder.build();
         let response = self.call("scroll", name, Retry::Write, move |c| {
@@ -504,7 +343,7 @@ impl VectorStore for ServerStore {
             .into_iter()
             .map(|p| self.stored(p))
             .collect::<Result<_>>()?;
-        Ok((points, next))
+        Ok(Page { points, next })
     }
 
     fn retrieve(
@@ -530,11 +369,10 @@ impl VectorStore for ServerStore {
 
     fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>> {
         quarry_core::CollectionName::new(name)?;
-        let mut filter = match &request.filter {
-            Some(f) => qfilter::to_grpc(f)?,
-            None => q::Filter::default(),
-        };
-        filter.must_not.push(q::Condition::matches(STAGED, true));
+        let filter = filter::to_grpc(
+            request.filter.as_ref(),
+            vec![q::Condition::matches(STAGED, true)],
+        )?;
         let dense = |v: &[f32]| q::Query::new_nearest(VectorInput::new_dense(v.to_vec()));
         let sparse = |t: &str| {
             let s = self.bm25.embed_query(t);

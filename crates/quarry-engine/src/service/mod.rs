@@ -1,0 +1,330 @@
+//! The service every front end calls: HTTP, the CLI, and next MCP and the
+//! OpenAI-compatible routes.
+//!
+//! It is built once from the configuration and owns the store, the
+//! retriever, the indexer and the context token counter, so that every
+//! front end validates a request the same way, lists collections the same
+//! way and starts syncs the same way. Front ends only translate: arguments
+//! or JSON in, the types here out, [`EngineError`] to their own errors.
+
+mod documents;
+mod jobs;
+
+pub use documents::{
+    API_SOURCE, DeleteResponse, DocumentStatus, NewDocument, PutDocumentResponse, WriteResult,
+};
+pub use jobs::{Job, JobStarted, JobState, SourceStatus, SyncTotals};
+
+use std::path::Path;
+use std::sync::Arc;
+
+use quarry_core::Config;
+use quarry_core::config::SourceConfig;
+use quarry_embed::{Embedder, InputKind};
+use quarry_store::VectorStore;
+use serde::Serialize;
+
+use crate::context::{Context, ContextOptions, TokenCounter};
+use crate::report::SyncReport;
+use crate::retriever::{Hit, Retriever, RetrieverSettings, SearchOptions};
+use crate::sync::{Indexer, IndexerSettings, ProgressFn};
+use crate::{EngineError, Result, blocking, models};
+
+/// The largest context budget a request may ask for.
+pub const MAX_CONTEXT_TOKENS: usize = 1_000_000;
+
+/// A collection with what it holds.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CollectionInfo {
+    pub name: String,
+    /// The model fingerprint its vectors come from.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub model: serde_json::Value,
+    pub dimension: usize,
+    pub documents: usize,
+    pub points: usize,
+}
+
+/// Whether the service can answer.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = ReadyResponse))]
+pub struct Readiness {
+    pub ready: bool,
+    pub model_loaded: bool,
+    pub store_open: bool,
+    pub message: Option<String>,
+}
+
+/// Every collection in `store` with what it holds, by one scan each: for
+/// callers that need no model (`quarry collections`).
+pub fn collections(store: &dyn VectorStore) -> quarry_store::Result<Vec<CollectionInfo>> {
+    let mut out = Vec::new();
+    for name in store.list_collections()? {
+        let Some(spec) = store.collection_spec(&name)? else {
+            continue;
+        };
+        let counts = quarry_store::count_documents(store, &name)?;
+        out.push(CollectionInfo {
+            name,
+            model: spec.model,
+            dimension: spec.dimension,
+            documents: counts.documents,
+            points: counts.points,
+        });
+    }
+    Ok(out)
+}
+
+pub struct Service {
+    store: Arc<dyn VectorStore>,
+    retriever: Retriever,
+    indexer: Indexer,
+    counter: TokenCounter,
+    sources: Vec<SourceConfig>,
+    max_file_bytes: u64,
+    max_top_k: usize,
+    jobs: jobs::JobRegistry,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("sources", &self.sources.len())
+            .field("max_top_k", &self.max_top_k)
+            .finish()
+    }
+}
+
+impl RetrieverSettings {
+    /// `[retrieval]` of `quarry.toml`.
+    pub fn from_config(config: &Config) -> Self {
+        let r = &config.retrieval;
+        Self {
+            hybrid_prefetch_factor: r.hybrid_prefetch_factor,
+            rrf_k: r.rrf_k,
+            query_cache: r.query_cache,
+        }
+    }
+}
+
+impl Service {
+    /// Opens the configured store and loads the configured model (fetching
+    /// it when the cache lacks it).
+    pub fn open(config: &Config) -> Result<Self> {
+        let store =
+            quarry_store::open(&config.store, &config.data_dir, config.sync.min_free_bytes)?;
+        let model = models::load(config, None)?;
+        let tokenizer = model.layout().dir.join("tokenizer.json");
+        let embedder = Embedder::start(model, config.embed.clone())?;
+        Self::from_parts(config, store, embedder, &tokenizer)
+    }
+
+    /// A service over a store and embedder already made; `tokenizer_json`
+    /// is the embedding model's tokenizer.
+    pub fn from_parts(
+        config: &Config,
+        store: Arc<dyn VectorStore>,
+        embedder: Embedder,
+        tokenizer_json: &Path,
+    ) -> Result<Self> {
+        let counter = TokenCounter::from_file(
+            config
+                .server
+                .context_tokenizer
+                .as_deref()
+                .unwrap_or(tokenizer_json),
+        )?;
+        let indexer = Indexer::new(
+            Arc::clone(&store),
+            embedder.clone(),
+            tokenizer_json,
+            &IndexerSettings::from_config(config),
+        )?;
+        // Collections reindexed with another model are searched with that
+        // model: it is loaded on their first search.
+        let retriever = Retriever::with_settings(
+            Arc::clone(&store),
+            embedder,
+            &RetrieverSettings::from_config(config),
+        )
+        .with_model_loader(models::loader(config));
+        Ok(Self {
+            store,
+            retriever,
+            indexer,
+            counter,
+            sources: config.sources.clone(),
+            max_file_bytes: config.sync.max_file_bytes,
+            max_top_k: config.server.max_top_k.max(1),
+            jobs: jobs::JobRegistry::default(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn VectorStore> {
+        &self.store
+    }
+
+    pub fn retriever(&self) -> &Retriever {
+        &self.retriever
+    }
+
+    pub fn indexer(&self) -> &Indexer {
+        &self.indexer
+    }
+
+    pub fn embedder(&self) -> &Embedder {
+        self.retriever.embedder()
+    }
+
+    /// The configured sources.
+    pub fn sources(&self) -> &[SourceConfig] {
+        &self.sources
+    }
+
+    /// Hits for `query` in `collection`.
+    pub async fn search(
+        &self,
+        collection: &str,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<Vec<Hit>> {
+        options.validate(self.max_top_k)?;
+        self.retriever.search(collection, query, options).await
+    }
+
+    /// Token-budgeted context for `query`, with citations.
+    pub async fn context(
+        &self,
+        collection: &str,
+        query: &str,
+        options: &ContextOptions,
+    ) -> Result<Context> {
+        if options.max_tokens == 0 || options.max_tokens > MAX_CONTEXT_TOKENS {
+            return Err(EngineError::Invalid(format!(
+                "max_tokens must be between 1 and {MAX_CONTEXT_TOKENS}"
+            )));
+        }
+        if options.per_doc_limit == Some(0) {
+            return Err(EngineError::Invalid(
+                "per_doc_limit must be at least 1".into(),
+            ));
+        }
+        options.search.validate(self.max_top_k)?;
+        crate::context::build(&self.retriever, &self.counter, collection, query, options).await
+    }
+
+    /// Every collection with its model, dimension, documents and points.
+    pub async fn collections(&self) -> Result<Vec<CollectionInfo>> {
+        blocking(&self.store, collections).await
+    }
+
+    /// `given`, or the only collection there is.
+    pub async fn pick_collection(&self, given: Option<&str>) -> Result<String> {
+        if let Some(c) = given {
+            let name = c.to_string();
+            let spec = blocking(&self.store, move |s| s.collection_spec(&name)).await?;
+            return match spec {
+                Some(_) => Ok(c.to_string()),
+                None => Err(quarry_store::StoreError::NoCollection(c.to_string()).into()),
+            };
+        }
+        let all = blocking(&self.store, |s| s.list_collections()).await?;
+        match all.as_slice() {
+            [one] => Ok(one.clone()),
+            [] => Err(EngineError::NotFound(
+                "there are no collections yet; run `quarry sync` first".into(),
+            )),
+            many => Err(EngineError::Invalid(format!(
+                "several collections exist ({}); choose one with -c NAME",
+                many.join(", ")
+            ))),
+        }
+    }
+
+    /// Whether the model answers and the store opens.
+    pub async fn readiness(&self) -> Readiness {
+        let model_loaded = self
+            .embedder()
+            .count_tokens("ready", InputKind::Query)
+            .is_ok();
+        let store = blocking(&self.store, |s| s.list_collections()).await;
+        let (store_open, message) = match store {
+            Ok(_) => (true, None),
+            Err(e) => (false, Some(e.to_string())),
+        };
+        Readiness {
+            ready: model_loaded && store_open,
+            model_loaded,
+            store_open,
+            message,
+        }
+    }
+
+    /// Syncs `source` into its collection, reporting progress to `progress`.
+    pub async fn sync(
+        &self,
+        source: &SourceConfig,
+        progress: Option<ProgressFn>,
+    ) -> Result<SyncReport> {
+        quarry_core::config::check_name("collection", source.collection())
+            .map_err(|e| EngineError::Invalid(e.to_string()))?;
+        let opened = quarry_ingest::open_source(source, self.max_file_bytes)?;
+        self.sync_opened(source, opened, progress).await
+    }
+
+    async fn sync_opened(
+        &self,
+        source: &SourceConfig,
+        opened: Box<dyn quarry_ingest::Source>,
+        progress: Option<ProgressFn>,
+    ) -> Result<SyncReport> {
+        let indexer = match progress {
+            Some(f) => self.indexer.clone().with_progress(f),
+            None => self.indexer.clone(),
+        };
+        let report = indexer
+            .sync_tagged(Arc::from(opened), source.collection(), source.tags())
+            .await?;
+        self.jobs.record(source.name(), &report);
+        Ok(report)
+    }
+
+    /// Starts a sync of configured source `name` in the background.
+    pub fn start_sync(self: &Arc<Self>, name: &str) -> Result<JobStarted> {
+        let Some(config) = self.sources.iter().find(|s| s.name() == name).cloned() else {
+            return Err(EngineError::NotFound(format!(
+                "no configured source {name:?}"
+            )));
+        };
+        // Opened here, so a source that cannot be opened fails the request.
+        let opened = quarry_ingest::open_source(&config, self.max_file_bytes)?;
+        let job_id = self.jobs.start(name).map_err(|running| {
+            EngineError::Conflict(format!(
+                "source {name:?} is already syncing as job {running}"
+            ))
+        })?;
+        let service = Arc::clone(self);
+        let id = job_id.clone();
+        tokio::spawn(async move {
+            let (progress_service, progress_id) = (Arc::clone(&service), id.clone());
+            let progress: ProgressFn =
+                Arc::new(move |p| progress_service.jobs.progress(&progress_id, p));
+            let result = service.sync_opened(&config, opened, Some(progress)).await;
+            service.jobs.finish(&id, result.map_err(|e| e.to_string()));
+        });
+        Ok(JobStarted {
+            job_id,
+            source: name.to_string(),
+        })
+    }
+
+    pub fn job(&self, id: &str) -> Option<Job> {
+        self.jobs.job(id)
+    }
+
+    /// Each source's sync totals and last success.
+    pub fn source_status(&self) -> Vec<SourceStatus> {
+        self.jobs.sources()
+    }
+}

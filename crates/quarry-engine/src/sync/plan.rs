@@ -1,0 +1,70 @@
+//! Stage 0 of a sync: the source's listing against the manifest, as the
+//! work to do. Nothing is read or embedded here.
+
+use std::collections::{HashMap, HashSet};
+
+use quarry_core::PointId;
+use quarry_ingest::{DocumentRef, Listing, Plan};
+
+use super::manifest::Manifest;
+use super::payload::doc_hash;
+use crate::report::SyncReport;
+
+/// What a sync will do.
+#[derive(Debug, Default)]
+pub(super) struct SyncPlan {
+    /// Added and changed documents, to read, parse and embed.
+    pub work: Vec<DocumentRef>,
+    /// Which of `work` the index already holds (an update, not an add).
+    pub was_stored: HashSet<String>,
+    /// The points each stored document has now.
+    pub stored_points: HashMap<String, Vec<PointId>>,
+    /// Points of documents gone from the source.
+    pub to_delete: Vec<PointId>,
+}
+
+/// Plans a sync. Listing issues are reported; a document that exists but
+/// could not be read keeps its indexed version, since unreadable now is not
+/// gone. With `only` (one document written through the API) nothing else
+/// is deleted.
+pub(super) fn plan(
+    listing: Listing,
+    manifest: Manifest,
+    salt: &str,
+    only: Option<&str>,
+    report: &mut SyncReport,
+) -> SyncPlan {
+    let mut keep: HashSet<String> = HashSet::new();
+    for issue in listing.issues {
+        if issue.skipped {
+            report.skip(&issue.uri, issue.reason);
+        } else {
+            report.fail(&issue.uri, issue.reason);
+            keep.extend(issue.id);
+        }
+    }
+    let listed: Vec<DocumentRef> = listing
+        .docs
+        .into_iter()
+        .map(|mut d| {
+            d.version = doc_hash(&d.version, salt);
+            d
+        })
+        .collect();
+    let mut plan = Plan::new(listed, &manifest.docs);
+    plan.deleted
+        .retain(|id| !keep.contains(id) && only.is_none());
+    report.unchanged = plan.unchanged;
+    report.deleted = plan.deleted.len();
+    let to_delete = plan
+        .deleted
+        .iter()
+        .flat_map(|id| manifest.points.get(id).into_iter().flatten().copied())
+        .collect();
+    SyncPlan {
+        was_stored: plan.updated.iter().map(|d| d.id.clone()).collect(),
+        work: plan.added.into_iter().chain(plan.updated).collect(),
+        stored_points: manifest.points,
+        to_delete,
+    }
+}

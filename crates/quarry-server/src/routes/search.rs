@@ -1,0 +1,100 @@
+//! `POST /v1/collections/{name}/search` and `.../context`.
+
+use axum::Json;
+use axum::extract::State;
+use quarry_core::CollectionName;
+use quarry_engine::context::{Context, ContextOptions};
+use quarry_engine::{Filter, Hit, Mode, SearchOptions};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::St;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{ApiPath, JsonBody};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchBody {
+    pub query: String,
+    /// Hits to return (default 10, at most the server's `max_top_k`).
+    #[schema(minimum = 1)]
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub filter: Filter,
+    pub score_threshold: Option<f32>,
+    /// At most this many chunks from one document.
+    #[schema(minimum = 1)]
+    pub per_doc_limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    pub hits: Vec<Hit>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContextBody {
+    pub query: String,
+    /// The token budget of the whole context.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub max_tokens: usize,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub filter: Filter,
+    pub score_threshold: Option<f32>,
+    /// At most this many passages from one document.
+    #[schema(minimum = 1)]
+    pub per_doc_limit: Option<usize>,
+    /// Candidate chunks considered (default 50, at most the server's `max_top_k`).
+    #[schema(minimum = 1)]
+    pub candidates: Option<usize>,
+}
+
+/// Search a collection.
+#[utoipa::path(post, path = "/v1/collections/{name}/search", request_body = SearchBody,
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
+    responses((status = 200, body = SearchResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn search(
+    State(state): St,
+    ApiPath(name): ApiPath<CollectionName>,
+    JsonBody(body): JsonBody<SearchBody>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let options = SearchOptions {
+        mode: body.mode,
+        top_k: body.top_k.unwrap_or(10),
+        filter: body.filter,
+        score_threshold: body.score_threshold,
+        per_doc_limit: body.per_doc_limit,
+    };
+    let hits = state.service.search(&name, &body.query, &options).await?;
+    Ok(Json(SearchResponse { hits }))
+}
+
+/// Token-budgeted grounding context with citations.
+#[utoipa::path(post, path = "/v1/collections/{name}/context", request_body = ContextBody,
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
+    responses((status = 200, body = Context), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn context(
+    State(state): St,
+    ApiPath(name): ApiPath<CollectionName>,
+    JsonBody(body): JsonBody<ContextBody>,
+) -> Result<Json<Context>, ApiError> {
+    let options = ContextOptions {
+        search: SearchOptions {
+            mode: body.mode,
+            top_k: body.candidates.unwrap_or(50),
+            filter: body.filter,
+            score_threshold: body.score_threshold,
+            per_doc_limit: None,
+        },
+        max_tokens: body.max_tokens,
+        per_doc_limit: body.per_doc_limit,
+    };
+    Ok(Json(
+        state.service.context(&name, &body.query, &options).await?,
+    ))
+}

@@ -1,0 +1,67 @@
+//! Collections, health, readiness and metrics.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use quarry_engine::CollectionInfo;
+use quarry_engine::service::Readiness;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::St;
+use crate::error::{ApiError, ErrorBody};
+use crate::metrics;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CollectionsResponse {
+    pub collections: Vec<CollectionInfo>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthResponse {
+    pub status: &'static str,
+}
+
+/// Collections with their model, dimension, documents and points.
+#[utoipa::path(get, path = "/v1/collections", responses((status = 200, body = CollectionsResponse), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn collections(State(state): St) -> Result<Json<CollectionsResponse>, ApiError> {
+    let collections = state.service.collections().await?;
+    Ok(Json(CollectionsResponse { collections }))
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", security(()), responses((status = 200, body = HealthResponse)))]
+pub(crate) async fn healthz() -> Json<HealthResponse> {
+    Json(HealthResponse { status: "ok" })
+}
+
+/// Readiness: the model answers and the store opens.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Readiness), (status = 401, body = ErrorBody), (status = 503, body = Readiness)))]
+pub(crate) async fn readyz(State(state): St) -> Response {
+    let readiness = state.service.readiness().await;
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text"), (status = 401, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn metrics_route(State(state): St) -> Result<Response, ApiError> {
+    let stats = state.service.embedder().stats();
+    // A store that cannot list still gets its other metrics rendered.
+    let collections = state.service.collections().await.unwrap_or_default();
+    let mut body = state.metrics.render(&stats, &collections);
+    metrics::render_sync(&mut body, &state.service.source_status());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}

@@ -1,0 +1,57 @@
+//! Ids, payloads and vectors between Quarry's types and gRPC's.
+
+use std::collections::HashMap;
+
+use qdrant_client::qdrant::{self as q, with_vectors_selector};
+use quarry_core::PointId;
+use quarry_core::payload::ChunkPayload;
+
+use super::STAGED;
+use crate::{DENSE, Result, StoreError};
+
+pub(super) fn to_qid(id: PointId) -> q::PointId {
+    q::PointId::from(uuid::Uuid::from_u128(id.0).to_string())
+}
+
+pub(super) fn from_qid(id: Option<&q::PointId>) -> Result<PointId> {
+    match id.and_then(|i| i.point_id_options.as_ref()) {
+        Some(q::point_id::PointIdOptions::Uuid(s)) => uuid::Uuid::parse_str(s)
+            .map(|u| PointId(u.as_u128()))
+            .map_err(|e| StoreError::Invalid(format!("point id {s:?}: {e}"))),
+        Some(q::point_id::PointIdOptions::Num(n)) => Ok(PointId(u128::from(*n))),
+        None => Err(StoreError::Invalid(
+            "a point came back without an id".into(),
+        )),
+    }
+}
+
+pub(super) fn payload_of(p: HashMap<String, q::Value>) -> ChunkPayload {
+    ChunkPayload::from_map(
+        p.into_iter()
+            .filter(|(k, _)| k != STAGED)
+            .map(|(k, v)| (k, v.into_json()))
+            .collect(),
+    )
+}
+
+pub(super) fn dense_of(v: Option<q::VectorsOutput>) -> Option<Vec<f32>> {
+    use q::vectors_output::VectorsOptions;
+    let out = match v?.vectors_options? {
+        VectorsOptions::Vector(v) => v,
+        VectorsOptions::Vectors(mut named) => named.vectors.remove(DENSE)?,
+    };
+    match out.into_vector() {
+        q::vector_output::Vector::Dense(d) => Some(d.data),
+        _ => None,
+    }
+}
+
+pub(super) fn vectors_selector(with_vectors: bool) -> with_vectors_selector::SelectorOptions {
+    if with_vectors {
+        with_vectors_selector::SelectorOptions::Include(q::VectorsSelector {
+            names: vec![DENSE.into()],
+        })
+    } else {
+        with_vectors_selector::SelectorOptions::Enable(false)
+    }
+}
