@@ -46,12 +46,40 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (na * nb)
 }
 
-/// The golden texts shipped in ../shared, with their reference vectors.
+/// The largest element-wise difference |a - b|.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+/// The committed golden texts (`testdata/golden`, written for this project
+/// and embedded by sentence-transformers through `scripts/golden-fixture.sh`).
+pub const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/golden/all-MiniLM-L6-v2.jsonl"
+);
+
+/// The workspace's shared reference set, an extra check where it exists.
+pub const SHARED_GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../../shared/golden/all-MiniLM-L6-v2.jsonl"
+);
+
+/// The golden texts with their reference vectors: the committed set, then
+/// the shared one when this checkout has it.
 pub fn golden() -> Vec<(String, usize, Vec<f32>)> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/golden/all-MiniLM-L6-v2.jsonl"
-    );
+    let mut all = read_golden(GOLDEN);
+    if std::path::Path::new(SHARED_GOLDEN).is_file() {
+        all.extend(read_golden(SHARED_GOLDEN));
+    } else {
+        eprintln!("note: {SHARED_GOLDEN} is absent; checking the committed golden set only");
+    }
+    all
+}
+
+fn read_golden(path: &str) -> Vec<(String, usize, Vec<f32>)> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("{path}: {e}"))
         .lines()
