@@ -1,14 +1,5 @@
-//! Arbitrary bytes through the html parser: it may skip or fail a file, never panic,
-//! hang past its budget or overflow the stack.
+//! Arbitrary bytes through the html parser.
 #![no_main]
-
-use libfuzzer_sys::fuzz_target;
-use quarry_ingest::{Budget, ParseOptions, parse_with};
-
-fuzz_target!(|data: &[u8]| {
-    let options = ParseOptions {
-        skip_generated: true,
-        budget: Budget::secs(5.0),
-    };
-    let _ = parse_with("a.html", data, None, &options);
-});
+#[path = "common.rs"]
+mod common;
+libfuzzer_sys::fuzz_target!(|data: &[u8]| common::parse_as("a.html", data));
