@@ -24,33 +24,51 @@ pub const INDEXED_FIELDS: &[&str] = &[
 #[serde(default)]
 pub struct ChunkPayload {
     /// The document's id within its source (a relative path, a BEIR `_id`).
+    #[serde(deserialize_with = "lenient")]
     pub doc_id: String,
     /// The version the document is stored under: a hash of its content and
     /// of everything else that shapes its chunks.
+    #[serde(deserialize_with = "lenient")]
     pub doc_hash: String,
     /// The configured source the document came from.
+    #[serde(deserialize_with = "lenient")]
     pub source: String,
+    #[serde(deserialize_with = "lenient")]
     pub uri: String,
     /// The path relative to the source root, where there is one.
+    #[serde(deserialize_with = "lenient")]
     pub path: Option<String>,
     /// `a/`, `a/b/` and the path itself: a prefix filter is a keyword match.
+    #[serde(deserialize_with = "lenient")]
     pub path_prefixes: Vec<String>,
+    #[serde(deserialize_with = "lenient")]
     pub title: Option<String>,
+    #[serde(deserialize_with = "lenient")]
     pub content_type: String,
+    #[serde(deserialize_with = "lenient")]
     pub tags: Vec<String>,
     /// Front matter and source metadata, as given.
+    #[serde(deserialize_with = "lenient")]
     pub metadata: Map<String, Value>,
+    #[serde(deserialize_with = "lenient")]
     pub chunk_index: usize,
     /// Chunks of the document: a document whose points disagree, or number
     /// fewer, was interrupted mid-write.
+    #[serde(deserialize_with = "lenient")]
     pub chunk_count: usize,
+    #[serde(deserialize_with = "lenient")]
     pub text: String,
     /// Character offsets into the parsed document.
+    #[serde(deserialize_with = "lenient")]
     pub start: usize,
+    #[serde(deserialize_with = "lenient")]
     pub end: usize,
     /// Whitespace between the previous chunk and this one.
+    #[serde(deserialize_with = "lenient")]
     pub gap_before: String,
+    #[serde(deserialize_with = "lenient")]
     pub headings: Vec<String>,
+    #[serde(deserialize_with = "lenient")]
     pub page: Option<u32>,
     /// The model fingerprint the vector came from.
     pub model: Value,
@@ -90,29 +108,22 @@ impl ChunkPayload {
         }
     }
 
-    /// Reads a stored payload. Fields of the wrong type read as their
-    /// default, so one odd point cannot fail a whole scan.
+    /// Reads a stored payload; see [`lenient`] for fields of the wrong type.
     pub fn from_map(map: Map<String, Value>) -> Self {
-        match serde_json::from_value(Value::Object(map.clone())) {
-            Ok(p) => p,
-            Err(_) => Self::lenient(map),
-        }
+        serde_json::from_value(Value::Object(map)).unwrap_or_default()
     }
+}
 
-    fn lenient(mut map: Map<String, Value>) -> Self {
-        let defaults = Self::default().to_map();
-        let mut out = Map::new();
-        for (k, default) in defaults {
-            let v = map.remove(&k).unwrap_or(Value::Null);
-            let ok = serde_json::from_value::<Self>(Value::Object(Map::from_iter([(
-                k.clone(),
-                v.clone(),
-            )])))
-            .is_ok();
-            out.insert(k, if ok { v } else { default });
-        }
-        serde_json::from_value(Value::Object(out)).unwrap_or_default()
-    }
+/// A field of the wrong type reads as its default, so one odd point (a
+/// payload edited by hand, a field from another tool) cannot fail a whole
+/// scan. (`model` and `chunking` take any JSON.)
+fn lenient<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + Default,
+{
+    let v = Value::deserialize(d)?;
+    Ok(serde_json::from_value(v).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -139,8 +150,10 @@ mod tests {
     #[test]
     fn partial_and_odd_payloads_read_with_defaults() {
         let p = ChunkPayload::from_map(
-            serde_json::from_str(r#"{"doc_id": "a", "chunk_count": "three", "_staged": true}"#)
-                .unwrap(),
+            serde_json::from_str(
+                r#"{"doc_id": "a", "chunk_count": "three", "uri": 7, "_staged": true}"#,
+            )
+            .unwrap(),
         );
         assert_eq!((p.doc_id.as_str(), p.chunk_count), ("a", 0));
         assert_eq!(ChunkPayload::prefixes_of("x"), ["x"]);

@@ -134,9 +134,7 @@ pub struct Embedder {
 
 impl std::fmt::Debug for Embedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Embedder")
-            .field("fingerprint", &self.fingerprint)
-            .finish()
+        write!(f, "Embedder({})", self.fingerprint.model_id)
     }
 }
 

@@ -93,18 +93,10 @@ impl TextSide {
 }
 
 /// The network and pooling; owned by exactly one thread at a time.
+#[derive(Debug)]
 pub(crate) struct Network {
     encoder: Encoder,
     pass: Pass,
-}
-
-impl std::fmt::Debug for Network {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Network")
-            .field("encoder", &self.encoder.name())
-            .field("pass", &self.pass)
-            .finish()
-    }
 }
 
 impl Network {

@@ -7,7 +7,8 @@ mod common;
 
 use common::*;
 use quarry_core::EmbedConfig;
-use quarry_embed::{EmbedError, InputKind, Priority};
+use quarry_embed::model::{Engine, LoadOptions, Precision};
+use quarry_embed::{EmbedError, InputKind, Model, Priority};
 
 #[tokio::test]
 async fn reproduces_sentence_transformers_golden_vectors() {
@@ -107,16 +108,25 @@ fn embedder_with_bulk_queue(n: usize) -> quarry_embed::Embedder {
     })
 }
 
+/// The default model on `engine`.
+fn model_on(engine: Engine) -> Model {
+    model_with(LoadOptions {
+        engine,
+        ..Default::default()
+    })
+}
+
+/// The default model in `precision`.
+fn model_in(precision: Precision) -> Model {
+    model_with(LoadOptions {
+        precision,
+        ..Default::default()
+    })
+}
+
 #[test]
 fn fast_encoder_matches_the_candle_reference_in_any_batch() {
-    use quarry_embed::model::{Engine, LoadOptions};
-    let load = |engine| {
-        model_with(LoadOptions {
-            engine,
-            ..Default::default()
-        })
-    };
-    let (fast, reference) = (load(Engine::Fast), load(Engine::Candle));
+    let (fast, reference) = (model_on(Engine::Fast), model_on(Engine::Candle));
     assert_eq!((fast.engine(), reference.engine()), ("fast", "candle"));
     let ids = golden_and_mixed_ids(&fast);
     let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
@@ -127,11 +137,7 @@ fn fast_encoder_matches_the_candle_reference_in_any_batch() {
     let mut worst = 1.0f64;
     for (i, (w, g)) in want.iter().zip(&got).enumerate() {
         let alone = fast.forward(&[batch[i]]).unwrap();
-        let max_diff = w
-            .iter()
-            .zip(g)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let max_diff = max_abs_diff(w, g);
         assert!(max_diff < 1e-4, "text {i}: max |Δ| {max_diff}");
         worst = worst.min(cosine(w, g)).min(cosine(&alone[0], g));
     }
@@ -140,19 +146,12 @@ fn fast_encoder_matches_the_candle_reference_in_any_batch() {
 
 #[test]
 fn bf16_stays_close_to_f32_and_batch_invariant() {
-    use quarry_embed::model::{LoadOptions, Precision};
-    let load = |precision| {
-        model_with(LoadOptions {
-            precision,
-            ..Default::default()
-        })
-    };
-    let bf16 = load(Precision::Bf16);
+    let bf16 = model_in(Precision::Bf16);
     if bf16.precision() != "bf16" {
         quarry_core::skip_test("this CPU has no AVX-512 BF16 (f32 ran instead)");
         return;
     }
-    let f32_model = load(Precision::F32);
+    let f32_model = model_in(Precision::F32);
     let golden = golden();
     let ids = golden_and_mixed_ids(&bf16);
     let batch: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();

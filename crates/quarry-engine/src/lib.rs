@@ -1,6 +1,27 @@
-//! The indexer and the retriever: the one path from sources into the store,
-//! and the one path from a query to hits, shared by the CLI, the HTTP server
-//! and the evaluation harness so that what is measured is what is served.
+//! The one path from sources into the store, the one path from a query to
+//! hits, and the service every front end calls, so that what the CLI, the
+//! HTTP server and the evaluation harness do is the same thing.
+//!
+//! # Design
+//!
+//! - [`sync`] keeps a collection exactly in step with a source. Its stages
+//!   live apart: planning compares the source's listing with a manifest read
+//!   from the points themselves; a parser thread prepares documents
+//!   (`quarry_ingest::prepare`); the embedding stage reuses the stored
+//!   vectors of unchanged chunks; a writer stores each group staged, then
+//!   publishes it, behind a journal that a crash cannot defeat.
+//! - [`retriever`] turns a query into hits: dense, BM25 or both fused, from
+//!   the model each collection was built with, with filters typed all the
+//!   way down to the store.
+//! - [`context`] packs the best hits into a token budget with citations.
+//! - [`service`] owns one of each, built from the configuration, plus what
+//!   a front end must not decide for itself: request validation, sync jobs,
+//!   collection listing and single-document writes. Front ends are adapters
+//!   over it; the types they return (`Hit`, `Passage`, `Job`, ...) are
+//!   these, with OpenAPI schemas behind the `openapi` feature.
+//!
+//! Stores are synchronous (qdrant-edge is), so every store call from async
+//! code goes through the blocking pool.
 
 pub mod context;
 pub mod filter;

@@ -42,19 +42,16 @@ pub struct Durations {
 impl SyncReport {
     pub(crate) fn skip(&mut self, uri: &str, reason: impl Into<String>) {
         self.skipped += 1;
-        self.errors.push(ReportError {
-            uri: uri.into(),
-            reason: reason.into(),
-            kind: "skipped",
-        });
+        self.note(uri, reason.into(), "skipped");
     }
 
     pub(crate) fn fail(&mut self, uri: &str, reason: impl Into<String>) {
         self.failed += 1;
-        self.errors.push(ReportError {
-            uri: uri.into(),
-            reason: reason.into(),
-            kind: "failed",
-        });
+        self.note(uri, reason.into(), "failed");
+    }
+
+    fn note(&mut self, uri: &str, reason: String, kind: &'static str) {
+        let uri = uri.to_string();
+        self.errors.push(ReportError { uri, reason, kind });
     }
 }

@@ -145,6 +145,8 @@ pub struct RetrieverSettings {
     pub rrf_k: usize,
     /// Query embeddings kept in an LRU cache (0 disables it).
     pub query_cache: usize,
+    /// The largest `top_k` a search may ask for.
+    pub max_top_k: usize,
 }
 
 impl Default for RetrieverSettings {
@@ -153,6 +155,7 @@ impl Default for RetrieverSettings {
             hybrid_prefetch_factor: 4,
             rrf_k: 60,
             query_cache: 1024,
+            max_top_k: usize::MAX,
         }
     }
 }
@@ -182,6 +185,7 @@ pub struct Retriever {
     cache: Option<Arc<QueryCache>>,
     hybrid_prefetch_factor: usize,
     rrf_k: usize,
+    max_top_k: usize,
     targets: Arc<Mutex<HashMap<String, Target>>>,
     /// The default embedder's fingerprint, as collection specs store it.
     default_model: Value,
@@ -191,9 +195,7 @@ pub struct Retriever {
 
 impl std::fmt::Debug for Retriever {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Retriever")
-            .field("rrf_k", &self.rrf_k)
-            .finish()
+        write!(f, "Retriever(rrf_k {})", self.rrf_k)
     }
 }
 
@@ -216,6 +218,7 @@ impl Retriever {
                 .map(|n| Arc::new(Mutex::new(lru::LruCache::new(n)))),
             hybrid_prefetch_factor: settings.hybrid_prefetch_factor.max(1),
             rrf_k: settings.rrf_k.max(1),
+            max_top_k: settings.max_top_k.max(1),
             targets: Arc::default(),
             default_model,
             loader: None,
@@ -319,6 +322,7 @@ impl Retriever {
         Ok(v)
     }
 
+    /// Hits for `query` in `collection`, after checking the options.
     pub async fn search(
         &self,
         collection: &str,
@@ -328,7 +332,7 @@ impl Retriever {
         if query.trim().is_empty() {
             return Err(EngineError::Invalid("the query is empty".into()));
         }
-        options.validate(usize::MAX)?;
+        options.validate(self.max_top_k)?;
         // With a per-document cap, fetch more so the cap still leaves top_k.
         let limit = match options.per_doc_limit {
             Some(_) => options.top_k.saturating_mul(4).max(options.top_k + 20),

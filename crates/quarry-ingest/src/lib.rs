@@ -24,8 +24,8 @@ pub use parse::{Budget, ParseOptions, Parsed, parse, parse_with};
 pub use plan::{Plan, StoredDoc};
 pub use prepare::{PrepareOptions, Prepared, PreparedDoc, prepare};
 pub use source::{
-    BeirSource, DocumentRef, FsSource, Listing, ListingIssue, MemoryDocument, MemorySource,
-    RawDocument, Source, SourceError, open_source,
+    BeirSource, DocumentRef, FsSource, Listing, ListingIssue, MemorySource, RawDocument, Source,
+    SourceError, open_source,
 };
 
 use std::path::PathBuf;

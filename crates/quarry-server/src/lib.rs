@@ -67,20 +67,13 @@ impl ServerSettings {
 }
 
 /// What handlers share.
+#[derive(Debug)]
 pub struct AppState {
     pub service: Arc<Service>,
     pub keys: Keys,
     pub settings: ServerSettings,
     inflight: Arc<tokio::sync::Semaphore>,
     metrics: metrics::Metrics,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("settings", &self.settings)
-            .finish()
-    }
 }
 
 impl AppState {

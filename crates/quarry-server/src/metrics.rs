@@ -17,20 +17,20 @@ const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Histogram {
     counts: Vec<u64>,
     sum: f64,
     count: u64,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Inner {
     requests: BTreeMap<(String, String, u16), u64>,
     latency: BTreeMap<(String, String), Histogram>,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct Metrics {
     inner: Mutex<Inner>,
 }
@@ -71,134 +71,123 @@ impl Metrics {
     pub fn render(&self, embed: &EmbedderStats, collections: &[CollectionInfo]) -> String {
         let mut out = String::new();
         let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = writeln!(
-            out,
-            "# HELP quarry_http_requests_total HTTP requests by route, method and status."
+        let requests = "quarry_http_requests_total";
+        header(
+            &mut out,
+            requests,
+            "counter",
+            "HTTP requests by route, method and status.",
         );
-        let _ = writeln!(out, "# TYPE quarry_http_requests_total counter");
         for ((route, method, status), n) in &m.requests {
-            let _ = writeln!(
-                out,
-                "quarry_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {n}",
+            let labels = format!(
+                "route=\"{}\",method=\"{method}\",status=\"{status}\"",
                 esc(route)
             );
+            sample(&mut out, requests, &labels, n);
         }
-        let _ = writeln!(
-            out,
-            "# HELP quarry_http_request_duration_seconds HTTP request latency by route."
+        let latency = "quarry_http_request_duration_seconds";
+        header(
+            &mut out,
+            latency,
+            "histogram",
+            "HTTP request latency by route.",
         );
-        let _ = writeln!(out, "# TYPE quarry_http_request_duration_seconds histogram");
         for ((route, method), h) in &m.latency {
             let labels = format!("route=\"{}\",method=\"{method}\"", esc(route));
+            let bucket = format!("{latency}_bucket");
             for (b, c) in BUCKETS.iter().zip(&h.counts) {
-                let _ = writeln!(
-                    out,
-                    "quarry_http_request_duration_seconds_bucket{{{labels},le=\"{b}\"}} {c}"
-                );
+                sample(&mut out, &bucket, &format!("{labels},le=\"{b}\""), c);
             }
-            let _ = writeln!(
-                out,
-                "quarry_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "quarry_http_request_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "quarry_http_request_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
+            sample(&mut out, &bucket, &format!("{labels},le=\"+Inf\""), h.count);
+            sample(&mut out, &format!("{latency}_sum"), &labels, h.sum);
+            sample(&mut out, &format!("{latency}_count"), &labels, h.count);
         }
         drop(m);
-        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, value: String| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        let _ = writeln!(
-            out,
-            "# HELP quarry_embed_queue_depth Inputs waiting for the embedding worker."
-        );
-        let _ = writeln!(out, "# TYPE quarry_embed_queue_depth gauge");
-        let _ = writeln!(
-            out,
-            "quarry_embed_queue_depth{{priority=\"interactive\"}} {}",
-            embed.queued_interactive
-        );
-        let _ = writeln!(
-            out,
-            "quarry_embed_queue_depth{{priority=\"bulk\"}} {}",
-            embed.queued_bulk
-        );
-        gauge(
+        let queue = "quarry_embed_queue_depth";
+        header(
             &mut out,
-            "quarry_embed_batches_total",
-            "Forward passes run.",
-            "counter",
-            embed.batches.to_string(),
-        );
-        gauge(
-            &mut out,
-            "quarry_embed_inputs_total",
-            "Inputs embedded (batch size = inputs / batches).",
-            "counter",
-            embed.inputs.to_string(),
-        );
-        gauge(
-            &mut out,
-            "quarry_embed_tokens_total",
-            "Real tokens embedded.",
-            "counter",
-            embed.tokens.to_string(),
-        );
-        gauge(
-            &mut out,
-            "quarry_embed_padded_tokens_total",
-            "Tokens computed including padding.",
-            "counter",
-            embed.padded_tokens.to_string(),
-        );
-        gauge(
-            &mut out,
-            "quarry_embed_largest_batch",
-            "Largest batch so far.",
+            queue,
             "gauge",
-            embed.largest_batch.to_string(),
+            "Inputs waiting for the embedding worker.",
         );
+        sample(
+            &mut out,
+            queue,
+            "priority=\"interactive\"",
+            embed.queued_interactive,
+        );
+        sample(&mut out, queue, "priority=\"bulk\"", embed.queued_bulk);
+        for (name, kind, help, value) in [
+            (
+                "quarry_embed_batches_total",
+                "counter",
+                "Forward passes run.",
+                embed.batches,
+            ),
+            (
+                "quarry_embed_inputs_total",
+                "counter",
+                "Inputs embedded (batch size = inputs / batches).",
+                embed.inputs,
+            ),
+            (
+                "quarry_embed_tokens_total",
+                "counter",
+                "Real tokens embedded.",
+                embed.tokens,
+            ),
+            (
+                "quarry_embed_padded_tokens_total",
+                "counter",
+                "Tokens computed including padding.",
+                embed.padded_tokens,
+            ),
+            (
+                "quarry_embed_largest_batch",
+                "gauge",
+                "Largest batch so far.",
+                embed.largest_batch,
+            ),
+        ] {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
         type Count = fn(&CollectionInfo) -> usize;
         let per_collection: [(&str, &str, Count); 2] = [
             ("documents", "Documents", |c| c.documents),
             ("points", "Points", |c| c.points),
         ];
         for (metric, what, count) in per_collection {
-            let _ = writeln!(
-                out,
-                "# HELP quarry_collection_{metric} {what} per collection.\n# TYPE quarry_collection_{metric} gauge"
-            );
+            let name = format!("quarry_collection_{metric}");
+            header(&mut out, &name, "gauge", &format!("{what} per collection."));
             for c in collections {
-                let _ = writeln!(
-                    out,
-                    "quarry_collection_{metric}{{collection=\"{}\"}} {}",
-                    esc(&c.name),
-                    count(c)
-                );
+                let labels = format!("collection=\"{}\"", esc(&c.name));
+                sample(&mut out, &name, &labels, count(c));
             }
         }
         out
     }
 }
 
+/// `# HELP` and `# TYPE` of one metric.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample line.
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "{name}{{{labels}}} {value}");
+}
+
 /// Sync counters and seconds since each source's last successful sync.
 pub(crate) fn render_sync(out: &mut String, sources: &[SourceStatus]) {
-    let _ = writeln!(
+    let docs = "quarry_sync_documents_total";
+    header(
         out,
-        "# HELP quarry_sync_documents_total Documents processed by syncs, by source and outcome."
+        docs,
+        "counter",
+        "Documents processed by syncs, by source and outcome.",
     );
-    let _ = writeln!(out, "# TYPE quarry_sync_documents_total counter");
     for s in sources {
         let t = &s.totals;
         for (outcome, n) in [
@@ -208,37 +197,31 @@ pub(crate) fn render_sync(out: &mut String, sources: &[SourceStatus]) {
             ("skipped", t.skipped),
             ("failed", t.failed),
         ] {
-            let _ = writeln!(
-                out,
-                "quarry_sync_documents_total{{source=\"{}\",outcome=\"{outcome}\"}} {n}",
-                esc(&s.source),
-            );
+            let labels = format!("source=\"{}\",outcome=\"{outcome}\"", esc(&s.source));
+            sample(out, docs, &labels, n);
         }
     }
-    let _ = writeln!(
-        out,
-        "# HELP quarry_sync_chunks_embedded_total Chunks embedded by syncs.\n# TYPE quarry_sync_chunks_embedded_total counter"
-    );
+    let chunks = "quarry_sync_chunks_embedded_total";
+    header(out, chunks, "counter", "Chunks embedded by syncs.");
     for s in sources {
-        let _ = writeln!(
-            out,
-            "quarry_sync_chunks_embedded_total{{source=\"{}\"}} {}",
-            esc(&s.source),
-            s.totals.chunks_embedded
-        );
+        let labels = format!("source=\"{}\"", esc(&s.source));
+        sample(out, chunks, &labels, s.totals.chunks_embedded);
     }
-    let _ = writeln!(
+    let since = "quarry_sync_seconds_since_success";
+    header(
         out,
-        "# HELP quarry_sync_seconds_since_success Seconds since the source's last successful sync."
+        since,
+        "gauge",
+        "Seconds since the source's last successful sync.",
     );
-    let _ = writeln!(out, "# TYPE quarry_sync_seconds_since_success gauge");
     for s in sources {
         let Some(at) = s.last_success else { continue };
         let secs = at.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        let _ = writeln!(
+        sample(
             out,
-            "quarry_sync_seconds_since_success{{source=\"{}\"}} {secs:.1}",
-            esc(&s.source)
+            since,
+            &format!("source=\"{}\"", esc(&s.source)),
+            format!("{secs:.1}"),
         );
     }
 }

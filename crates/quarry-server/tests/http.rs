@@ -54,18 +54,8 @@ async fn fixture_with(keys: Keys, server_settings: ServerSettings) -> Fixture {
             "# Later\n\nAdded after the first sync: the ocelot appendix.\n",
         )],
     );
-    let writer = quarry_server::writes::Writer::new(
-        index.indexer.clone(),
-        vec![SourceConfig::fs("docs", &tree)],
-        1 << 20,
-    );
-    let state = AppState::new(
-        index.retriever(),
-        index.token_counter(),
-        keys,
-        server_settings,
-    )
-    .with_writer(writer);
+    let service = index.service_with(vec![SourceConfig::fs("docs", &tree)], 1 << 20);
+    let state = AppState::new(service, keys, server_settings);
     Fixture {
         router: app(Arc::new(state)),
         _dir: dir,
@@ -93,6 +83,19 @@ async fn call(
     raw(router, req).await
 }
 
+/// A POST of a JSON body, without a key.
+async fn post(router: &axum::Router, uri: &str, body: Value) -> (StatusCode, Value) {
+    call(router, "POST", uri, Some(body), None).await
+}
+
+/// The status of a request with no body.
+async fn status(router: &axum::Router, method: &str, uri: &str, key: Option<&str>) -> StatusCode {
+    call(router, method, uri, None, key).await.0
+}
+
+const SEARCH: &str = "/v1/collections/docs/search";
+const CONTEXT: &str = "/v1/collections/docs/context";
+
 async fn raw(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
     let resp = router.clone().oneshot(req).await.unwrap();
     let status = resp.status();
@@ -116,14 +119,8 @@ fn assert_error_shape(v: &Value) {
 async fn every_route_and_mode_with_real_model_and_shard() {
     let f = fixture(Keys::default()).await;
     for mode in ["dense", "bm25", "hybrid"] {
-        let (s, v) = call(
-            &f.router,
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": "killed sync", "mode": mode, "top_k": 3})),
-            None,
-        )
-        .await;
+        let body = json!({"query": "killed sync", "mode": mode, "top_k": 3});
+        let (s, v) = post(&f.router, SEARCH, body).await;
         assert_eq!(s, StatusCode::OK, "{v}");
         let hits = v["hits"].as_array().unwrap();
         assert!(!hits.is_empty(), "{mode}: {v}");
@@ -132,14 +129,8 @@ async fn every_route_and_mode_with_real_model_and_shard() {
             assert!(!hits[0][field].is_null(), "{field} missing: {v}");
         }
     }
-    let (s, v) = call(
-        &f.router,
-        "POST",
-        "/v1/collections/docs/search",
-        Some(json!({"query": "search", "filter": {"tags": ["ops"]}})),
-        None,
-    )
-    .await;
+    let tagged = json!({"query": "search", "filter": {"tags": ["ops"]}});
+    let (s, v) = post(&f.router, SEARCH, tagged).await;
     assert_eq!(s, StatusCode::OK);
     assert!(
         v["hits"]
@@ -149,14 +140,8 @@ async fn every_route_and_mode_with_real_model_and_shard() {
             .all(|h| h["doc_id"] == "guide/sync.md"),
         "{v}"
     );
-    let (s, v) = call(
-        &f.router,
-        "POST",
-        "/v1/collections/docs/context",
-        Some(json!({"query": "what happens to a killed sync", "max_tokens": 60})),
-        None,
-    )
-    .await;
+    let context = json!({"query": "what happens to a killed sync", "max_tokens": 60});
+    let (s, v) = post(&f.router, CONTEXT, context).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert!(
         v["tokens"].as_u64().unwrap() <= 60 && v["text"].as_str().unwrap().contains("[1]"),
@@ -168,7 +153,7 @@ async fn every_route_and_mode_with_real_model_and_shard() {
     assert_eq!(v["collections"][0]["documents"], 2);
     assert_eq!(v["collections"][0]["dimension"], 384);
     assert_eq!(
-        call(&f.router, "GET", "/healthz", None, None).await.0,
+        status(&f.router, "GET", "/healthz", None).await,
         StatusCode::OK
     );
     let (s, v) = call(&f.router, "GET", "/readyz", None, None).await;
@@ -190,77 +175,32 @@ async fn every_route_and_mode_with_real_model_and_shard() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_a_4xx_with_the_error_shape() {
     let f = fixture(Keys::default()).await;
-    let cases: Vec<(&str, &str, Option<Value>, StatusCode)> = vec![
+    let bad_requests = [
+        (SEARCH, json!({"query": "x", "top_k": 1_000_000})),
+        (SEARCH, json!({"query": "   "})),
+        (SEARCH, json!({"query": "x", "top_k": 0})),
+        (SEARCH, json!({"query": "x", "filter": {"colour": "red"}})),
+        (SEARCH, json!({"query": "x", "mode": "fuzzy"})),
+        (SEARCH, json!({"query": 42})),
+        (SEARCH, json!({"query": "x", "extra": 1})),
+        (CONTEXT, json!({"query": "x", "max_tokens": 0})),
+        (CONTEXT, json!({"query": "x"})),
         (
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": "x", "top_k": 1_000_000})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": "   "})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": "x", "top_k": 0})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/nope/search",
-            Some(json!({"query": "x"})),
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": "x", "filter": {"colour": "red"}})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": "x", "mode": "fuzzy"})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": 42})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": "x", "extra": 1})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/context",
-            Some(json!({"query": "x", "max_tokens": 0})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/context",
-            Some(json!({"query": "x"})),
-            StatusCode::BAD_REQUEST,
-        ),
-        (
-            "POST",
-            "/v1/collections/docs/search",
-            Some(json!({"query": "x", "filter": {"metadata": {"a": [1]}}})),
-            StatusCode::BAD_REQUEST,
+            SEARCH,
+            json!({"query": "x", "filter": {"metadata": {"a": [1]}}}),
         ),
     ];
-    for (method, uri, body, want) in cases {
-        let (s, v) = call(&f.router, method, uri, body.clone(), None).await;
-        assert_eq!(s, want, "{uri} {body:?}: {v}");
+    let cases = bad_requests
+        .into_iter()
+        .map(|(uri, body)| (uri, body, StatusCode::BAD_REQUEST))
+        .chain([(
+            "/v1/collections/nope/search",
+            json!({"query": "x"}),
+            StatusCode::NOT_FOUND,
+        )]);
+    for (uri, body, want) in cases {
+        let (s, v) = post(&f.router, uri, body.clone()).await;
+        assert_eq!(s, want, "{uri} {body}: {v}");
         assert_error_shape(&v);
     }
     // Garbage JSON, a missing content type, and an oversized body.
@@ -278,14 +218,7 @@ async fn bad_input_is_a_4xx_with_the_error_shape() {
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_error_shape(&v);
     let big = json!({"query": "x".repeat(10_000)});
-    let (s, v) = call(
-        &f.router,
-        "POST",
-        "/v1/collections/docs/search",
-        Some(big),
-        None,
-    )
-    .await;
+    let (s, v) = post(&f.router, SEARCH, big).await;
     assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
     assert_error_shape(&v);
 }
@@ -294,66 +227,24 @@ async fn bad_input_is_a_4xx_with_the_error_shape() {
 async fn api_keys_guard_every_route_but_health() {
     let f = fixture(Keys::new(["reader"], ["writer"])).await;
     let body = || Some(json!({"query": "sync"}));
-    let (s, v) = call(
-        &f.router,
-        "POST",
-        "/v1/collections/docs/search",
-        body(),
-        None,
-    )
-    .await;
+    let (s, v) = call(&f.router, "POST", SEARCH, body(), None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_error_shape(&v);
-    assert_eq!(
-        call(
-            &f.router,
-            "POST",
-            "/v1/collections/docs/search",
-            body(),
-            Some("wrong")
-        )
-        .await
-        .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(
-            &f.router,
-            "POST",
-            "/v1/collections/docs/search",
-            body(),
-            Some("reader")
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        call(
-            &f.router,
-            "POST",
-            "/v1/collections/docs/search",
-            body(),
-            Some("writer")
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        call(&f.router, "GET", "/v1/collections", None, None)
-            .await
-            .0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&f.router, "GET", "/metrics", None, None).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&f.router, "GET", "/healthz", None, None).await.0,
-        StatusCode::OK
-    );
+    for (key, want) in [
+        ("wrong", StatusCode::UNAUTHORIZED),
+        ("reader", StatusCode::OK),
+        ("writer", StatusCode::OK),
+    ] {
+        let s = call(&f.router, "POST", SEARCH, body(), Some(key)).await.0;
+        assert_eq!(s, want, "search with key {key:?}");
+    }
+    for (uri, want) in [
+        ("/v1/collections", StatusCode::UNAUTHORIZED),
+        ("/metrics", StatusCode::UNAUTHORIZED),
+        ("/healthz", StatusCode::OK),
+    ] {
+        assert_eq!(status(&f.router, "GET", uri, None).await, want, "{uri}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -429,50 +320,26 @@ async fn write_routes_need_a_write_key() {
     let f = fixture(Keys::new(["reader"], ["writer"])).await;
     let doc = || Some(json!({"text": "hello"}));
     let uri = "/v1/collections/docs/documents/x";
-    assert_eq!(
-        call(&f.router, "PUT", uri, doc(), Some("reader")).await.0,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        call(&f.router, "DELETE", uri, None, Some("reader")).await.0,
-        StatusCode::FORBIDDEN
-    );
-    let (s, v) = call(
-        &f.router,
-        "POST",
-        "/v1/sources/docs/sync",
-        None,
-        Some("reader"),
-    )
-    .await;
+    let put = |key| call(&f.router, "PUT", uri, doc(), key);
+    assert_eq!(put(Some("reader")).await.0, StatusCode::FORBIDDEN);
+    let delete = status(&f.router, "DELETE", uri, Some("reader")).await;
+    assert_eq!(delete, StatusCode::FORBIDDEN);
+    let sync = "/v1/sources/docs/sync";
+    let (s, v) = call(&f.router, "POST", sync, None, Some("reader")).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_error_shape(&v);
-    assert_eq!(
-        call(&f.router, "PUT", uri, doc(), None).await.0,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&f.router, "PUT", uri, doc(), Some("writer")).await.0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        call(&f.router, "GET", uri, None, Some("reader")).await.0,
-        StatusCode::OK
-    );
+    assert_eq!(put(None).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(put(Some("writer")).await.0, StatusCode::OK);
+    let get = status(&f.router, "GET", uri, Some("reader")).await;
+    assert_eq!(get, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documents_and_sync_jobs() {
     let f = fixture(Keys::default()).await;
     // A document owned by a configured source cannot be overwritten through the API.
-    let (s, v) = call(
-        &f.router,
-        "PUT",
-        "/v1/collections/docs/documents/notes.txt",
-        Some(json!({"text": "x"})),
-        None,
-    )
-    .await;
+    let owned = "/v1/collections/docs/documents/notes.txt";
+    let (s, v) = call(&f.router, "PUT", owned, Some(json!({"text": "x"})), None).await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_error_shape(&v);
     let uri = "/v1/collections/docs/documents/api%2Fnote-1";
@@ -493,14 +360,7 @@ async fn documents_and_sync_jobs() {
     );
     let search =
         json!({"query": "lynx protocol", "mode": "bm25", "filter": {"metadata": {"team": "edge"}}});
-    let (s, hits) = call(
-        &f.router,
-        "POST",
-        "/v1/collections/docs/search",
-        Some(search),
-        None,
-    )
-    .await;
+    let (s, hits) = post(&f.router, SEARCH, search).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(hits["hits"][0]["doc_id"], "api/note-1", "{hits}");
     let (s, st) = call(&f.router, "GET", uri, None, None).await;
@@ -514,25 +374,15 @@ async fn documents_and_sync_jobs() {
         st["updated_at_unix"].as_u64().unwrap() > 1_700_000_000,
         "{st}"
     );
-    let (s, v) = call(
-        &f.router,
-        "PUT",
-        uri,
-        Some(json!({"text": "x", "content_type": "application/pdf"})),
-        None,
-    )
-    .await;
+    let pdf = json!({"text": "x", "content_type": "application/pdf"});
+    let (s, v) = call(&f.router, "PUT", uri, Some(pdf), None).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     let (s, v) = call(&f.router, "DELETE", uri, None, None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!(
-        call(&f.router, "GET", uri, None, None).await.0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        call(&f.router, "DELETE", uri, None, None).await.0,
-        StatusCode::NOT_FOUND
-    );
+    for method in ["GET", "DELETE"] {
+        let s = status(&f.router, method, uri, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} after the delete");
+    }
 
     // A sync job over the configured source picks up the file added after
     // the fixture's own sync.
@@ -558,16 +408,10 @@ async fn documents_and_sync_jobs() {
         (json!(1), json!(2)),
         "{last}"
     );
-    assert_eq!(
-        call(&f.router, "POST", "/v1/sources/nope/sync", None, None)
-            .await
-            .0,
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        call(&f.router, "GET", "/v1/jobs/nope", None, None).await.0,
-        StatusCode::NOT_FOUND
-    );
+    for (method, uri) in [("POST", "/v1/sources/nope/sync"), ("GET", "/v1/jobs/nope")] {
+        let s = status(&f.router, method, uri, None).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{method} {uri}");
+    }
     let (_, m) = call(&f.router, "GET", "/metrics", None, None).await;
     let m = m.as_str().unwrap();
     assert!(
@@ -593,7 +437,7 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out() {
         tasks.push(tokio::spawn(async move {
             let body =
                 Some(json!({"query": format!("distinct query {i} about sync"), "mode": "dense"}));
-            call(&router, "POST", "/v1/collections/docs/search", body, None).await
+            call(&router, "POST", SEARCH, body, None).await
         }));
     }
     let (mut ok, mut shed) = (0, 0);
@@ -615,8 +459,8 @@ async fn overload_is_shed_with_503_and_slow_requests_time_out() {
         ..ServerSettings::default()
     };
     let f = fixture_with(Keys::default(), settings).await;
-    let body = Some(json!({"query": "a query that needs the model", "mode": "dense"}));
-    let (s, v) = call(&f.router, "POST", "/v1/collections/docs/search", body, None).await;
+    let body = json!({"query": "a query that needs the model", "mode": "dense"});
+    let (s, v) = post(&f.router, SEARCH, body).await;
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{v}");
     assert_error_shape(&v);
 }

@@ -131,6 +131,28 @@ impl std::ops::Not for Condition {
     }
 }
 
+/// One condition of every kind, for the stores' conversion tests.
+#[cfg(test)]
+pub(crate) fn every_kind() -> Condition {
+    Condition::And(vec![
+        Condition::matches("doc_id", "a"),
+        Condition::any_of("tags", vec!["x".into(), "y".into()]),
+        Condition::Prefix {
+            key: "path".into(),
+            prefix: "guide".into(),
+        },
+        Condition::Range {
+            key: "metadata.year".into(),
+            range: Range::equal(2020.0),
+        },
+        Condition::Or(vec![Condition::matches(
+            "metadata.draft",
+            MatchValue::Bool(false),
+        )]),
+        !Condition::matches("metadata.n", MatchValue::Integer(3)),
+    ])
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -232,6 +232,30 @@ fn check_spec(name: &str, existing: &CollectionSpec, requested: &CollectionSpec)
     })
 }
 
+/// The names a store lists: its collections, except those an alias points
+/// to, which are listed under the alias. `ours` says whether a physical
+/// collection is Quarry's and intact (a shared server holds others).
+fn listed_names(
+    physical: Vec<String>,
+    aliases: &std::collections::HashMap<String, String>,
+    ours: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let targets: std::collections::HashSet<&String> = aliases.values().collect();
+    let mut names: Vec<String> = aliases
+        .iter()
+        .filter(|(_, target)| ours(target))
+        .map(|(alias, _)| alias.clone())
+        .collect();
+    names.extend(
+        physical
+            .into_iter()
+            .filter(|n| !targets.contains(n) && ours(n)),
+    );
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// Opens the configured store: edge shards under `data_dir`, or a server.
 /// `min_free_bytes` is the edge store's low-water mark (`sync.min_free_bytes`).
 pub fn open(

@@ -28,8 +28,11 @@ fn eval(dataset: &Path, data: &Path, extra: &[&str]) -> Output {
     run(&args)
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// A temporary directory and the data directory in it.
+fn tmp_and_data() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    (tmp, data)
 }
 
 fn metrics(dir: &Path) -> serde_json::Value {
@@ -38,8 +41,7 @@ fn metrics(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn the_project_gate_passes_and_truncated_whole_documents_fail_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let (tmp, data) = tmp_and_data();
     let dataset = repo().join("evals/guide");
     let baseline = repo().join("evals/baselines/guide.json");
     let out1 = tmp.path().join("run1");
@@ -132,38 +134,32 @@ fn tiny_dataset(root: &Path, queries: &str, qrels: &str) -> PathBuf {
 
 #[test]
 fn dataset_errors_name_their_file_and_line() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let (tmp, data) = tmp_and_data();
     let good_q =
         "{\"_id\":\"1\",\"text\":\"memory safety\"}\n{\"_id\":\"2\",\"text\":\"brewing tea\"}\n";
 
-    // A duplicate query id is fatal, with both lines.
-    let ds = tiny_dataset(
-        &tmp.path().join("a"),
-        "{\"_id\":\"1\",\"text\":\"a\"}\n{\"_id\":\"2\",\"text\":\"b\"}\n{\"_id\":\"1\",\"text\":\"c\"}\n",
-        "query-id\tcorpus-id\tscore\n1\trust.md\t1\n",
-    );
-    let o = run(&["eval", "--dataset", s(&ds), "--data-dir", s(&data)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("queries.jsonl:3: duplicate query id \"1\" (first at line 1)"),
-        "{}",
-        stderr(&o)
-    );
-
-    // A grade that is not a number is fatal.
-    let ds = tiny_dataset(
-        &tmp.path().join("b"),
-        good_q,
-        "query-id\tcorpus-id\tscore\n1\trust.md\thigh\n",
-    );
-    let o = run(&["eval", "--dataset", s(&ds), "--data-dir", s(&data)]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(
-        stderr(&o).contains("test.tsv:2: score \"high\" is not an integer"),
-        "{}",
-        stderr(&o)
-    );
+    let fatal = [
+        // A duplicate query id is fatal, with both lines.
+        (
+            "a",
+            "{\"_id\":\"1\",\"text\":\"a\"}\n{\"_id\":\"2\",\"text\":\"b\"}\n{\"_id\":\"1\",\"text\":\"c\"}\n",
+            "query-id\tcorpus-id\tscore\n1\trust.md\t1\n",
+            "queries.jsonl:3: duplicate query id \"1\" (first at line 1)",
+        ),
+        // A grade that is not a number is fatal.
+        (
+            "b",
+            good_q,
+            "query-id\tcorpus-id\tscore\n1\trust.md\thigh\n",
+            "test.tsv:2: score \"high\" is not an integer",
+        ),
+    ];
+    for (name, queries, qrels, message) in fatal {
+        let ds = tiny_dataset(&tmp.path().join(name), queries, qrels);
+        let o = eval(&ds, &data, &[]);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(message), "{}", stderr(&o));
+    }
 
     // An unknown document and an unjudged query are reported, by line, in
     // stderr and in metrics.json; --strict makes them fatal.
@@ -176,14 +172,12 @@ fn dataset_errors_name_their_file_and_line() {
     let o = eval(&ds, &data, &["--out", s(&out), "--modes", "bm25"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(
-        err.contains("test.tsv:3: document \"missing.md\" is not in the corpus"),
-        "{err}"
-    );
-    assert!(
-        err.contains("queries.jsonl:2: query \"2\" has no relevant document"),
-        "{err}"
-    );
+    for issue in [
+        "test.tsv:3: document \"missing.md\" is not in the corpus",
+        "queries.jsonl:2: query \"2\" has no relevant document",
+    ] {
+        assert!(err.contains(issue), "{err}");
+    }
     let m = metrics(&out);
     assert_eq!(m["dataset"]["issues"].as_array().unwrap().len(), 2);
     assert_eq!(m["dataset"]["queries_scored"], 1);
@@ -195,19 +189,10 @@ fn dataset_errors_name_their_file_and_line() {
 
 #[test]
 fn evaluating_a_running_server_gives_the_in_process_numbers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let (tmp, data) = tmp_and_data();
     let corpus = repo().join("corpus");
     let dataset = repo().join("evals/guide");
-    let o = run(&[
-        "sync",
-        "--path",
-        s(&corpus),
-        "-c",
-        "guide",
-        "--data-dir",
-        s(&data),
-    ]);
+    let o = run(&sync_args(&corpus, "guide", &data));
     assert!(o.status.success(), "{}", stderr(&o));
     // In process, the same collection the server will serve, as it is.
     let local = tmp.path().join("local");

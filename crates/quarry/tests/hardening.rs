@@ -7,9 +7,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Child;
 
 use support::*;
 
@@ -28,47 +28,34 @@ impl Drop for Served {
 }
 
 fn serve(data: &Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ])
-        .env("QUARRY_HOME", home())
-        .env("QUARRY_WRITE_KEYS", WRITE_KEY)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines.next().expect("the server exited").unwrap();
-        if let Some(rest) = line.split("on http://").nth(1) {
-            break format!("http://{}", rest.split_whitespace().next().unwrap());
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (child, url) = quarry_serve_env(
+        &["--data-dir", s(data)],
+        &[("QUARRY_WRITE_KEYS", WRITE_KEY)],
+    );
     Served { child, url }
 }
 
 fn sync(tree: &Path, data: &Path, collection: &str) {
-    let out = quarry(
-        &[
-            "sync",
-            "--path",
-            tree.to_str().unwrap(),
-            "-c",
-            collection,
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    quarry_ok(&sync_args(tree, collection, data));
+}
+
+/// A temporary directory with `tree/a.md` holding `text`, synced into
+/// `data` as `collection`: (the directory, the tree, the data directory).
+fn synced_tree(text: &str, collection: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("a.md"), text).unwrap();
+    let data = dir.path().join("data");
+    sync(&tree, &data, collection);
+    (dir, tree, data)
+}
+
+/// `synced_tree`, served: (the directory, the tree, the server).
+fn served_tree(text: &str, collection: &str) -> (tempfile::TempDir, PathBuf, Served) {
+    let (dir, tree, data) = synced_tree(text, collection);
+    let server = serve(&data);
+    (dir, tree, server)
 }
 
 /// One raw HTTP/1.1 exchange, so the test controls every byte of the
@@ -104,6 +91,22 @@ fn request(method: &str, path: &str, headers: &[&str], body: &str) -> String {
 
 fn auth() -> String {
     format!("Authorization: Bearer {WRITE_KEY}")
+}
+
+/// One request with the write key: (status, body).
+fn authed(url: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let (status, _, body) = raw(url, &request(method, path, &[&auth()], body));
+    (status, body)
+}
+
+/// A search of `collection` with the write key, which must answer 200: the
+/// response body.
+#[track_caller]
+fn search_ok(url: &str, collection: &str, query: &str) -> String {
+    let path = format!("/v1/collections/{collection}/search");
+    let (status, body) = authed(url, "POST", &path, query);
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// The one error shape, with no server path in it.
@@ -145,19 +148,10 @@ fn snapshot(dir: &Path) -> Vec<(String, u64, std::time::SystemTime)> {
 
 #[test]
 fn collection_names_never_leave_the_data_directory_on_any_route() {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("tree");
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(
-        tree.join("a.md"),
-        "# Victim\n\nThe quokka ledger is private.\n",
-    )
-    .unwrap();
+    let (dir, tree, data) = synced_tree("# Victim\n\nThe quokka ledger is private.\n", "docs");
     // A shard outside the served data directory.
     let other = dir.path().join("other");
     sync(&tree, &other, "secret");
-    let data = dir.path().join("data");
-    sync(&tree, &data, "docs");
     let before = snapshot(&other);
     let server = serve(&data);
     let search = r#"{"query": "quokka ledger", "mode": "bm25"}"#;
@@ -186,7 +180,7 @@ fn collection_names_never_leave_the_data_directory_on_any_route() {
             ("PUT", "documents/x", r#"{"text": "hello"}"#),
         ] {
             let path = format!("/v1/collections/{name}/{route}");
-            let (status, _, body) = raw(&server.url, &request(method, &path, &[&auth()], body));
+            let (status, body) = authed(&server.url, method, &path, body);
             // The absolute name is the caller's own text; the served data
             // directory must not show.
             assert_error_shape(status, &body, 400, &data);
@@ -198,35 +192,24 @@ fn collection_names_never_leave_the_data_directory_on_any_route() {
         "a file outside the data directory changed"
     );
     // The real collection still answers.
-    let (status, _, body) = raw(
-        &server.url,
-        &request("POST", "/v1/collections/docs/search", &[&auth()], search),
-    );
-    assert_eq!(status, 200, "{body}");
+    let body = search_ok(&server.url, "docs", search);
     assert!(body.contains("a.md"), "{body}");
 }
 
 #[test]
 fn every_error_has_the_json_shape_and_hostile_requests_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("tree");
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(tree.join("a.md"), "# A\n\nThe wombat index.\n").unwrap();
-    let data = dir.path().join("data");
-    sync(&tree, &data, "docs");
-    let server = serve(&data);
+    let (dir, _, server) = served_tree("# A\n\nThe wombat index.\n", "docs");
     let u = &server.url;
-    // Unknown route and wrong method.
-    let (s, _, b) = raw(u, &request("GET", "/v1/nothing", &[&auth()], ""));
-    assert_error_shape(s, &b, 404, dir.path());
-    let (s, _, b) = raw(u, &request("DELETE", "/v1/collections", &[&auth()], ""));
-    assert_error_shape(s, &b, 405, dir.path());
-    // A document id that is not UTF-8.
-    let (s, _, b) = raw(
-        u,
-        &request("GET", "/v1/collections/docs/documents/%FF", &[&auth()], ""),
-    );
-    assert_error_shape(s, &b, 400, dir.path());
+    for (method, path, expected) in [
+        // Unknown route and wrong method.
+        ("GET", "/v1/nothing", 404),
+        ("DELETE", "/v1/collections", 405),
+        // A document id that is not UTF-8.
+        ("GET", "/v1/collections/docs/documents/%FF", 400),
+    ] {
+        let (s, b) = authed(u, method, path, "");
+        assert_error_shape(s, &b, expected, dir.path());
+    }
     // Two Authorization headers are ambiguous.
     let two = [auth(), "Authorization: Bearer wrong".to_string()];
     let refs: Vec<&str> = two.iter().map(String::as_str).collect();
@@ -234,13 +217,10 @@ fn every_error_has_the_json_shape_and_hostile_requests_are_refused() {
     assert_error_shape(s, &b, 400, dir.path());
     // A citation URI that would run script in a page.
     let put = r#"{"text": "hello", "uri": "javascript:alert(1)"}"#;
-    let (s, _, b) = raw(
-        u,
-        &request("PUT", "/v1/collections/docs/documents/x", &[&auth()], put),
-    );
+    let (s, b) = authed(u, "PUT", "/v1/collections/docs/documents/x", put);
     assert_error_shape(s, &b, 400, dir.path());
     // The OpenAPI document says what the routes do.
-    let (s, _, b) = raw(u, &request("GET", "/openapi.json", &[&auth()], ""));
+    let (s, b) = authed(u, "GET", "/openapi.json", "");
     assert_eq!(s, 200);
     let doc: serde_json::Value = serde_json::from_str(&b).unwrap();
     for route in ["/readyz", "/metrics"] {
@@ -269,13 +249,7 @@ fn every_error_has_the_json_shape_and_hostile_requests_are_refused() {
 
 #[test]
 fn a_deeply_nested_page_is_indexed_and_the_server_lives() {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("tree");
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(tree.join("a.md"), "# A\n\nFirst.\n").unwrap();
-    let data = dir.path().join("data");
-    sync(&tree, &data, "deep");
-    let server = serve(&data);
+    let (_dir, _, server) = served_tree("# A\n\nFirst.\n", "deep");
     let depth = 10_000;
     let html = format!(
         "<html><body>{}<p>The narwhal compass points north.</p>{}</body></html>",
@@ -283,58 +257,24 @@ fn a_deeply_nested_page_is_indexed_and_the_server_lives() {
         "</div>".repeat(depth)
     );
     let body = serde_json::json!({"text": html, "content_type": "text/html"}).to_string();
-    let (s, _, b) = raw(
+    let (s, b) = authed(
         &server.url,
-        &request(
-            "PUT",
-            "/v1/collections/deep/documents/page",
-            &[&auth()],
-            &body,
-        ),
+        "PUT",
+        "/v1/collections/deep/documents/page",
+        &body,
     );
     assert_eq!(s, 200, "{b}");
     let search = r#"{"query": "narwhal compass", "mode": "bm25"}"#;
-    let (s, _, b) = raw(
-        &server.url,
-        &request("POST", "/v1/collections/deep/search", &[&auth()], search),
-    );
-    assert_eq!(s, 200, "{b}");
+    let b = search_ok(&server.url, "deep", search);
     assert!(b.contains("narwhal compass"), "{b}");
 }
 
 #[test]
 fn a_second_process_on_an_open_shard_is_told_who_owns_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("tree");
-    std::fs::create_dir_all(&tree).unwrap();
-    std::fs::write(tree.join("a.md"), "# A\n\nThe okapi trail.\n").unwrap();
+    let (dir, tree, server) = served_tree("# A\n\nThe okapi trail.\n", "docs");
+    search_ok(&server.url, "docs", r#"{"query": "okapi"}"#);
     let data = dir.path().join("data");
-    sync(&tree, &data, "docs");
-    let server = serve(&data);
-    let (s, _, b) = raw(
-        &server.url,
-        &request(
-            "POST",
-            "/v1/collections/docs/search",
-            &[&auth()],
-            r#"{"query": "okapi"}"#,
-        ),
-    );
-    assert_eq!(s, 200, "{b}");
-    let out = quarry(
-        &[
-            "sync",
-            "--path",
-            tree.to_str().unwrap(),
-            "-c",
-            "docs",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
+    let out = quarry_home(&sync_args(&tree, "docs", &data));
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(!err.contains("WouldBlock"), "{err}");

@@ -39,12 +39,7 @@ fn peak_rss_kb(pid: u32) -> Option<u64> {
 
 /// The BM25 search of `query` in the corpus's collection, as JSON.
 fn search(data: &Path, query: &str) -> serde_json::Value {
-    let args = ["search", query, "-c", "hostile", "--mode", "bm25", "--json"];
-    let mut all = args.to_vec();
-    all.extend(["--data-dir", data.to_str().unwrap()]);
-    let out = quarry(&all, Some(&home()), &[], None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    success_json(&bm25_search(query, "hostile", &[], data))
 }
 
 #[test]
@@ -71,10 +66,8 @@ fn a_hostile_corpus_gets_its_outcomes_and_every_good_file_is_searchable() {
     .unwrap();
     let data = dir.path().join("data");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["--config", config.to_str().unwrap(), "sync", "--json"])
-        .args(["--data-dir", data.to_str().unwrap()])
-        .env("QUARRY_HOME", home())
+    let mut child = quarry_command(&["--config", s(&config), "sync", "--json"])
+        .args(["--data-dir", s(&data)])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -174,18 +167,7 @@ fn a_hostile_corpus_gets_its_outcomes_and_every_good_file_is_searchable() {
         .collect();
     assert_eq!(ids, ["names/caf%E9.txt", "names/caf%E8.txt"]);
     // Nothing from outside the root was read.
-    let out = quarry(
-        &[
-            "export",
-            "-c",
-            "hostile",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
+    let out = quarry_home(&["export", "-c", "hostile", "--data-dir", s(&data)]);
     let exported = String::from_utf8(out.stdout).unwrap();
     assert!(!exported.contains("outsidesecret"));
     assert!(!exported.contains('\0'), "a NUL reached the index");

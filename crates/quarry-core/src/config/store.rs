@@ -17,7 +17,8 @@ pub enum StoreConfig {
 pub struct ServerStoreConfig {
     /// The gRPC endpoint, e.g. `http://localhost:6334`.
     pub url: String,
-    #[serde(default)]
+    /// Never written back out, like the API keys.
+    #[serde(default, skip_serializing)]
     pub api_key: Option<String>,
     /// One request's timeout.
     #[serde(default = "default_store_timeout")]

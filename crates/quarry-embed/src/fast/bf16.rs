@@ -15,6 +15,9 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::matmul::Head;
+
 /// Columns per packed panel: two 16-lane registers.
 const NR: usize = 32;
 /// Rows per micro-tile: 12 × 2 accumulators plus the two panel registers.
@@ -184,17 +187,9 @@ unsafe fn panel_product<const ADD: bool>(
 /// for `dh` floats at each of `len` row starts.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bf16")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn head_attention(
-    qkv: &[f32],
-    len: usize,
-    h: usize,
-    off: usize,
-    dh: usize,
-    scale: f32,
-    ctx: *mut f32,
-    ldc: usize,
-) {
+pub(crate) unsafe fn head_attention(head: Head<'_>, ctx: *mut f32, ldc: usize) {
+    let Head { qkv, len, h, .. } = head;
+    let Head { off, dh, scale, .. } = head;
     use super::kernels::{interleave_bf16, scale_into, softmax_rows_coarse, to_bf16_pairs};
     let row = |i: usize| &qkv[i * 3 * h..(i + 1) * 3 * h];
     let dp = dh / 2;

@@ -14,10 +14,22 @@ pub(crate) struct SendPtr(pub(crate) *mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// One head of one sequence's attention: `(qkv rows, len, hidden, head
-/// offset, head size, scale, ctx, ctx row stride)`, as
-/// [`sgemm::head_attention`] documents.
-pub(crate) type HeadAttention = unsafe fn(&[f32], usize, usize, usize, usize, f32, *mut f32, usize);
+/// One head of one sequence: `qkv` holds the sequence's `len` rows of
+/// `3h`, the head's Q, K and V at columns `off`, `h + off` and `2h + off`,
+/// `dh` wide; scores are scaled by `scale`.
+#[derive(Clone, Copy)]
+pub(crate) struct Head<'a> {
+    pub qkv: &'a [f32],
+    pub len: usize,
+    pub h: usize,
+    pub off: usize,
+    pub dh: usize,
+    pub scale: f32,
+}
+
+/// Attention of one [`Head`], written to `ctx` (its `len` rows `ldc`
+/// apart), as [`sgemm::head_attention`] documents.
+pub(crate) type HeadAttention = unsafe fn(Head<'_>, *mut f32, usize);
 
 /// `out[rows, n_out] += x[rows, n_in] · w[n_in, n_out]` with `gemm`, the
 /// portable path.
@@ -119,17 +131,9 @@ pub(crate) fn split_product(
 /// # Safety
 /// `qkv` holds `len` rows of `3h`; `ctx` is valid for `dh` floats at each
 /// of `len` row starts, `ldc` apart, and no one else writes them.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_head_attention(
-    qkv: &[f32],
-    len: usize,
-    h: usize,
-    off: usize,
-    dh: usize,
-    scale: f32,
-    ctx: *mut f32,
-    ldc: usize,
-) {
+pub(crate) unsafe fn gemm_head_attention(head: Head<'_>, ctx: *mut f32, ldc: usize) {
+    let Head { qkv, len, h, .. } = head;
+    let Head { off, dh, scale, .. } = head;
     assert!(qkv.len() >= len * 3 * h && off + dh <= h);
     let mut scores = vec![0f32; len * len];
     let q = qkv[off..].as_ptr();

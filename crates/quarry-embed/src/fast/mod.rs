@@ -283,16 +283,15 @@ impl FastBert {
             // head columns of rows start..start+len in `ctx` are written by
             // this task only.
             unsafe {
-                head(
-                    rows,
+                let one = matmul::Head {
+                    qkv: rows,
                     len,
                     h,
-                    hd * dh,
+                    off: hd * dh,
                     dh,
                     scale,
-                    out.0.add(start * h + hd * dh),
-                    h,
-                )
+                };
+                head(one, out.0.add(start * h + hd * dh), h)
             };
         };
         if tasks.len() > 1 && rayon::current_num_threads() > 1 {

@@ -19,6 +19,9 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+#[cfg(target_arch = "x86_64")]
+use super::matmul::Head;
+
 /// Columns per packed panel: two 16-lane registers.
 const NR: usize = 32;
 /// Rows per micro-tile: 12 × 2 accumulators plus the two panel registers.
@@ -92,17 +95,9 @@ pub(crate) fn matmul_add(x: &[f32], rows: usize, w: &PackedF32, out: &mut [f32])
 /// Only when [`supported`]; `dh` must be a multiple of 32, and `ctx` valid
 /// for `dh` floats at each of `len` row starts, `ldc` apart.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn head_attention(
-    qkv: &[f32],
-    len: usize,
-    h: usize,
-    off: usize,
-    dh: usize,
-    scale: f32,
-    ctx: *mut f32,
-    ldc: usize,
-) {
+pub(crate) unsafe fn head_attention(head: Head<'_>, ctx: *mut f32, ldc: usize) {
+    let Head { qkv, len, h, .. } = head;
+    let Head { off, dh, scale, .. } = head;
     assert!(qkv.len() >= len * 3 * h && off + dh <= h && dh.is_multiple_of(NR));
     // Kᵀ (scaled) as panels of 32 keys, zero beyond `len`.
     let lp = len.div_ceil(NR) * NR;
@@ -462,7 +457,15 @@ mod tests {
             let mut ctx = vec![f32::NAN; len * h];
             let scale = 1.0 / (dh as f32).sqrt();
             // SAFETY: the CPU check is above; ctx has len rows of h ≥ off + dh.
-            unsafe { head_attention(&qkv, len, h, off, dh, scale, ctx.as_mut_ptr().add(off), h) };
+            let head = Head {
+                qkv: &qkv,
+                len,
+                h,
+                off,
+                dh,
+                scale,
+            };
+            unsafe { head_attention(head, ctx.as_mut_ptr().add(off), h) };
             let at = |i: usize, j: usize| f64::from(qkv[i * 3 * h + j]);
             for i in 0..len {
                 let s: Vec<f64> = (0..len)

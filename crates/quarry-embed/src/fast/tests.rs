@@ -105,6 +105,14 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (n(a) * n(b))
 }
 
+/// The largest element-wise difference |a - b|.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 #[test]
 fn other_bert_shapes_match_candle_transformers() {
     // (hidden, heads, intermediate, layers, activation, weight prefix)
@@ -150,11 +158,7 @@ fn other_bert_shapes_match_candle_transformers() {
                 .unwrap();
             let got = &together[start * h..(start + len) * h];
             let what = format!("hidden {h}, heads {heads}, inter {inter}, {act:?}, len {len}");
-            let max_diff = want
-                .iter()
-                .zip(got)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let max_diff = max_abs_diff(&want, got);
             assert!(max_diff < 1e-4, "{what}: max |Δ| {max_diff}");
             // Alone, the sequence gets the same numbers: exactly, where
             // every layer is packed; `gemm` blocks by row count, so a layer
@@ -163,11 +167,7 @@ fn other_bert_shapes_match_candle_transformers() {
             if inter % 32 == 0 && super::sgemm::supported() {
                 assert_eq!(alone, got, "{what}: alone vs batched");
             }
-            let drift = alone
-                .iter()
-                .zip(got)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let drift = max_abs_diff(&alone, got);
             assert!(drift < 1e-5, "{what}: alone vs batched, max |Δ| {drift}");
             if let Some(bf16) = &bf16 {
                 let low = bf16.encode(&[seq]).0;

@@ -107,6 +107,12 @@ pub(crate) enum Encoder {
     Candle(BertModel),
 }
 
+impl std::fmt::Debug for Encoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Encoder {
     /// The fast encoder when asked for and able to run the architecture,
     /// the reference otherwise.

@@ -2,7 +2,7 @@
 //! here belong to the source [`API_SOURCE`] and go through exactly the
 //! parse, chunk and embed path of a sync.
 
-use quarry_ingest::{MemoryDocument, MemorySource};
+use quarry_ingest::{MemorySource, RawDocument};
 use serde::{Deserialize, Serialize};
 
 use super::Service;
@@ -160,18 +160,14 @@ impl Service {
                 "metadata.updated_at_unix is set by the server".into(),
             ));
         }
-        let source = MemorySource::single(
-            API_SOURCE,
-            MemoryDocument {
-                id: id.to_string(),
-                text: body.text,
-                content_type,
-                title: body.title,
-                uri: body.uri,
-                metadata,
-                updated_at_unix: Some(now_unix()),
-            },
-        );
+        let raw = RawDocument {
+            bytes: body.text.into_bytes(),
+            content_type: Some(content_type),
+            title: body.title,
+            metadata,
+            version: None,
+        };
+        let source = MemorySource::single(API_SOURCE, id, body.uri, raw, Some(now_unix()));
         let report = self.indexer.put_document(collection, source, id).await?;
         if let Some(e) = report.errors.first() {
             return Err(EngineError::Invalid(format!(

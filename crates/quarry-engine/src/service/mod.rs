@@ -2,7 +2,8 @@
 //! OpenAI-compatible routes.
 //!
 //! It is built once from the configuration and owns the store, the
-//! retriever, the indexer and the context token counter, so that every
+//! retriever (which checks search options against `server.max_top_k`), the
+//! indexer and the context token counter, so that every
 //! front end validates a request the same way, lists collections the same
 //! way and starts syncs the same way. Front ends only translate: arguments
 //! or JSON in, the types here out, [`EngineError`] to their own errors.
@@ -26,7 +27,7 @@ use serde::Serialize;
 
 use crate::context::{Context, ContextOptions, TokenCounter};
 use crate::report::SyncReport;
-use crate::retriever::{Hit, Retriever, RetrieverSettings, SearchOptions};
+use crate::retriever::{Retriever, RetrieverSettings};
 use crate::sync::{Indexer, IndexerSettings, ProgressFn};
 use crate::{EngineError, Result, blocking, models};
 
@@ -83,16 +84,12 @@ pub struct Service {
     counter: TokenCounter,
     sources: Vec<SourceConfig>,
     max_file_bytes: u64,
-    max_top_k: usize,
     jobs: jobs::JobRegistry,
 }
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service")
-            .field("sources", &self.sources.len())
-            .field("max_top_k", &self.max_top_k)
-            .finish()
+        write!(f, "Service({} sources)", self.sources.len())
     }
 }
 
@@ -104,6 +101,7 @@ impl RetrieverSettings {
             hybrid_prefetch_factor: r.hybrid_prefetch_factor,
             rrf_k: r.rrf_k,
             query_cache: r.query_cache,
+            max_top_k: config.server.max_top_k,
         }
     }
 }
@@ -156,7 +154,6 @@ impl Service {
             counter,
             sources: config.sources.clone(),
             max_file_bytes: config.sync.max_file_bytes,
-            max_top_k: config.server.max_top_k.max(1),
             jobs: jobs::JobRegistry::default(),
         })
     }
@@ -182,17 +179,6 @@ impl Service {
         &self.sources
     }
 
-    /// Hits for `query` in `collection`.
-    pub async fn search(
-        &self,
-        collection: &str,
-        query: &str,
-        options: &SearchOptions,
-    ) -> Result<Vec<Hit>> {
-        options.validate(self.max_top_k)?;
-        self.retriever.search(collection, query, options).await
-    }
-
     /// Token-budgeted context for `query`, with citations.
     pub async fn context(
         &self,
@@ -210,7 +196,6 @@ impl Service {
                 "per_doc_limit must be at least 1".into(),
             ));
         }
-        options.search.validate(self.max_top_k)?;
         crate::context::build(&self.retriever, &self.counter, collection, query, options).await
     }
 

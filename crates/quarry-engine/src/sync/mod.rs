@@ -102,9 +102,7 @@ pub struct Indexer {
 
 impl std::fmt::Debug for Indexer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Indexer")
-            .field("chunking", &self.chunking)
-            .finish()
+        write!(f, "Indexer({})", self.chunking)
     }
 }
 

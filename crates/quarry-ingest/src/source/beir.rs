@@ -55,12 +55,10 @@ impl BeirSource {
             let v: serde_json::Value = match serde_json::from_slice(&line) {
                 Ok(v) => v,
                 Err(e) => {
-                    issues.push(ListingIssue {
-                        id: None,
+                    issues.push(ListingIssue::failed(
                         uri,
-                        reason: format!("line {n}: invalid JSON ({e})"),
-                        skipped: false,
-                    });
+                        format!("line {n}: invalid JSON ({e})"),
+                    ));
                     continue;
                 }
             };
@@ -68,24 +66,17 @@ impl BeirSource {
                 Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
                 Some(serde_json::Value::Number(n)) => n.to_string(),
                 _ => {
-                    issues.push(ListingIssue {
-                        id: None,
-                        uri,
-                        reason: format!("line {n}: no \"_id\""),
-                        skipped: false,
-                    });
+                    issues.push(ListingIssue::failed(uri, format!("line {n}: no \"_id\"")));
                     continue;
                 }
             };
             let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
             let (title, text) = (field("title"), field("text"));
             if records.contains_key(&id) {
-                issues.push(ListingIssue {
-                    id: None,
+                issues.push(ListingIssue::failed(
                     uri,
-                    reason: format!("line {n}: duplicate _id {id:?}; the first one is kept"),
-                    skipped: false,
-                });
+                    format!("line {n}: duplicate _id {id:?}; the first one is kept"),
+                ));
                 continue;
             }
             docs.push(DocumentRef {

@@ -120,12 +120,7 @@ impl Source for FsSource {
                 Ok(e) => e,
                 Err(e) => {
                     let uri = error_path(&e).unwrap_or(&self.root).display().to_string();
-                    issues.push(ListingIssue {
-                        id: None,
-                        uri,
-                        reason: e.to_string(),
-                        skipped: false,
-                    });
+                    issues.push(ListingIssue::failed(uri, e.to_string()));
                     continue;
                 }
             };
@@ -136,12 +131,10 @@ impl Source for FsSource {
             if !kind.is_file() {
                 if !kind.is_dir() && !kind.is_symlink() {
                     // FIFOs, sockets, devices: reading one could block forever.
-                    issues.push(ListingIssue {
-                        id: None,
-                        uri: format!("file://{}", path.display()),
-                        reason: "not a regular file (a FIFO, socket or device)".into(),
-                        skipped: true,
-                    });
+                    issues.push(ListingIssue::skipped(
+                        format!("file://{}", path.display()),
+                        "not a regular file (a FIFO, socket or device)",
+                    ));
                 }
                 continue;
             }
@@ -154,15 +147,13 @@ impl Source for FsSource {
             let canonical = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
             let uri = format!("file://{}", canonical.display());
             if self.follow_symlinks && !canonical.starts_with(&self.canonical_root) {
-                issues.push(ListingIssue {
-                    id: None,
-                    uri: format!("file://{}", path.display()),
-                    reason: format!(
+                issues.push(ListingIssue::skipped(
+                    format!("file://{}", path.display()),
+                    format!(
                         "a link to {}, outside the source root; links are followed only inside it",
                         canonical.display()
                     ),
-                    skipped: true,
-                });
+                ));
                 continue;
             }
             let bytes = match read_limited(path, &uri, self.max_file_bytes) {
@@ -183,12 +174,10 @@ impl Source for FsSource {
             };
             let mut paths = self.paths.lock().unwrap_or_else(|e| e.into_inner());
             if paths.get(&rel).is_some_and(|p| p != path) {
-                issues.push(ListingIssue {
-                    id: None,
+                issues.push(ListingIssue::failed(
                     uri,
-                    reason: format!("another file already has the document id {rel:?}; rename one"),
-                    skipped: false,
-                });
+                    format!("another file already has the document id {rel:?}; rename one"),
+                ));
                 continue;
             }
             paths.insert(rel.clone(), path.to_path_buf());

@@ -16,7 +16,7 @@ mod memory;
 
 pub use beir::BeirSource;
 pub use fs::FsSource;
-pub use memory::{MemoryDocument, MemorySource};
+pub use memory::MemorySource;
 
 use quarry_core::config::SourceConfig;
 
@@ -60,6 +60,26 @@ pub struct ListingIssue {
     pub reason: String,
     /// A deliberate skip (over the size limit) rather than a failure.
     pub skipped: bool,
+}
+
+impl ListingIssue {
+    /// An entry that could not be listed, and is no document.
+    pub fn failed(uri: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            id: None,
+            uri: uri.into(),
+            reason: reason.into(),
+            skipped: false,
+        }
+    }
+
+    /// An entry left out on purpose (a FIFO, a link out of the root).
+    pub fn skipped(uri: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            skipped: true,
+            ..Self::failed(uri, reason)
+        }
+    }
 }
 
 /// What listing a source gives: its documents, and the entries that could

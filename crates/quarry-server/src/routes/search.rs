@@ -54,6 +54,16 @@ pub struct ContextBody {
     pub candidates: Option<usize>,
 }
 
+/// How both routes find candidate chunks.
+fn candidates(mode: Mode, filter: Filter, score_threshold: Option<f32>) -> SearchOptions {
+    SearchOptions {
+        mode,
+        filter,
+        score_threshold,
+        ..SearchOptions::default()
+    }
+}
+
 /// Search a collection.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", request_body = SearchBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
@@ -64,13 +74,15 @@ pub(crate) async fn search(
     JsonBody(body): JsonBody<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let options = SearchOptions {
-        mode: body.mode,
         top_k: body.top_k.unwrap_or(10),
-        filter: body.filter,
-        score_threshold: body.score_threshold,
         per_doc_limit: body.per_doc_limit,
+        ..candidates(body.mode, body.filter, body.score_threshold)
     };
-    let hits = state.service.search(&name, &body.query, &options).await?;
+    let hits = state
+        .service
+        .retriever()
+        .search(&name, &body.query, &options)
+        .await?;
     Ok(Json(SearchResponse { hits }))
 }
 
@@ -85,11 +97,8 @@ pub(crate) async fn context(
 ) -> Result<Json<Context>, ApiError> {
     let options = ContextOptions {
         search: SearchOptions {
-            mode: body.mode,
             top_k: body.candidates.unwrap_or(50),
-            filter: body.filter,
-            score_threshold: body.score_threshold,
-            per_doc_limit: None,
+            ..candidates(body.mode, body.filter, body.score_threshold)
         },
         max_tokens: body.max_tokens,
         per_doc_limit: body.per_doc_limit,

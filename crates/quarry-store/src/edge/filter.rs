@@ -88,27 +88,10 @@ pub(super) fn to_edge(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::filter::Range;
 
     #[test]
     fn every_condition_converts_and_the_staged_points_are_excluded() {
-        let c = Condition::And(vec![
-            Condition::matches("doc_id", "a"),
-            Condition::any_of("tags", vec!["x".into(), "y".into()]),
-            Condition::Prefix {
-                key: "path".into(),
-                prefix: "guide".into(),
-            },
-            Condition::Range {
-                key: "metadata.year".into(),
-                range: Range::equal(2020.0),
-            },
-            Condition::Or(vec![Condition::matches(
-                "metadata.draft",
-                MatchValue::Bool(false),
-            )]),
-            !Condition::matches("metadata.n", MatchValue::Integer(3)),
-        ]);
+        let c = crate::filter::every_kind();
         let f = to_edge(Some(&c), [QPointId::NumId(7)]).unwrap().unwrap();
         let json = serde_json::to_value(&f).unwrap();
         let text = json.to_string();

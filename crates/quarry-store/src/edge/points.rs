@@ -63,22 +63,10 @@ impl VectorStore for EdgeStore {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| !n.starts_with('.'))
             .collect();
-        let aliases = self.aliases();
-        let targets: HashSet<&String> = aliases.values().collect();
-        let mut names: Vec<String> = physical
-            .iter()
-            .filter(|n| !targets.contains(n))
-            .cloned()
-            .chain(
-                aliases
-                    .iter()
-                    .filter(|(_, t)| physical.contains(t))
-                    .map(|(a, _)| a.clone()),
-            )
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+        let known: HashSet<String> = physical.iter().cloned().collect();
+        Ok(crate::listed_names(physical, &self.aliases(), |n| {
+            known.contains(n)
+        }))
     }
 
     fn upsert_staged(&self, name: &str, points: Vec<Point>) -> Result<()> {

@@ -56,24 +56,10 @@ pub(super) fn to_grpc(wanted: Option<&Condition>, must_not: Vec<QCondition>) -> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::filter::Range as QuarryRange;
 
     #[test]
     fn every_condition_converts() {
-        let c = Condition::And(vec![
-            Condition::matches("doc_id", "a"),
-            Condition::any_of("tags", vec!["x".into(), "y".into()]),
-            Condition::Prefix {
-                key: "path".into(),
-                prefix: "guide/".into(),
-            },
-            Condition::Range {
-                key: "metadata.year".into(),
-                range: QuarryRange::equal(2020.0),
-            },
-            Condition::Or(vec![Condition::matches("a", MatchValue::Bool(true))]),
-            !Condition::matches("n", MatchValue::Integer(1)),
-        ]);
+        let c = crate::filter::every_kind();
         let f = to_grpc(Some(&c), vec![QCondition::matches("_staged", true)]).unwrap();
         assert_eq!((f.must.len(), f.must_not.len()), (1, 1));
         let text = format!("{f:?}");

@@ -229,26 +229,11 @@ impl VectorStore for ServerStore {
         let response = self.call("list collections", "", Retry::No, |c| async move {
             c.list_collections().await
         })?;
-        let aliases = self.alias_map()?;
-        let targets: HashSet<&String> = aliases.values().collect();
-        let mut names = Vec::new();
-        for d in response.collections {
-            if targets.contains(&d.name) {
-                continue;
-            }
-            // Foreign collections on a shared server are not ours to list.
-            if matches!(self.spec_of(&d.name), Ok(Some(_))) {
-                names.push(d.name);
-            }
-        }
-        for (alias, target) in &aliases {
-            if matches!(self.spec_of(target), Ok(Some(_))) {
-                names.push(alias.clone());
-            }
-        }
-        names.sort();
-        names.dedup();
-        Ok(names)
+        let physical = response.collections.into_iter().map(|d| d.name).collect();
+        // Foreign collections on a shared server are not ours to list.
+        Ok(crate::listed_names(physical, &self.alias_map()?, |n| {
+            matches!(self.spec_of(n), Ok(Some(_)))
+        }))
     }
 
     fn upsert_staged(&self, name: &str, points: Vec<Point>) -> Result<()> {

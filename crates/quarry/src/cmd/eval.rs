@@ -243,6 +243,7 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
                         // Every query once per mode; a cache would only hide
                         // the embedding cost from the latency figures.
                         query_cache: 0,
+                        ..RetrieverSettings::default()
                     },
                 );
                 let backend = Backend::Local {

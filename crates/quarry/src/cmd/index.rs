@@ -269,7 +269,10 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
         score_threshold: args.score_threshold,
         per_doc_limit: args.per_doc_limit,
     };
-    let hits = service.search(&collection, &args.query, &options).await?;
+    let hits = service
+        .retriever()
+        .search(&collection, &args.query, &options)
+        .await?;
     let mut out = std::io::stdout().lock();
     if args.json {
         writeln!(out, "{}", serde_json::json!({ "hits": hits }))?;

@@ -96,13 +96,87 @@ pub fn quarry(
     child.wait_with_output().unwrap()
 }
 
+/// `quarry ARGS` with the real model cache as QUARRY_HOME, no extra
+/// environment and no stdin.
+pub fn quarry_home(args: &[&str]) -> Output {
+    quarry(args, Some(&home()), &[], None)
+}
+
+/// `quarry_home(args)`, which must succeed (stderr is the failure message).
+#[track_caller]
+pub fn quarry_ok(args: &[&str]) -> Output {
+    let out = quarry_home(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    out
+}
+
+/// A path as the `&str` a command line takes.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `sync --path TREE -c COLLECTION --data-dir DATA`, to extend with flags.
+pub fn sync_args<'a>(tree: &'a Path, collection: &'a str, data: &'a Path) -> Vec<&'a str> {
+    vec![
+        "sync",
+        "--path",
+        s(tree),
+        "-c",
+        collection,
+        "--data-dir",
+        s(data),
+    ]
+}
+
+/// `quarry search QUERY -c COLLECTION --mode bm25 --json EXTRA... --data-dir DATA`.
+pub fn bm25_search(query: &str, collection: &str, extra: &[&str], data: &Path) -> Output {
+    let mut args = vec![
+        "search", query, "-c", collection, "--mode", "bm25", "--json",
+    ];
+    args.extend_from_slice(extra);
+    args.extend(["--data-dir", s(data)]);
+    quarry_home(&args)
+}
+
+/// The JSON on the stdout of a command that must have succeeded.
+#[track_caller]
+pub fn success_json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", stderr(o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// One JSON value per line of `text`.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A JSON array of numbers.
+pub fn numbers(v: &serde_json::Value) -> Vec<f64> {
+    let items = v.as_array().unwrap();
+    items.iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+/// The `quarry` binary with `args` and the real model cache as QUARRY_HOME,
+/// to configure further and spawn.
+pub fn quarry_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quarry"));
+    cmd.args(args).env("QUARRY_HOME", home());
+    cmd
+}
+
 /// Starts `quarry serve` on a free loopback port with `args`; returns the
 /// child and its base URL, read from the line it logs when it listens.
 pub fn quarry_serve(args: &[&str]) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_quarry"))
-        .args(["serve", "--addr", "127.0.0.1:0"])
+    quarry_serve_env(args, &[])
+}
+
+/// `quarry_serve` with extra environment variables.
+pub fn quarry_serve_env(args: &[&str], env: &[(&str, &str)]) -> (std::process::Child, String) {
+    let mut child = quarry_command(&["serve", "--addr", "127.0.0.1:0"])
         .args(args)
-        .env("QUARRY_HOME", home())
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
