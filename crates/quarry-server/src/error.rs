@@ -191,6 +191,19 @@ mod tests {
         assert!(matches!(full, ApiError::InsufficientStorage(ref m) if !m.contains("/srv")));
     }
 
+    #[test]
+    fn a_model_that_cannot_load_is_the_servers_fault_not_the_clients() {
+        let e = ApiError::from(EngineError::ModelLoad(
+            "loading the model of \"docs\": model.safetensors: truncated".into(),
+        ));
+        assert_eq!(
+            e.into_response().status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let bad = ApiError::from(EngineError::Invalid("top_k must be at least 1".into()));
+        assert_eq!(bad.into_response().status(), StatusCode::BAD_REQUEST);
+    }
+
     fn futures_body(body: axum::body::Body) -> String {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()

@@ -161,3 +161,22 @@ pub fn open_source(config: &SourceConfig, max_file_bytes: u64) -> Result<Box<dyn
         SourceConfig::Beir(c) => Box::new(BeirSource::open(&c.name, &c.path)?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_failures_say_whether_a_retry_can_help() {
+        let io = |kind| SourceError::io("file:///a", &std::io::Error::from(kind));
+        assert!(io(std::io::ErrorKind::TimedOut).is_transient());
+        assert!(io(std::io::ErrorKind::Interrupted).is_transient());
+        let denied = io(std::io::ErrorKind::PermissionDenied);
+        assert!(!denied.is_transient());
+        assert_eq!(denied.reason(), "permission denied");
+        assert!(denied.to_string().starts_with("file:///a: "));
+        let gone = io(std::io::ErrorKind::NotFound);
+        assert_eq!(gone.reason(), "file vanished before it could be read");
+        assert!(!gone.is_transient());
+    }
+}
