@@ -21,7 +21,8 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'schemathesis>=4,<5'
 fi
-quarry=target/debug/quarry
+# Where cargo put it: `CARGO_TARGET_DIR` when set (an absolute path), else ./target.
+quarry=${CARGO_TARGET_DIR:-target}/debug/quarry
 work=$(mktemp -d)
 key=schemathesis-write-key
 cleanup() {

@@ -15,44 +15,60 @@ pub enum SourceConfig {
     Beir(BeirSourceConfig),
 }
 
-/// `type = "fs"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FsSourceConfig {
-    pub name: String,
-    /// The directory.
-    pub path: PathBuf,
-    /// Collection the source's documents go into. Default: the source name.
-    #[serde(default)]
-    pub collection: Option<String>,
-    /// Tags added to every document of this source.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Glob patterns of files to include. Default: everything.
-    #[serde(default)]
-    pub include: Vec<String>,
-    /// Glob patterns of files to skip.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Honour `.gitignore` and `.ignore` files. Default: true.
-    #[serde(default = "yes")]
-    pub gitignore: bool,
-    /// Follow symbolic links; loops are detected. Default: false.
-    #[serde(default)]
-    pub follow_symlinks: bool,
+/// Declares one kind's configuration: the fields every kind has (`name`,
+/// `collection`, `tags`), then its own. Each kind is a struct of its own,
+/// so serde rejects another kind's fields; the macro keeps the shared ones
+/// written once.
+macro_rules! source_kind {
+    (
+        $(#[$meta:meta])*
+        $kind:ident { $($(#[$field_meta:meta])* $field:ident: $ty:ty,)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $kind {
+            /// The source's name: a collection name, and the `source` of
+            /// its documents.
+            pub name: String,
+            /// Collection the source's documents go into. Default: the
+            /// source name.
+            #[serde(default)]
+            pub collection: Option<String>,
+            /// Tags added to every document of this source.
+            #[serde(default)]
+            pub tags: Vec<String>,
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+    };
 }
 
-/// `type = "beir"`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BeirSourceConfig {
-    pub name: String,
-    /// A `corpus.jsonl`, or a dataset directory holding one.
-    pub path: PathBuf,
-    #[serde(default)]
-    pub collection: Option<String>,
-    #[serde(default)]
-    pub tags: Vec<String>,
+source_kind! {
+    /// `type = "fs"`.
+    FsSourceConfig {
+        /// The directory.
+        path: PathBuf,
+        /// Glob patterns of files to include. Default: everything.
+        #[serde(default)]
+        include: Vec<String>,
+        /// Glob patterns of files to skip.
+        #[serde(default)]
+        exclude: Vec<String>,
+        /// Honour `.gitignore` and `.ignore` files. Default: true.
+        #[serde(default = "yes")]
+        gitignore: bool,
+        /// Follow symbolic links; loops are detected. Default: false.
+        #[serde(default)]
+        follow_symlinks: bool,
+    }
+}
+
+source_kind! {
+    /// `type = "beir"`.
+    BeirSourceConfig {
+        /// A `corpus.jsonl`, or a dataset directory holding one.
+        path: PathBuf,
+    }
 }
 
 fn yes() -> bool {
