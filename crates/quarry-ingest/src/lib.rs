@@ -24,8 +24,8 @@ pub use parse::{Budget, ParseOptions, Parsed, parse, parse_with};
 pub use plan::{Plan, StoredDoc};
 pub use prepare::{PrepareOptions, Prepared, PreparedDoc, prepare};
 pub use source::{
-    BeirSource, DocumentRef, FsSource, Listing, ListingIssue, MemorySource, RawDocument, Source,
-    SourceError, open_source,
+    BeirSource, DocumentRef, FolderWatch, FsSource, Listing, ListingIssue, MemorySource,
+    RawDocument, Source, SourceError, open_source, watch_folder,
 };
 
 use std::path::PathBuf;

@@ -111,6 +111,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
             documents::get_document,
             documents::delete_document
         ))
+        .routes(routes!(status::sources))
         .routes(routes!(jobs::start_sync))
         .routes(routes!(jobs::get_job))
         .routes(routes!(status::healthz))

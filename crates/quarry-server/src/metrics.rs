@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use quarry_embed::EmbedderStats;
 use quarry_engine::CollectionInfo;
-use quarry_engine::service::SourceStatus;
+use quarry_engine::service::{RunOutcome, SourceStatus};
 
 const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
@@ -207,21 +207,50 @@ pub(crate) fn render_sync(out: &mut String, sources: &[SourceStatus]) {
         let labels = format!("source=\"{}\"", esc(&s.source));
         sample(out, chunks, &labels, s.totals.chunks_embedded);
     }
-    let since = "quarry_sync_seconds_since_success";
-    header(
-        out,
-        since,
-        "gauge",
-        "Seconds since the source's last successful sync.",
-    );
-    for s in sources {
-        let Some(at) = s.last_success else { continue };
-        let secs = at.elapsed().map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        sample(
-            out,
-            since,
-            &format!("source=\"{}\"", esc(&s.source)),
-            format!("{secs:.1}"),
-        );
+    type Gauge = fn(&SourceStatus) -> Option<u64>;
+    let per_source: [(&str, &str, &str, Gauge); 5] = [
+        (
+            "quarry_sync_seconds_since_success",
+            "gauge",
+            "Seconds since the source was last known to be in step (its last successful sync began).",
+            |s| s.lag_seconds,
+        ),
+        (
+            "quarry_source_last_success_timestamp_seconds",
+            "gauge",
+            "When the source's last successful sync began (Unix time).",
+            |s| s.last_success_unix,
+        ),
+        (
+            "quarry_source_runs_failed_total",
+            "counter",
+            "Syncs of the source that failed since the server started.",
+            |s| Some(s.runs_failed),
+        ),
+        (
+            "quarry_source_documents",
+            "gauge",
+            "Documents of the source in step after its last successful sync.",
+            |s| {
+                s.last_run
+                    .as_ref()
+                    .filter(|r| r.outcome == RunOutcome::Succeeded)
+                    .map(|r| (r.added + r.updated + r.unchanged) as u64)
+            },
+        ),
+        (
+            "quarry_source_failing",
+            "gauge",
+            "1 while the source's last sync failed.",
+            |s| Some(u64::from(s.error.is_some())),
+        ),
+    ];
+    for (name, kind, help, value) in per_source {
+        header(out, name, kind, help);
+        for s in sources {
+            if let Some(v) = value(s) {
+                sample(out, name, &format!("source=\"{}\"", esc(&s.source)), v);
+            }
+        }
     }
 }

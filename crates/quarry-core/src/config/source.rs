@@ -38,6 +38,10 @@ macro_rules! source_kind {
             /// Tags added to every document of this source.
             #[serde(default)]
             pub tags: Vec<String>,
+            /// `quarry serve` syncs the source this often (`30s`, `5m`,
+            /// `1h`, `1d`). Default: only when asked.
+            #[serde(default)]
+            pub every: Option<Every>,
             $($(#[$field_meta])* pub $field: $ty,)*
         }
     };
@@ -60,6 +64,9 @@ source_kind! {
         /// Follow symbolic links; loops are detected. Default: false.
         #[serde(default)]
         follow_symlinks: bool,
+        /// `quarry serve` re-syncs the folder within seconds of a change.
+        #[serde(default)]
+        watch: bool,
     }
 }
 
@@ -77,17 +84,20 @@ fn yes() -> bool {
 
 impl FsSourceConfig {
     /// A directory source with the defaults: everything included,
-    /// `.gitignore` honoured, links not followed, collection = name.
+    /// `.gitignore` honoured, links not followed, collection = name, no
+    /// schedule.
     pub fn new(name: &str, path: impl Into<PathBuf>) -> Self {
         Self {
             name: name.to_string(),
             path: path.into(),
             collection: None,
             tags: Vec::new(),
+            every: None,
             include: Vec::new(),
             exclude: Vec::new(),
             gitignore: true,
             follow_symlinks: false,
+            watch: false,
         }
     }
 }
@@ -99,7 +109,57 @@ impl BeirSourceConfig {
             path: path.into(),
             collection: None,
             tags: Vec::new(),
+            every: None,
         }
+    }
+}
+
+/// How often a source is synced: a number and a unit, `s`, `m`, `h` or `d`
+/// (`90s`, `5m`, `1h`). At least one second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Every(pub std::time::Duration);
+
+impl std::str::FromStr for Every {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (n, unit) = t.split_at(split);
+        let unit_secs = match unit.trim() {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            _ => 0,
+        };
+        match n.parse::<u64>() {
+            Ok(n) if n > 0 && unit_secs > 0 => Ok(Self(std::time::Duration::from_secs(
+                n.saturating_mul(unit_secs),
+            ))),
+            _ => Err(format!(
+                "every = {s:?} is not a duration; write a number and s, m, h or d, e.g. \"5m\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Every {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}s", self.0.as_secs())
+    }
+}
+
+impl Serialize for Every {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Every {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -134,6 +194,19 @@ impl SourceConfig {
 
     pub fn tags(&self) -> &[String] {
         common!(self, s => &s.tags)
+    }
+
+    /// The schedule `quarry serve` keeps it on.
+    pub fn every(&self) -> Option<std::time::Duration> {
+        common!(self, s => s.every.map(|e| e.0))
+    }
+
+    /// The folder `quarry serve` watches for changes, if any.
+    pub fn watched_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Fs(c) if c.watch => Some(&c.path),
+            _ => None,
+        }
     }
 
     /// The `type` it is configured with.
@@ -182,5 +255,16 @@ mod tests {
         assert!(err.contains("include"), "{err}");
         let err = parse("[[sources]]\nname = \"g\"\ntype = \"ftp\"\npath = \"c\"\n").unwrap_err();
         assert!(err.contains("ftp") && err.contains("fs"), "{err}");
+        let s = parse("[[sources]]\nname = \"n\"\ntype = \"fs\"\npath = \"p\"\nevery = \"2m\"\nwatch = true\n")
+            .unwrap();
+        assert_eq!(s[0].every(), Some(std::time::Duration::from_secs(120)));
+        assert_eq!(s[0].watched_path(), Some(std::path::Path::new("p")));
+        for bad in ["0s", "5", "3w", "-1m", ""] {
+            let err = parse(&format!(
+                "[[sources]]\nname = \"n\"\ntype = \"beir\"\npath = \"p\"\nevery = \"{bad}\"\n"
+            ))
+            .unwrap_err();
+            assert!(err.contains("not a duration"), "{bad}: {err}");
+        }
     }
 }

@@ -6,6 +6,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use quarry_core::config::SourceConfig;
+
 use crate::report::SyncReport;
 use crate::sync::SyncProgress;
 
@@ -46,6 +48,7 @@ pub struct JobStarted {
 
 /// Documents and chunks a source's successful syncs processed, summed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SyncTotals {
     pub added: u64,
     pub updated: u64,
@@ -66,14 +69,77 @@ impl SyncTotals {
     }
 }
 
-/// A source's sync history, for metrics and status.
+/// How a run of a source ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    Succeeded,
+    Failed,
+}
+
+/// One finished sync of a source, however it was started.
 #[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SourceRun {
+    pub started_at_unix: u64,
+    pub finished_at_unix: u64,
+    pub outcome: RunOutcome,
+    pub added: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub deleted: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub chunks_embedded: usize,
+}
+
+/// A source as the server keeps it: what it is, how its runs went, and
+/// when the next one is due.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceStatus {
     pub source: String,
+    /// `fs`, `beir`, or `api` for documents written through the API.
+    pub kind: String,
+    pub collection: String,
+    /// The configured schedule, if any.
+    pub every_secs: Option<u64>,
+    /// Whether the folder is watched for changes.
+    pub watch: bool,
+    /// A sync of it is running now.
+    pub running: bool,
+    pub last_run: Option<SourceRun>,
+    pub last_success_unix: Option<u64>,
+    pub next_run_unix: Option<u64>,
+    /// Why the last run failed; cleared by the next success.
+    pub error: Option<String>,
+    /// Seconds since the collection was last known to be in step with the
+    /// source: since the start of the last successful sync.
+    pub lag_seconds: Option<u64>,
+    /// Runs that failed, since the server started.
+    pub runs_failed: u64,
     pub totals: SyncTotals,
-    /// When its last sync succeeded.
-    #[serde(skip)]
-    pub last_success: Option<SystemTime>,
+}
+
+impl SourceStatus {
+    pub(crate) fn of(config: &SourceConfig) -> Self {
+        Self {
+            source: config.name().to_string(),
+            kind: config.kind().to_string(),
+            collection: config.collection().to_string(),
+            every_secs: config.every().map(|d| d.as_secs()),
+            watch: config.watched_path().is_some(),
+            running: false,
+            last_run: None,
+            last_success_unix: None,
+            next_run_unix: None,
+            error: None,
+            lag_seconds: None,
+            runs_failed: 0,
+            totals: SyncTotals::default(),
+        }
+    }
 }
 
 pub(crate) fn now_unix() -> u64 {
@@ -147,18 +213,68 @@ impl JobRegistry {
         }
     }
 
-    /// Counts a successful sync of `source`, however it was started.
-    pub(crate) fn record(&self, source: &str, report: &SyncReport) {
-        let mut sources = lock(&self.sources);
-        let s = sources
-            .entry(source.to_string())
-            .or_insert_with(|| SourceStatus {
-                source: source.to_string(),
-                totals: SyncTotals::default(),
-                last_success: None,
-            });
-        s.totals.add(report);
-        s.last_success = Some(SystemTime::now());
+    /// Registers the configured sources, so they are listed before their
+    /// first run.
+    pub(crate) fn register(&self, sources: &[SourceConfig]) {
+        let mut all = lock(&self.sources);
+        for s in sources {
+            all.insert(s.name().to_string(), SourceStatus::of(s));
+        }
+    }
+
+    fn with_status(&self, config: &SourceConfig, f: impl FnOnce(&mut SourceStatus)) {
+        let mut all = lock(&self.sources);
+        let status = all
+            .entry(config.name().to_string())
+            .or_insert_with(|| SourceStatus::of(config));
+        f(status);
+    }
+
+    pub(crate) fn set_running(&self, config: &SourceConfig, running: bool) {
+        self.with_status(config, |s| s.running = running);
+    }
+
+    pub(crate) fn set_next_run(&self, config: &SourceConfig, at_unix: Option<u64>) {
+        self.with_status(config, |s| s.next_run_unix = at_unix);
+    }
+
+    /// Records a finished run of `config` that started at `started_unix`.
+    pub(crate) fn record(
+        &self,
+        config: &SourceConfig,
+        started_unix: u64,
+        result: Result<&SyncReport, String>,
+    ) {
+        let finished_at_unix = now_unix();
+        self.with_status(config, |s| {
+            s.running = false;
+            let run = |outcome, r: Option<&SyncReport>| SourceRun {
+                started_at_unix: started_unix,
+                finished_at_unix,
+                outcome,
+                added: r.map_or(0, |r| r.added),
+                updated: r.map_or(0, |r| r.updated),
+                unchanged: r.map_or(0, |r| r.unchanged),
+                deleted: r.map_or(0, |r| r.deleted),
+                skipped: r.map_or(0, |r| r.skipped),
+                failed: r.map_or(0, |r| r.failed),
+                chunks_embedded: r.map_or(0, |r| r.chunks_embedded),
+            };
+            match result {
+                Ok(report) => {
+                    s.totals.add(report);
+                    s.last_run = Some(run(RunOutcome::Succeeded, Some(report)));
+                    // In step as of the listing, which is where it started.
+                    s.last_success_unix = Some(started_unix);
+                    s.error = None;
+                }
+                Err(e) => {
+                    s.last_run = Some(run(RunOutcome::Failed, None));
+                    s.runs_failed += 1;
+                    s.error = Some(e);
+                }
+            }
+        });
     }
 
     pub(crate) fn job(&self, id: &str) -> Option<Job> {
@@ -166,7 +282,11 @@ impl JobRegistry {
     }
 
     pub(crate) fn sources(&self) -> Vec<SourceStatus> {
+        let now = now_unix();
         let mut all: Vec<SourceStatus> = lock(&self.sources).values().cloned().collect();
+        for s in &mut all {
+            s.lag_seconds = s.last_success_unix.map(|t| now.saturating_sub(t));
+        }
         all.sort_by(|a, b| a.source.cmp(&b.source));
         all
     }

@@ -10,11 +10,13 @@
 
 mod documents;
 mod jobs;
+mod schedule;
 
 pub use documents::{
     API_SOURCE, DeleteResponse, DocumentStatus, NewDocument, PutDocumentResponse, WriteResult,
 };
-pub use jobs::{Job, JobStarted, JobState, SourceStatus, SyncTotals};
+pub use jobs::{Job, JobStarted, JobState, RunOutcome, SourceRun, SourceStatus, SyncTotals};
+pub use schedule::Schedule;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -84,6 +86,8 @@ pub struct Service {
     counter: TokenCounter,
     sources: Vec<SourceConfig>,
     max_file_bytes: u64,
+    /// Kept out of folder watches: syncs write there.
+    data_dir: std::path::PathBuf,
     jobs: jobs::JobRegistry,
 }
 
@@ -154,7 +158,12 @@ impl Service {
             counter,
             sources: config.sources.clone(),
             max_file_bytes: config.sync.max_file_bytes,
-            jobs: jobs::JobRegistry::default(),
+            data_dir: config.data_dir.clone(),
+            jobs: {
+                let jobs = jobs::JobRegistry::default();
+                jobs.register(&config.sources);
+                jobs
+            },
         })
     }
 
@@ -247,6 +256,7 @@ impl Service {
     }
 
     /// Syncs `source` into its collection, reporting progress to `progress`.
+    /// The run, and its outcome, show in [`Self::source_status`].
     pub async fn sync(
         &self,
         source: &SourceConfig,
@@ -254,49 +264,64 @@ impl Service {
     ) -> Result<SyncReport> {
         quarry_core::config::check_name("collection", source.collection())
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
-        let opened = quarry_ingest::open_source(source, self.max_file_bytes)?;
-        self.sync_opened(source, opened, progress).await
+        let started = jobs::now_unix();
+        self.jobs.set_running(source, true);
+        let result = match quarry_ingest::open_source(source, self.max_file_bytes) {
+            Ok(opened) => {
+                let indexer = match progress {
+                    Some(f) => self.indexer.clone().with_progress(f),
+                    None => self.indexer.clone(),
+                };
+                indexer
+                    .sync_tagged(Arc::from(opened), source.collection(), source.tags())
+                    .await
+            }
+            Err(e) => Err(e.into()),
+        };
+        self.jobs
+            .record(source, started, result.as_ref().map_err(|e| e.to_string()));
+        result
     }
 
-    async fn sync_opened(
-        &self,
-        source: &SourceConfig,
-        opened: Box<dyn quarry_ingest::Source>,
-        progress: Option<ProgressFn>,
-    ) -> Result<SyncReport> {
-        let indexer = match progress {
-            Some(f) => self.indexer.clone().with_progress(f),
-            None => self.indexer.clone(),
-        };
-        let report = indexer
-            .sync_tagged(Arc::from(opened), source.collection(), source.tags())
-            .await?;
-        self.jobs.record(source.name(), &report);
-        Ok(report)
+    fn configured(&self, name: &str) -> Result<SourceConfig> {
+        self.sources
+            .iter()
+            .find(|s| s.name() == name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(format!("no configured source {name:?}")))
+    }
+
+    /// Registers a job for `config`, unless one is running already.
+    fn claim(&self, config: &SourceConfig) -> Result<String> {
+        let name = config.name();
+        self.jobs.start(name).map_err(|running| {
+            EngineError::Conflict(format!(
+                "source {name:?} is already syncing as job {running}"
+            ))
+        })
+    }
+
+    /// Runs a claimed job to its end.
+    async fn run_job(self: &Arc<Self>, config: &SourceConfig, id: &str) -> Result<SyncReport> {
+        let (service, job) = (Arc::clone(self), id.to_string());
+        let progress: ProgressFn = Arc::new(move |p| service.jobs.progress(&job, p));
+        let result = self.sync(config, Some(progress)).await;
+        self.jobs.finish(
+            id,
+            result.as_ref().map(Clone::clone).map_err(|e| e.to_string()),
+        );
+        result
     }
 
     /// Starts a sync of configured source `name` in the background.
     pub fn start_sync(self: &Arc<Self>, name: &str) -> Result<JobStarted> {
-        let Some(config) = self.sources.iter().find(|s| s.name() == name).cloned() else {
-            return Err(EngineError::NotFound(format!(
-                "no configured source {name:?}"
-            )));
-        };
-        // Opened here, so a source that cannot be opened fails the request.
-        let opened = quarry_ingest::open_source(&config, self.max_file_bytes)?;
-        let job_id = self.jobs.start(name).map_err(|running| {
-            EngineError::Conflict(format!(
-                "source {name:?} is already syncing as job {running}"
-            ))
-        })?;
-        let service = Arc::clone(self);
-        let id = job_id.clone();
+        let config = self.configured(name)?;
+        // Opened here too, so a source that cannot be opened fails the request.
+        quarry_ingest::open_source(&config, self.max_file_bytes)?;
+        let job_id = self.claim(&config)?;
+        let (service, id) = (Arc::clone(self), job_id.clone());
         tokio::spawn(async move {
-            let (progress_service, progress_id) = (Arc::clone(&service), id.clone());
-            let progress: ProgressFn =
-                Arc::new(move |p| progress_service.jobs.progress(&progress_id, p));
-            let result = service.sync_opened(&config, opened, Some(progress)).await;
-            service.jobs.finish(&id, result.map_err(|e| e.to_string()));
+            let _ = service.run_job(&config, &id).await;
         });
         Ok(JobStarted {
             job_id,
@@ -308,7 +333,8 @@ impl Service {
         self.jobs.job(id)
     }
 
-    /// Each source's sync totals and last success.
+    /// Every source the service knows: the configured ones, and any other
+    /// it has synced (the API's documents).
     pub fn source_status(&self) -> Vec<SourceStatus> {
         self.jobs.sources()
     }

@@ -13,10 +13,12 @@
 mod beir;
 mod fs;
 mod memory;
+mod watch;
 
 pub use beir::BeirSource;
 pub use fs::FsSource;
 pub use memory::MemorySource;
+pub use watch::{FolderWatch, watch_folder};
 
 use quarry_core::config::SourceConfig;
 

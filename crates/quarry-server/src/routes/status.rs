@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use quarry_engine::CollectionInfo;
-use quarry_engine::service::Readiness;
+use quarry_engine::service::{Readiness, SourceStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -28,6 +28,20 @@ pub struct HealthResponse {
 pub(crate) async fn collections(State(state): St) -> Result<Json<CollectionsResponse>, ApiError> {
     let collections = state.service.collections().await?;
     Ok(Json(CollectionsResponse { collections }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SourcesResponse {
+    pub sources: Vec<SourceStatus>,
+}
+
+/// Each source: kind, collection, schedule, last run, last success, next
+/// run, the error if any, and how far behind it may be.
+#[utoipa::path(get, path = "/v1/sources", responses((status = 200, body = SourcesResponse), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn sources(State(state): St) -> Json<SourcesResponse> {
+    Json(SourcesResponse {
+        sources: state.service.source_status(),
+    })
 }
 
 /// Liveness: the process answers.

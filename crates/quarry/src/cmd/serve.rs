@@ -14,14 +14,16 @@ pub struct ServeArgs {
 }
 
 pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let service = super::index::open_service(config)?;
+    let service = Arc::new(super::index::open_service(config)?);
+    // Sources with `every` or `watch` are kept fresh from here on.
+    let schedule = service.start_schedule()?;
     let s = &config.server;
     let keys = Keys::new(
         s.read_keys.iter().map(String::as_str),
         s.write_keys.iter().map(String::as_str),
     );
     let state = Arc::new(AppState::new(
-        Arc::new(service),
+        Arc::clone(&service),
         keys.clone(),
         ServerSettings::from_config(s),
     ));
@@ -30,15 +32,17 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     eprintln!(
-        "quarry serving {} on http://{} ({})",
+        "quarry serving {} on http://{} ({}; {} sources on a schedule)",
         config.data_dir.display(),
         listener.local_addr()?,
         if keys.enabled() {
             "API keys required"
         } else {
             "no API keys configured: open to anyone who can reach it"
-        }
+        },
+        schedule.len()
     );
     quarry_server::serve(listener, quarry_server::app(state)).await?;
+    drop(schedule);
     Ok(ExitCode::SUCCESS)
 }
