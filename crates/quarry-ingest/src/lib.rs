@@ -24,8 +24,8 @@ pub use parse::{Budget, ParseOptions, Parsed, parse, parse_with};
 pub use plan::{Plan, StoredDoc};
 pub use prepare::{PrepareOptions, Prepared, PreparedDoc, prepare};
 pub use source::{
-    BeirSource, DocumentRef, FolderWatch, FsSource, Listing, ListingIssue, MemorySource,
-    RawDocument, Source, SourceError, open_source, watch_folder,
+    BeirSource, DocumentRef, FolderWatch, FsSource, GitSource, Listing, ListingIssue, MemorySource,
+    RawDocument, Source, SourceError, open_source, open_source_in, watch_folder,
 };
 
 use std::path::PathBuf;

@@ -13,6 +13,8 @@ pub enum SourceConfig {
     Fs(FsSourceConfig),
     /// A BEIR `corpus.jsonl`.
     Beir(BeirSourceConfig),
+    /// A git repository, read at the head of one branch.
+    Git(GitSourceConfig),
 }
 
 /// Declares one kind's configuration: the fields every kind has (`name`,
@@ -67,6 +69,28 @@ source_kind! {
         /// `quarry serve` re-syncs the folder within seconds of a change.
         #[serde(default)]
         watch: bool,
+    }
+}
+
+source_kind! {
+    /// `type = "git"`.
+    GitSourceConfig {
+        /// Anything git understands: `https://`, `ssh://`, `file://`, a path.
+        url: String,
+        /// Default: the remote's default branch.
+        #[serde(default)]
+        branch: Option<String>,
+        /// Glob patterns of paths to include. Default: every file.
+        #[serde(default)]
+        include: Vec<String>,
+        /// Glob patterns of paths to skip.
+        #[serde(default)]
+        exclude: Vec<String>,
+        /// Citation links: `{sha}` and `{path}` are filled in, e.g.
+        /// `https://github.com/org/repo/blob/{sha}/{path}`. Default: the
+        /// URL with the commit and path in its fragment.
+        #[serde(default)]
+        web_url: Option<String>,
     }
 }
 
@@ -169,6 +193,7 @@ macro_rules! common {
         match $self {
             SourceConfig::Fs($s) => $e,
             SourceConfig::Beir($s) => $e,
+            SourceConfig::Git($s) => $e,
         }
     };
 }
@@ -214,6 +239,7 @@ impl SourceConfig {
         match self {
             Self::Fs(_) => "fs",
             Self::Beir(_) => "beir",
+            Self::Git(_) => "git",
         }
     }
 }

@@ -266,7 +266,7 @@ impl Service {
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let started = jobs::now_unix();
         self.jobs.set_running(source, true);
-        let result = match quarry_ingest::open_source(source, self.max_file_bytes) {
+        let result = match self.open_source(source) {
             Ok(opened) => {
                 let indexer = match progress {
                     Some(f) => self.indexer.clone().with_progress(f),
@@ -276,11 +276,21 @@ impl Service {
                     .sync_tagged(Arc::from(opened), source.collection(), source.tags())
                     .await
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         self.jobs
             .record(source, started, result.as_ref().map_err(|e| e.to_string()));
         result
+    }
+
+    /// Sources keep their state (a git mirror) under `DATA_DIR/sources`.
+    fn open_source(&self, source: &SourceConfig) -> Result<Box<dyn quarry_ingest::Source>> {
+        let state = self.data_dir.join("sources");
+        Ok(quarry_ingest::open_source_in(
+            source,
+            self.max_file_bytes,
+            Some(&state),
+        )?)
     }
 
     fn configured(&self, name: &str) -> Result<SourceConfig> {
@@ -317,7 +327,7 @@ impl Service {
     pub fn start_sync(self: &Arc<Self>, name: &str) -> Result<JobStarted> {
         let config = self.configured(name)?;
         // Opened here too, so a source that cannot be opened fails the request.
-        quarry_ingest::open_source(&config, self.max_file_bytes)?;
+        self.open_source(&config)?;
         let job_id = self.claim(&config)?;
         let (service, id) = (Arc::clone(self), job_id.clone());
         tokio::spawn(async move {

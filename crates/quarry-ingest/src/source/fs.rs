@@ -27,7 +27,7 @@ pub struct FsSource {
     paths: std::sync::Mutex<HashMap<String, PathBuf>>,
 }
 
-fn globs(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
+pub(super) fn globs(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
     }

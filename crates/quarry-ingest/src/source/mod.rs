@@ -12,11 +12,13 @@
 
 mod beir;
 mod fs;
+mod git;
 mod memory;
 mod watch;
 
 pub use beir::BeirSource;
 pub use fs::FsSource;
+pub use git::GitSource;
 pub use memory::MemorySource;
 pub use watch::{FolderWatch, watch_folder};
 
@@ -156,11 +158,31 @@ pub trait Source: Send + Sync {
     fn read(&self, doc: &DocumentRef) -> Result<RawDocument, SourceError>;
 }
 
-/// Builds the source a `[[sources]]` entry describes.
+/// Builds the source a `[[sources]]` entry describes. Kinds that keep
+/// state between syncs (a git mirror) need [`open_source_in`].
 pub fn open_source(config: &SourceConfig, max_file_bytes: u64) -> Result<Box<dyn Source>> {
+    open_source_in(config, max_file_bytes, None)
+}
+
+/// [`open_source`], with `state_dir` (under the data directory) for what a
+/// source keeps between syncs.
+pub fn open_source_in(
+    config: &SourceConfig,
+    max_file_bytes: u64,
+    state_dir: Option<&std::path::Path>,
+) -> Result<Box<dyn Source>> {
     Ok(match config {
         SourceConfig::Fs(c) => Box::new(FsSource::new(c, max_file_bytes)?),
         SourceConfig::Beir(c) => Box::new(BeirSource::open(&c.name, &c.path)?),
+        SourceConfig::Git(c) => {
+            let Some(dir) = state_dir else {
+                return Err(crate::IngestError::Source {
+                    path: c.url.clone().into(),
+                    message: "a git source keeps a mirror in the data directory; sync it with `quarry sync` or `quarry serve`".into(),
+                });
+            };
+            Box::new(GitSource::new(c, max_file_bytes, dir)?)
+        }
     })
 }
 

@@ -1,0 +1,325 @@
+//! `type = "git"` end to end: a real repository made with the git CLI,
+//! fetched over `file://` into the mirror, synced by the real binary.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Quarry Test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
+        .args([
+            "-c",
+            "commit.gpgsign=false",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn commit_all(repo: &Path, message: &str) -> String {
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "-q", "-m", message]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn write(repo: &Path, files: &[(&str, &str)]) {
+    for (path, text) in files {
+        let p = repo.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    repo: std::path::PathBuf,
+    config: std::path::PathBuf,
+    data: std::path::PathBuf,
+}
+
+fn setup(web_url: bool) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("handbook");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    write(
+        &repo,
+        &[
+            (
+                "docs/intro.md",
+                "# Intro\n\nThe aardvark onboarding guide.\n",
+            ),
+            (
+                "docs/deploy.md",
+                "# Deploy\n\nThe bison rollout checklist.\n",
+            ),
+            ("docs/old.md", "# Old\n\nThe cormorant archive.\n"),
+            ("docs/moved.md", "# Moved\n\nThe dromedary handbook page.\n"),
+            ("src/main.rs", "fn main() {}\n"),
+        ],
+    );
+    commit_all(&repo, "first");
+    let config = dir.path().join("quarry.toml");
+    let template = if web_url {
+        "web_url = \"https://git.example.com/handbook/blob/{sha}/{path}\"\n"
+    } else {
+        ""
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\nname = \"handbook\"\ntype = \"git\"\nurl = \"file://{}\"\ninclude = [\"docs/**\"]\n{template}",
+            repo.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    Setup {
+        repo,
+        config,
+        data,
+        _dir: dir,
+    }
+}
+
+fn sync(s: &Setup) -> std::process::Output {
+    quarry_home(&[
+        "sync",
+        "--source",
+        "handbook",
+        "--json",
+        "--config",
+        s.config.to_str().unwrap(),
+        "--data-dir",
+        s.data.to_str().unwrap(),
+    ])
+}
+
+fn export(s: &Setup) -> Vec<serde_json::Value> {
+    let out = quarry_ok(&[
+        "export",
+        "-c",
+        "handbook",
+        "--config",
+        s.config.to_str().unwrap(),
+        "--data-dir",
+        s.data.to_str().unwrap(),
+    ]);
+    json_lines(&String::from_utf8(out.stdout).unwrap())
+}
+
+#[test]
+fn a_git_source_syncs_edits_deletes_adds_and_renames_exactly_and_cites_the_commit() {
+    let s = setup(true);
+    let first = success_json(&sync(&s));
+    assert_eq!(
+        (first["added"].as_u64(), first["failed"].as_u64()),
+        (Some(4), Some(0)),
+        "{first}"
+    );
+    assert!(
+        s.data.join("sources/handbook.git/HEAD").is_file(),
+        "a bare mirror is kept"
+    );
+
+    // Nothing changed: one fetch, nothing embedded.
+    let again = success_json(&sync(&s));
+    assert_eq!(again["unchanged"], 4, "{again}");
+    assert_eq!(again["chunks_embedded"], 0, "{again}");
+
+    // One edit, one delete, one add, one rename.
+    write(
+        &s.repo,
+        &[
+            (
+                "docs/deploy.md",
+                "# Deploy\n\nThe bison rollout checklist, now with a canary step.\n",
+            ),
+            ("docs/new.md", "# New\n\nThe echidna release notes.\n"),
+        ],
+    );
+    std::fs::remove_file(s.repo.join("docs/old.md")).unwrap();
+    git(&s.repo, &["mv", "docs/moved.md", "docs/renamed.md"]);
+    let sha = commit_all(&s.repo, "second");
+    let r = success_json(&sync(&s));
+    // A rename is its old path deleted and its new path added.
+    assert_eq!(
+        (
+            r["added"].as_u64(),
+            r["updated"].as_u64(),
+            r["deleted"].as_u64(),
+            r["unchanged"].as_u64()
+        ),
+        (Some(2), Some(1), Some(2), Some(1)),
+        "{r}"
+    );
+    let data = s.data.to_str().unwrap();
+    for (query, doc) in [
+        ("echidna release notes", "docs/new.md"),
+        ("canary step", "docs/deploy.md"),
+        ("dromedary handbook", "docs/renamed.md"),
+    ] {
+        let v = success_json(&bm25_search(query, "handbook", &[], Path::new(data)));
+        assert_eq!(v["hits"][0]["doc_id"], doc, "{query}: {v}");
+        if doc != "docs/renamed.md" {
+            assert_eq!(
+                v["hits"][0]["uri"],
+                format!("https://git.example.com/handbook/blob/{sha}/{doc}"),
+                "{v}"
+            );
+        }
+    }
+    let v = success_json(&bm25_search(
+        "cormorant archive",
+        "handbook",
+        &[],
+        Path::new(data),
+    ));
+    assert!(
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["doc_id"] != "docs/old.md"),
+        "{v}"
+    );
+    let points = export(&s);
+    let new = points
+        .iter()
+        .find(|p| p["payload"]["doc_id"] == "docs/new.md")
+        .unwrap();
+    assert_eq!(new["payload"]["metadata"]["git_commit"], sha, "{new}");
+    assert!(
+        points
+            .iter()
+            .all(|p| !p["payload"]["doc_id"].as_str().unwrap().starts_with("src/")),
+        "include is honoured"
+    );
+}
+
+#[test]
+fn a_git_remote_that_fails_fails_the_sync_and_deletes_nothing() {
+    let s = setup(false);
+    success_json(&sync(&s));
+    let before = export(&s);
+    let v = success_json(&bm25_search(
+        "aardvark onboarding",
+        "handbook",
+        &[],
+        &s.data,
+    ));
+    assert!(
+        v["hits"][0]["uri"]
+            .as_str()
+            .unwrap()
+            .contains("#docs/intro.md@"),
+        "the default citation names the path and the commit: {v}"
+    );
+    // The remote disappears.
+    let away = s.repo.with_extension("away");
+    std::fs::rename(&s.repo, &away).unwrap();
+    let out = sync(&s);
+    assert!(!out.status.success(), "a failed fetch must fail the sync");
+    let err = stderr(&out);
+    assert!(
+        err.contains("handbook") && err.contains("fetch") || err.contains("connect"),
+        "{err}"
+    );
+    assert_eq!(
+        export(&s),
+        before,
+        "a failed listing must not change the index"
+    );
+    // It comes back: the next sync succeeds with nothing to do.
+    std::fs::rename(&away, &s.repo).unwrap();
+    let back = success_json(&sync(&s));
+    assert_eq!(
+        (back["unchanged"].as_u64(), back["deleted"].as_u64()),
+        (Some(4), Some(0)),
+        "{back}"
+    );
+}
+
+#[test]
+fn quarry_serve_picks_up_a_pushed_commit_on_its_schedule() {
+    let s = setup(false);
+    let config = std::fs::read_to_string(&s.config).unwrap() + "every = \"2s\"\n";
+    std::fs::write(&s.config, config).unwrap();
+    let (mut child, url) = quarry_serve(&[
+        "--config",
+        s.config.to_str().unwrap(),
+        "--data-dir",
+        s.data.to_str().unwrap(),
+    ]);
+    let search = |query: &str| -> Vec<String> {
+        match ureq::post(&format!("{url}/v1/collections/handbook/search"))
+            .send_json(serde_json::json!({"query": query, "mode": "bm25", "top_k": 3}))
+        {
+            Ok(r) => {
+                let v: serde_json::Value = r.into_json().unwrap();
+                v["hits"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|h| h["doc_id"].as_str().unwrap().to_string())
+                    .collect()
+            }
+            Err(ureq::Error::Status(404, _)) => Vec::new(),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let wait = |query: &str, doc: &str, secs: u64| {
+        let started = std::time::Instant::now();
+        while !search(query).iter().any(|d| d == doc) {
+            assert!(
+                started.elapsed().as_secs() < secs,
+                "{query:?} did not find {doc} within {secs} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        started.elapsed()
+    };
+    wait("aardvark onboarding", "docs/intro.md", 20);
+    write(
+        &s.repo,
+        &[(
+            "docs/pushed.md",
+            "# Pushed\n\nThe flamingo migration plan.\n",
+        )],
+    );
+    let sha = commit_all(&s.repo, "pushed");
+    let took = wait("flamingo migration", "docs/pushed.md", 10);
+    eprintln!("a pushed commit was searchable after {took:?} (every = 2s)");
+    let v: serde_json::Value = ureq::get(&format!("{url}/v1/sources"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let status = &v["sources"][0];
+    assert_eq!(
+        (status["source"].as_str(), status["kind"].as_str()),
+        (Some("handbook"), Some("git")),
+        "{v}"
+    );
+    assert_eq!(status["last_run"]["outcome"], "succeeded", "{v}");
+    assert!(status["totals"]["added"].as_u64().unwrap() >= 5, "{v}");
+    let _ = sha;
+    let _ = child.kill();
+    let _ = child.wait();
+}
