@@ -98,30 +98,38 @@ fn setup(web_url: bool) -> Setup {
     }
 }
 
-fn sync(s: &Setup) -> std::process::Output {
-    quarry_home(&[
+fn sync_args<'a>(config: &'a Path, data: &'a Path) -> Vec<&'a str> {
+    vec![
         "sync",
         "--source",
         "handbook",
         "--json",
         "--config",
-        s.config.to_str().unwrap(),
+        s(config),
         "--data-dir",
-        s.data.to_str().unwrap(),
-    ])
+        s(data),
+    ]
 }
 
-fn export(s: &Setup) -> Vec<serde_json::Value> {
-    let out = quarry_ok(&[
+fn sync(setup: &Setup) -> std::process::Output {
+    quarry_home(&sync_args(&setup.config, &setup.data))
+}
+
+fn export_of(config: &Path, data: &Path) -> Vec<serde_json::Value> {
+    let args = [
         "export",
         "-c",
         "handbook",
         "--config",
-        s.config.to_str().unwrap(),
+        s(config),
         "--data-dir",
-        s.data.to_str().unwrap(),
-    ]);
-    json_lines(&String::from_utf8(out.stdout).unwrap())
+        s(data),
+    ];
+    json_lines(&String::from_utf8(quarry_ok(&args).stdout).unwrap())
+}
+
+fn export(setup: &Setup) -> Vec<serde_json::Value> {
+    export_of(&setup.config, &setup.data)
 }
 
 #[test]
@@ -322,4 +330,83 @@ fn quarry_serve_picks_up_a_pushed_commit_on_its_schedule() {
     let _ = sha;
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// SIGKILL at random moments of a git sync that adds, edits and deletes,
+/// then a resume: the index equals an uninterrupted sync's, point by point.
+#[test]
+fn kill_9_during_a_git_sync_then_resume_equals_an_uninterrupted_sync() {
+    let setup = setup(false);
+    let doc = |i: usize, v: usize| {
+        format!(
+            "# Page {i}\n\nPage {i} version {v} describes the gecko {i} procedure in detail.\n\n{}\n",
+            "More text about this procedure. ".repeat(20)
+        )
+    };
+    for i in 0..120 {
+        write(
+            &setup.repo,
+            &[(format!("docs/p{i:03}.md").as_str(), doc(i, 1).as_str())],
+        );
+    }
+    commit_all(&setup.repo, "v1");
+    success_json(&sync(&setup));
+    let base = setup.data.with_extension("base");
+    copy_dir(&setup.data, &base);
+    for i in 0..160 {
+        let path = setup.repo.join(format!("docs/p{i:03}.md"));
+        if i < 120 && i % 5 == 0 {
+            std::fs::remove_file(path).unwrap();
+        } else if i >= 120 || i % 3 == 0 {
+            std::fs::write(path, doc(i, 2)).unwrap();
+        }
+    }
+    commit_all(&setup.repo, "v2");
+    let clean = setup.data.with_extension("clean");
+    copy_dir(&base, &clean);
+    let started = std::time::Instant::now();
+    let out = quarry_home(&sync_args(&setup.config, &clean));
+    let full = started.elapsed();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = export_of(&setup.config, &clean);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("git kill -9 test: seed {seed}, the update sync takes {full:?}");
+    let (mut killed, mut rounds) = (0, 0);
+    while killed < 6 && rounds < 20 {
+        rounds += 1;
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let span = full.as_millis() as u64;
+        let at = std::time::Duration::from_millis(span / 20 + seed % (span * 70 / 100).max(1));
+        let data = setup.data.with_extension(format!("crash{rounds}"));
+        copy_dir(&base, &data);
+        let mut child = quarry_command(&sync_args(&setup.config, &data))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        killed += usize::from(!finished);
+        let out = quarry_home(&sync_args(&setup.config, &data));
+        assert!(
+            out.status.success(),
+            "resume after a kill at {at:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(
+            export_of(&setup.config, &data),
+            expected,
+            "killed at {at:?} (seed {seed}), then resumed"
+        );
+    }
+    eprintln!("{killed} kills landed mid-sync in {rounds} rounds");
+    assert!(killed >= 3, "only {killed} kills landed mid-sync");
 }

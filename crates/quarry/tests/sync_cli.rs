@@ -394,19 +394,6 @@ fn kill_9_at_random_moments_then_resync_equals_a_clean_sync() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_collection_refuses_vectors_from_another_model_fingerprint() {
     let dir = tempfile::tempdir().unwrap();

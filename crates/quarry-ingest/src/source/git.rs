@@ -71,12 +71,21 @@ impl GitSource {
         let parent = self.mirror.parent().unwrap_or(Path::new("."));
         let io = |e: std::io::Error| SourceError::io(self.mirror.display().to_string(), &e);
         std::fs::create_dir_all(parent).map_err(io)?;
-        let tmp = parent.join(format!(
-            ".creating-{}-{}",
-            std::process::id(),
-            self.config.name
-        ));
-        let _ = std::fs::remove_dir_all(&tmp);
+        // A creation a crash interrupted leaves its temporary folder.
+        let suffix = format!("-{}", self.config.name);
+        for e in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let ours = n
+                .strip_prefix(".creating-")
+                .and_then(|rest| rest.split_once('-'))
+                .is_some_and(|(pid, source)| {
+                    pid.bytes().all(|b| b.is_ascii_digit()) && source == self.config.name
+                });
+            if ours {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let tmp = parent.join(format!(".creating-{}{suffix}", std::process::id()));
         gix::init_bare(&tmp).map_err(|e| self.transient("creating the mirror", e))?;
         std::fs::rename(&tmp, &self.mirror).map_err(io)?;
         gix::open(&self.mirror).map_err(|e| self.transient("opening the mirror", e))
