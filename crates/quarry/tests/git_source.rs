@@ -410,3 +410,86 @@ fn kill_9_during_a_git_sync_then_resume_equals_an_uninterrupted_sync() {
     eprintln!("{killed} kills landed mid-sync in {rounds} rounds");
     assert!(killed >= 3, "only {killed} kills landed mid-sync");
 }
+
+/// A `git daemon` on loopback serving `base`; killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(base: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        // git-daemon itself, not `git daemon`: git runs it as a child
+        // process, which killing `git` would leave serving.
+        let exec_path = git(base, &["--exec-path"]);
+        let child = Command::new(Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(started.elapsed().as_secs() < 10, "git daemon did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self { child, port }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_git_source_over_the_network_syncs_and_a_stopped_server_fails_the_sync() {
+    let setup = setup(false);
+    let base = setup.repo.parent().unwrap().to_path_buf();
+    let daemon = Daemon::start(&base);
+    let url = format!("git://127.0.0.1:{}/handbook", daemon.port);
+    let config = std::fs::read_to_string(&setup.config)
+        .unwrap()
+        .replace(&format!("file://{}", setup.repo.display()), &url);
+    std::fs::write(&setup.config, config).unwrap();
+    let first = success_json(&sync(&setup));
+    assert_eq!(first["added"], 4, "{first}");
+    write(
+        &setup.repo,
+        &[("docs/net.md", "# Net\n\nThe gannet network notes.\n")],
+    );
+    commit_all(&setup.repo, "over the network");
+    let second = success_json(&sync(&setup));
+    assert_eq!(
+        (second["added"].as_u64(), second["unchanged"].as_u64()),
+        (Some(1), Some(4)),
+        "{second}"
+    );
+    let v = success_json(&bm25_search("gannet network", "handbook", &[], &setup.data));
+    assert_eq!(v["hits"][0]["doc_id"], "docs/net.md", "{v}");
+    assert!(
+        v["hits"][0]["uri"].as_str().unwrap().starts_with(&url),
+        "{v}"
+    );
+    // The server stops mid-life: the sync fails, nothing changes.
+    let before = export(&setup);
+    drop(daemon);
+    let out = sync(&setup);
+    assert!(!out.status.success(), "a stopped server must fail the sync");
+    assert!(
+        stderr(&out).contains(&url),
+        "the error names the URL: {}",
+        stderr(&out)
+    );
+    assert_eq!(export(&setup), before);
+}
