@@ -25,7 +25,7 @@ pub use plan::{Plan, StoredDoc};
 pub use prepare::{PrepareOptions, Prepared, PreparedDoc, prepare};
 pub use source::{
     BeirSource, DocumentRef, FolderWatch, FsSource, GitSource, Listing, ListingIssue, MemorySource,
-    RawDocument, Source, SourceError, open_source, open_source_in, watch_folder,
+    RawDocument, Source, SourceError, WebSource, open_source, open_source_in, watch_folder,
 };
 
 use std::path::PathBuf;

@@ -15,7 +15,9 @@ mod source;
 mod store;
 
 pub use model::{ModelConfig, ModelSource, Precision};
-pub use source::{BeirSourceConfig, Every, FsSourceConfig, GitSourceConfig, SourceConfig};
+pub use source::{
+    BeirSourceConfig, Every, FsSourceConfig, GitSourceConfig, SourceConfig, WebSourceConfig,
+};
 pub use store::{ServerStoreConfig, StoreConfig};
 
 /// The default embedding model.

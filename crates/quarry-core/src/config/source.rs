@@ -15,6 +15,8 @@ pub enum SourceConfig {
     Beir(BeirSourceConfig),
     /// A git repository, read at the head of one branch.
     Git(GitSourceConfig),
+    /// A web site, crawled from seed pages or read from sitemaps.
+    Web(WebSourceConfig),
 }
 
 /// Declares one kind's configuration: the fields every kind has (`name`,
@@ -92,6 +94,36 @@ source_kind! {
         #[serde(default)]
         web_url: Option<String>,
     }
+}
+
+source_kind! {
+    /// `type = "web"`.
+    WebSourceConfig {
+        /// Seed pages; a URL ending in `sitemap.xml` is read as a sitemap
+        /// (nested sitemap indexes too). Links are followed within each
+        /// seed's host.
+        urls: Vec<String>,
+        /// At most this many pages. Default: 1000.
+        #[serde(default = "default_max_pages")]
+        max_pages: usize,
+        /// Links followed at most this deep from a seed. Default: 3.
+        #[serde(default = "default_max_depth")]
+        max_depth: usize,
+        /// Glob patterns of URL paths to include (`/docs/**`). Default: all.
+        #[serde(default)]
+        include: Vec<String>,
+        /// Glob patterns of URL paths to skip.
+        #[serde(default)]
+        exclude: Vec<String>,
+    }
+}
+
+fn default_max_pages() -> usize {
+    1000
+}
+
+fn default_max_depth() -> usize {
+    3
 }
 
 source_kind! {
@@ -194,6 +226,7 @@ macro_rules! common {
             SourceConfig::Fs($s) => $e,
             SourceConfig::Beir($s) => $e,
             SourceConfig::Git($s) => $e,
+            SourceConfig::Web($s) => $e,
         }
     };
 }
@@ -240,6 +273,7 @@ impl SourceConfig {
             Self::Fs(_) => "fs",
             Self::Beir(_) => "beir",
             Self::Git(_) => "git",
+            Self::Web(_) => "web",
         }
     }
 }

@@ -244,15 +244,12 @@ impl Source for GitSource {
             blobs.insert(path, entry.oid);
         }
         docs.sort_by(|a, b| a.id.cmp(&b.id));
-        *self.listed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Snapshot { commit, blobs });
+        *super::locked(&self.listed) = Some(Snapshot { commit, blobs });
         Ok(Listing { docs, issues })
     }
 
     fn read(&self, doc: &DocumentRef) -> Result<RawDocument, SourceError> {
-        let snapshot = self
-            .listed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let snapshot = super::locked(&self.listed)
             .clone()
             .ok_or_else(|| SourceError::permanent(&doc.uri, "read before the source was listed"))?;
         let oid = snapshot

@@ -15,12 +15,14 @@ mod fs;
 mod git;
 mod memory;
 mod watch;
+mod web;
 
 pub use beir::BeirSource;
 pub use fs::FsSource;
 pub use git::GitSource;
 pub use memory::MemorySource;
 pub use watch::{FolderWatch, watch_folder};
+pub use web::WebSource;
 
 use quarry_core::config::SourceConfig;
 
@@ -164,6 +166,21 @@ pub fn open_source(config: &SourceConfig, max_file_bytes: u64) -> Result<Box<dyn
     open_source_in(config, max_file_bytes, None)
 }
 
+/// A lock that a panicked holder poisoned still guards plain data.
+fn locked<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The state directory a kind that keeps state needs.
+fn needs<'a>(state_dir: Option<&'a std::path::Path>, name: &str) -> Result<&'a std::path::Path> {
+    state_dir.ok_or_else(|| crate::IngestError::Source {
+        path: name.into(),
+        message: "this source keeps state between syncs (a git mirror, a crawl's ETags) in the \
+                  data directory; sync it with `quarry sync` or `quarry serve`"
+            .into(),
+    })
+}
+
 /// [`open_source`], with `state_dir` (under the data directory) for what a
 /// source keeps between syncs.
 pub fn open_source_in(
@@ -174,15 +191,16 @@ pub fn open_source_in(
     Ok(match config {
         SourceConfig::Fs(c) => Box::new(FsSource::new(c, max_file_bytes)?),
         SourceConfig::Beir(c) => Box::new(BeirSource::open(&c.name, &c.path)?),
-        SourceConfig::Git(c) => {
-            let Some(dir) = state_dir else {
-                return Err(crate::IngestError::Source {
-                    path: c.url.clone().into(),
-                    message: "a git source keeps a mirror in the data directory; sync it with `quarry sync` or `quarry serve`".into(),
-                });
-            };
-            Box::new(GitSource::new(c, max_file_bytes, dir)?)
-        }
+        SourceConfig::Git(c) => Box::new(GitSource::new(
+            c,
+            max_file_bytes,
+            needs(state_dir, c.name.as_str())?,
+        )?),
+        SourceConfig::Web(c) => Box::new(WebSource::new(
+            c,
+            max_file_bytes,
+            needs(state_dir, c.name.as_str())?,
+        )?),
     })
 }
 

@@ -1,0 +1,464 @@
+//! `type = "web"`: a site crawled from seed pages, or read from sitemaps.
+//!
+//! The listing fetches every page (within the seeds' hosts, `robots.txt`,
+//! `max_depth` and `max_pages`), conditionally: a page that answers `304`
+//! keeps the version and links it had, so an unchanged site costs one small
+//! request a page and no body. Redirects are followed to the final URL,
+//! which is the document's id, so each page is indexed once. A page that
+//! answers 404 or 410 is gone and is deleted; anything that may be
+//! temporary (a 5xx, a 429, a timeout, a refused connection) or that says
+//! the crawler is not allowed (401, 403) fails the whole listing, so a bad
+//! night for the site never empties the index.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use quarry_core::config::WebSourceConfig;
+use quarry_core::document::sha256_hex;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::fs::globs;
+use super::{DocumentRef, Listing, ListingIssue, RawDocument, Source, SourceError};
+use crate::{IngestError, Result};
+
+const USER_AGENT: &str = concat!("quarry/", env!("CARGO_PKG_VERSION"));
+/// The longest `Crawl-delay` honoured; a site asking for more is crawled
+/// this slowly rather than not at all.
+const MAX_DELAY: Duration = Duration::from_secs(10);
+
+/// What a page looked like at the last successful listing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Seen {
+    etag: Option<String>,
+    last_modified: Option<String>,
+    version: String,
+    content_type: Option<String>,
+    links: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct State {
+    pages: HashMap<String, Seen>,
+    /// Requested URL to the URL it redirected to: the next listing asks
+    /// for the target directly, conditionally.
+    #[serde(default)]
+    redirects: HashMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct WebSource {
+    config: WebSourceConfig,
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+    max_file_bytes: u64,
+    state_path: PathBuf,
+    agent: ureq::Agent,
+    /// Bodies fetched by the last listing, for the reads that follow it.
+    bodies: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+/// One answer of the site.
+enum Fetched {
+    Page {
+        url: String,
+        body: Vec<u8>,
+        seen: Seen,
+    },
+    Unchanged,
+    Gone,
+}
+
+/// `robots.txt` rules for `*` (and for Quarry).
+#[derive(Debug, Default)]
+struct Robots {
+    rules: Vec<(bool, String)>,
+    delay: Duration,
+}
+
+impl Robots {
+    fn parse(text: &str) -> Self {
+        let mut robots = Self::default();
+        let mut applies = false;
+        let mut in_agents = false;
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
+            if key == "user-agent" {
+                let ours = value == "*" || value.eq_ignore_ascii_case("quarry");
+                applies = if in_agents { applies || ours } else { ours };
+                in_agents = true;
+                continue;
+            }
+            in_agents = false;
+            if !applies {
+                continue;
+            }
+            match key.as_str() {
+                "disallow" if !value.is_empty() => robots.rules.push((false, value.into())),
+                "allow" => robots.rules.push((true, value.into())),
+                "crawl-delay" => {
+                    if let Ok(secs) = value.parse::<f64>() {
+                        robots.delay =
+                            Duration::from_secs_f64(secs.clamp(0.0, 10.0)).min(MAX_DELAY);
+                    }
+                }
+                _ => {}
+            }
+        }
+        robots
+    }
+
+    /// The longest matching rule decides; no rule allows.
+    fn allows(&self, path: &str) -> bool {
+        self.rules
+            .iter()
+            .filter(|(_, prefix)| path.starts_with(prefix.as_str()))
+            .max_by_key(|(allow, prefix)| (prefix.len(), *allow))
+            .is_none_or(|(allow, _)| *allow)
+    }
+}
+
+/// `<loc>` entries of a sitemap or a sitemap index.
+fn sitemap_locs(xml: &str) -> Vec<String> {
+    xml.split("<loc>")
+        .skip(1)
+        .filter_map(|s| s.split("</loc>").next())
+        .map(|s| s.trim().replace("&amp;", "&"))
+        .collect()
+}
+
+fn is_sitemap(url: &str) -> bool {
+    url.split(['?', '#'])
+        .next()
+        .is_some_and(|u| u.ends_with(".xml"))
+}
+
+impl WebSource {
+    pub fn new(config: &WebSourceConfig, max_file_bytes: u64, state_dir: &Path) -> Result<Self> {
+        for u in &config.urls {
+            Url::parse(u).map_err(|e| IngestError::Source {
+                path: u.into(),
+                message: format!("source {:?}: not a URL: {e}", config.name),
+            })?;
+        }
+        if config.urls.is_empty() {
+            return Err(IngestError::Source {
+                path: config.name.clone().into(),
+                message: "a web source needs at least one URL in `urls`".into(),
+            });
+        }
+        Ok(Self {
+            include: globs(&config.include)?,
+            exclude: globs(&config.exclude)?,
+            max_file_bytes,
+            state_path: state_dir.join(format!("{}.web.json", config.name)),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .user_agent(USER_AGENT)
+                .build(),
+            config: config.clone(),
+            bodies: Mutex::default(),
+        })
+    }
+
+    fn load_state(&self) -> State {
+        std::fs::read(&self.state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_state(&self, state: &State) -> Result<(), SourceError> {
+        let io = |e: std::io::Error| SourceError::io(self.state_path.display().to_string(), &e);
+        if let Some(dir) = self.state_path.parent() {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = self.state_path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(state).unwrap_or_default();
+        std::fs::write(&tmp, bytes).map_err(io)?;
+        std::fs::rename(&tmp, &self.state_path).map_err(io)
+    }
+
+    /// GETs `url`, conditionally on what `seen` says.
+    fn fetch(&self, url: &str, seen: Option<&Seen>) -> Result<Fetched, SourceError> {
+        let mut request = self.agent.get(url);
+        if let Some(s) = seen {
+            if let Some(e) = &s.etag {
+                request = request.set("If-None-Match", e);
+            }
+            if let Some(m) = &s.last_modified {
+                request = request.set("If-Modified-Since", m);
+            }
+        }
+        let response = match request.call() {
+            Ok(r) => r,
+            Err(ureq::Error::Status(404 | 410, _)) => return Ok(Fetched::Gone),
+            Err(ureq::Error::Status(code @ (401 | 403), _)) => {
+                return Err(SourceError::permanent(
+                    url,
+                    format!("HTTP {code}: the crawler is not allowed; check the site's access"),
+                ));
+            }
+            Err(ureq::Error::Status(code, _)) => {
+                return Err(SourceError::transient(url, format!("HTTP {code}")));
+            }
+            Err(e) => return Err(SourceError::transient(url, e.to_string())),
+        };
+        if response.status() == 304 {
+            return Ok(Fetched::Unchanged);
+        }
+        let final_url = response.get_url().to_string();
+        let header = |h: &str| response.header(h).map(str::to_string);
+        let (etag, last_modified) = (header("etag"), header("last-modified"));
+        let content_type = header("content-type").map(|c| {
+            c.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+        let mut body = Vec::new();
+        use std::io::Read;
+        response
+            .into_reader()
+            .take(self.max_file_bytes + 1)
+            .read_to_end(&mut body)
+            .map_err(|e| SourceError::transient(url, format!("reading the body: {e}")))?;
+        let seen = Seen {
+            etag,
+            last_modified,
+            version: sha256_hex(&[&body]),
+            content_type,
+            links: Vec::new(),
+        };
+        Ok(Fetched::Page {
+            url: final_url,
+            body,
+            seen,
+        })
+    }
+
+    fn wanted(&self, url: &Url, hosts: &HashSet<String>) -> bool {
+        let path = url.path();
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some_and(|h| hosts.contains(h))
+            && self.include.as_ref().is_none_or(|g| g.is_match(path))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(path))
+    }
+
+    fn robots_for(&self, url: &Url) -> Result<Robots, SourceError> {
+        let robots_url = format!("{}://{}/robots.txt", url.scheme(), url.authority());
+        match self.fetch(&robots_url, None)? {
+            Fetched::Page { body, .. } => Ok(Robots::parse(&String::from_utf8_lossy(&body))),
+            _ => Ok(Robots::default()),
+        }
+    }
+}
+
+/// Links of an HTML page, absolute, without fragments.
+fn links_of(base: &str, body: &[u8]) -> Vec<String> {
+    let Ok(base) = Url::parse(base) else {
+        return Vec::new();
+    };
+    let html = scraper::Html::parse_document(&String::from_utf8_lossy(body));
+    let Ok(a) = scraper::Selector::parse("a[href]") else {
+        return Vec::new();
+    };
+    html.select(&a)
+        .filter_map(|e| e.value().attr("href"))
+        .filter_map(|h| base.join(h).ok())
+        .map(|mut u| {
+            u.set_fragment(None);
+            u.to_string()
+        })
+        .collect()
+}
+
+impl Source for WebSource {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn list(&self) -> Result<Listing, SourceError> {
+        let old = self.load_state();
+        let mut state = State::default();
+        let mut bodies = HashMap::new();
+        let mut robots: HashMap<String, Robots> = HashMap::new();
+        let seeds: Vec<Url> = self
+            .config
+            .urls
+            .iter()
+            .filter_map(|u| Url::parse(u).ok())
+            .collect();
+        let hosts: HashSet<String> = seeds
+            .iter()
+            .filter_map(|u| u.host_str().map(String::from))
+            .collect();
+        let mut queue: VecDeque<(String, usize)> =
+            seeds.iter().map(|u| (u.to_string(), 0)).collect();
+        let mut visited: HashSet<String> = HashSet::new();
+        let mut docs: Vec<DocumentRef> = Vec::new();
+        let mut issues = Vec::new();
+        while let Some((requested, depth)) = queue.pop_front() {
+            let url = old
+                .redirects
+                .get(&requested)
+                .cloned()
+                .unwrap_or(requested.clone());
+            if url != requested {
+                visited.insert(requested.clone());
+                state.redirects.insert(requested, url.clone());
+            }
+            if !visited.insert(url.clone()) || docs.len() >= self.config.max_pages {
+                continue;
+            }
+            let Ok(parsed) = Url::parse(&url) else {
+                continue;
+            };
+            let authority = parsed.authority().to_string();
+            if !robots.contains_key(&authority) {
+                robots.insert(authority.clone(), self.robots_for(&parsed)?);
+            }
+            let rules = &robots[&authority];
+            if !rules.allows(parsed.path()) {
+                continue;
+            }
+            std::thread::sleep(rules.delay);
+            let sitemap = is_sitemap(&url);
+            let seen = if sitemap { None } else { old.pages.get(&url) };
+            let (final_url, seen, body) = match self.fetch(&url, seen)? {
+                Fetched::Gone => continue,
+                Fetched::Unchanged => {
+                    let Some(s) = old.pages.get(&url) else {
+                        continue;
+                    };
+                    (url.clone(), s.clone(), None)
+                }
+                Fetched::Page {
+                    url: f,
+                    body,
+                    mut seen,
+                } => {
+                    if sitemap {
+                        for loc in sitemap_locs(&String::from_utf8_lossy(&body)) {
+                            queue.push_front((loc, 0));
+                        }
+                        continue;
+                    }
+                    seen.links = links_of(&f, &body);
+                    (f, seen, Some(body))
+                }
+            };
+            // A redirect to a page already listed is that page.
+            if final_url != url {
+                state.redirects.insert(url.clone(), final_url.clone());
+                if !visited.insert(final_url.clone()) {
+                    continue;
+                }
+            }
+            let Ok(final_parsed) = Url::parse(&final_url) else {
+                continue;
+            };
+            if !self.wanted(&final_parsed, &hosts) {
+                continue;
+            }
+            if depth < self.config.max_depth {
+                for link in &seen.links {
+                    if Url::parse(link).is_ok_and(|l| self.wanted(&l, &hosts)) {
+                        queue.push_back((link.clone(), depth + 1));
+                    }
+                }
+            }
+            let size = body.as_ref().map_or(0, |b| b.len() as u64);
+            if size > self.max_file_bytes {
+                issues.push(ListingIssue {
+                    id: Some(final_url.clone()),
+                    uri: final_url.clone(),
+                    reason: format!(
+                        "page is over the limit of {} bytes (sync.max_file_bytes)",
+                        self.max_file_bytes
+                    ),
+                    skipped: true,
+                });
+                continue;
+            }
+            let path = format!(
+                "{}{}",
+                final_parsed.host_str().unwrap_or(""),
+                final_parsed.path()
+            );
+            docs.push(DocumentRef {
+                id: final_url.clone(),
+                version: seen.version.clone(),
+                uri: final_url.clone(),
+                path: Some(path),
+                size,
+            });
+            if let Some(b) = body {
+                bodies.insert(final_url.clone(), b);
+            }
+            state.pages.insert(final_url, seen);
+        }
+        self.save_state(&state)?;
+        *super::locked(&self.bodies) = bodies;
+        Ok(Listing { docs, issues })
+    }
+
+    fn read(&self, doc: &DocumentRef) -> Result<RawDocument, SourceError> {
+        let held = super::locked(&self.bodies).get(&doc.id).cloned();
+        let (bytes, content_type) = match held {
+            Some(b) => {
+                let ct = self
+                    .load_state()
+                    .pages
+                    .get(&doc.id)
+                    .and_then(|s| s.content_type.clone());
+                (b, ct)
+            }
+            // Listed as unchanged (304) but wanted anyway: fetch it whole.
+            None => match self.fetch(&doc.id, None)? {
+                Fetched::Page { body, seen, .. } => (body, seen.content_type),
+                _ => return Err(SourceError::permanent(&doc.uri, "the page is gone")),
+            },
+        };
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("url".into(), doc.id.clone().into());
+        Ok(RawDocument {
+            bytes,
+            content_type: Some(content_type.unwrap_or_else(|| "text/html".into())),
+            title: None,
+            metadata,
+            // The listing's version is the body's hash, which the reader
+            // computes from what it read.
+            version: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn robots_rules_and_sitemaps_read_as_a_crawler_should() {
+        let r = Robots::parse(
+            "User-agent: other\nDisallow: /\n\nUser-agent: *\nDisallow: /private\nAllow: /private/ok\nCrawl-delay: 0.2\n",
+        );
+        assert!(r.allows("/docs/a"));
+        assert!(!r.allows("/private/x"));
+        assert!(r.allows("/private/ok/y"));
+        assert_eq!(r.delay, Duration::from_millis(200));
+        assert!(Robots::parse("").allows("/anything"));
+        assert_eq!(
+            sitemap_locs("<urlset><url><loc> https://a/x?p=1&amp;q=2 </loc></url></urlset>"),
+            ["https://a/x?p=1&q=2"]
+        );
+        assert!(is_sitemap("https://a/sitemap.xml") && !is_sitemap("https://a/page"));
+    }
+}

@@ -1,0 +1,370 @@
+//! `type = "web"` end to end against a real HTTP server on loopback: links,
+//! a sitemap, `robots.txt`, ETags and 304s, a redirect, a 404 and 5xx on
+//! demand, synced by the real binary.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use support::*;
+
+#[derive(Clone)]
+struct Page {
+    body: String,
+    etag: String,
+    redirect: Option<String>,
+    content_type: &'static str,
+}
+
+fn page(body: &str) -> Page {
+    Page {
+        body: body.to_string(),
+        etag: format!("\"{}\"", sha256_hex(body.as_bytes())),
+        redirect: None,
+        content_type: "text/html; charset=utf-8",
+    }
+}
+
+#[derive(Default)]
+struct Site {
+    pages: Mutex<HashMap<String, Page>>,
+    /// (path, status) of every request, in order.
+    log: Mutex<Vec<(String, u16)>>,
+    /// Every request answers 503.
+    down: AtomicBool,
+}
+
+impl Site {
+    fn set(&self, path: &str, p: Page) {
+        self.pages.lock().unwrap().insert(path.to_string(), p);
+    }
+
+    fn log_since(&self, n: usize) -> Vec<(String, u16)> {
+        self.log.lock().unwrap()[n..].to_vec()
+    }
+
+    fn answer(
+        &self,
+        path: &str,
+        if_none_match: Option<&str>,
+    ) -> (u16, Vec<(String, String)>, String) {
+        if self.down.load(Ordering::SeqCst) {
+            return (503, vec![], "down".into());
+        }
+        let Some(p) = self.pages.lock().unwrap().get(path).cloned() else {
+            return (404, vec![], "not found".into());
+        };
+        if let Some(to) = p.redirect {
+            return (301, vec![("Location".into(), to)], String::new());
+        }
+        if if_none_match == Some(p.etag.as_str()) {
+            return (304, vec![("ETag".into(), p.etag)], String::new());
+        }
+        let headers = vec![
+            ("ETag".into(), p.etag),
+            ("Content-Type".into(), p.content_type.into()),
+        ];
+        (200, headers, p.body)
+    }
+}
+
+fn start(site: Arc<Site>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let site = Arc::clone(&site);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    return;
+                }
+                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let mut inm = None;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("if-none-match")
+                    {
+                        inm = Some(v.trim().to_string());
+                    }
+                }
+                let (status, headers, body) = site.answer(&path, inm.as_deref());
+                site.log.lock().unwrap().push((path, status));
+                let mut out = stream;
+                let mut head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
+                    body.len()
+                );
+                for (k, v) in headers {
+                    head.push_str(&format!("{k}: {v}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = out.write_all(head.as_bytes());
+                let _ = out.write_all(body.as_bytes());
+            });
+        }
+    });
+    url
+}
+
+fn html(title: &str, text: &str, links: &[&str]) -> String {
+    let links: String = links
+        .iter()
+        .map(|l| format!("<li><a href=\"{l}\">{l}</a></li>"))
+        .collect();
+    format!(
+        "<html><head><title>{title}</title></head><body><nav><ul>{links}</ul></nav>\
+         <main><h1>{title}</h1><p>{text}</p></main></body></html>"
+    )
+}
+
+struct Setup {
+    site: Arc<Site>,
+    url: String,
+    config: PathBuf,
+    data: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn setup() -> Setup {
+    let site = Arc::new(Site::default());
+    let url = start(Arc::clone(&site));
+    site.set("/robots.txt", page("User-agent: *\nDisallow: /private\n"));
+    site.set(
+        "/index.html",
+        page(&html(
+            "Home",
+            "The handbook home page about the ibis welcome.",
+            &[
+                "/a.html",
+                "b.html",
+                "/private/secret.html",
+                "/old.html",
+                "http://elsewhere.invalid/x",
+            ],
+        )),
+    );
+    site.set(
+        "/a.html",
+        page(&html("A", "The jackal routing guide.", &["/index.html"])),
+    );
+    site.set(
+        "/b.html",
+        page(&html("B", "The kestrel billing notes.", &[])),
+    );
+    site.set(
+        "/c.html",
+        page(&html("C", "The lemur archive, only in the sitemap.", &[])),
+    );
+    site.set(
+        "/private/secret.html",
+        page(&html(
+            "Secret",
+            "The mongoose secret must not be crawled.",
+            &[],
+        )),
+    );
+    site.set(
+        "/old.html",
+        Page {
+            redirect: Some(format!("{url}/a.html")),
+            ..page("")
+        },
+    );
+    site.set(
+        "/sitemap.xml",
+        page(&format!(
+            "<?xml version=\"1.0\"?><urlset><url><loc>{url}/c.html</loc></url></urlset>"
+        )),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quarry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\nname = \"site\"\ntype = \"web\"\nurls = [\"{url}/index.html\", \"{url}/sitemap.xml\"]\nmax_depth = 2\n"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    Setup {
+        site,
+        url,
+        config,
+        data,
+        _dir: dir,
+    }
+}
+
+fn sync(s: &Setup) -> std::process::Output {
+    quarry_home(&[
+        "sync",
+        "--source",
+        "site",
+        "--json",
+        "--config",
+        s_(&s.config),
+        "--data-dir",
+        s_(&s.data),
+    ])
+}
+
+fn s_(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn export(s: &Setup) -> Vec<serde_json::Value> {
+    let args = [
+        "export",
+        "-c",
+        "site",
+        "--config",
+        s_(&s.config),
+        "--data-dir",
+        s_(&s.data),
+    ];
+    json_lines(&String::from_utf8(quarry_ok(&args).stdout).unwrap())
+}
+
+fn doc_ids(s: &Setup) -> Vec<String> {
+    let mut ids: Vec<String> = export(s)
+        .iter()
+        .map(|p| p["payload"]["doc_id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[test]
+fn a_web_source_crawls_politely_skips_unchanged_pages_and_syncs_changes_exactly() {
+    let s = setup();
+    let u = &s.url;
+    let first = success_json(&sync(&s));
+    assert_eq!(
+        (first["added"].as_u64(), first["failed"].as_u64()),
+        (Some(4), Some(0)),
+        "{first}"
+    );
+    // Links within the host, the sitemap's page, a redirect indexed once
+    // under its target; not the page robots.txt forbids, not other hosts.
+    assert_eq!(
+        doc_ids(&s),
+        [
+            format!("{u}/a.html"),
+            format!("{u}/b.html"),
+            format!("{u}/c.html"),
+            format!("{u}/index.html")
+        ]
+    );
+    assert!(
+        !s.site
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(p, _)| p.starts_with("/private")),
+        "robots.txt was not honoured"
+    );
+
+    // Nothing changed: every page answers 304, nothing is embedded.
+    let n = s.site.log.lock().unwrap().len();
+    let again = success_json(&sync(&s));
+    assert_eq!(
+        (
+            again["unchanged"].as_u64(),
+            again["chunks_embedded"].as_u64()
+        ),
+        (Some(4), Some(0)),
+        "{again}"
+    );
+    let pages: Vec<(String, u16)> = s
+        .site
+        .log_since(n)
+        .into_iter()
+        .filter(|(p, _)| p.ends_with(".html") && p != "/old.html")
+        .collect();
+    assert!(
+        !pages.is_empty() && pages.iter().all(|(_, st)| *st == 304),
+        "{pages:?}"
+    );
+
+    // One edit, one delete (gone from the sitemap, then 404), one add.
+    s.site.set(
+        "/b.html",
+        page(&html(
+            "B",
+            "The kestrel billing notes, now with refunds.",
+            &[],
+        )),
+    );
+    s.site.pages.lock().unwrap().remove("/c.html");
+    s.site.set(
+        "/sitemap.xml",
+        page("<?xml version=\"1.0\"?><urlset></urlset>"),
+    );
+    s.site.set(
+        "/index.html",
+        page(&html(
+            "Home",
+            "The handbook home page about the ibis welcome.",
+            &["/a.html", "b.html", "/d.html"],
+        )),
+    );
+    s.site.set(
+        "/d.html",
+        page(&html("D", "The narwhal onboarding steps.", &[])),
+    );
+    let r = success_json(&sync(&s));
+    assert_eq!(
+        (
+            r["added"].as_u64(),
+            r["updated"].as_u64(),
+            r["deleted"].as_u64(),
+            r["unchanged"].as_u64()
+        ),
+        (Some(1), Some(2), Some(1), Some(1)),
+        "{r}"
+    );
+    let v = success_json(&bm25_search("narwhal onboarding", "site", &[], &s.data));
+    assert_eq!(v["hits"][0]["uri"], format!("{u}/d.html"), "{v}");
+    let v = success_json(&bm25_search("refunds", "site", &[], &s.data));
+    assert_eq!(v["hits"][0]["doc_id"], format!("{u}/b.html"), "{v}");
+    assert!(!doc_ids(&s).contains(&format!("{u}/c.html")));
+}
+
+#[test]
+fn a_site_that_fails_mid_crawl_fails_the_sync_and_deletes_nothing() {
+    let s = setup();
+    success_json(&sync(&s));
+    let before = export(&s);
+    s.site.down.store(true, Ordering::SeqCst);
+    let out = sync(&s);
+    assert!(!out.status.success(), "a 503 must fail the sync");
+    assert!(stderr(&out).contains("HTTP 503"), "{}", stderr(&out));
+    assert_eq!(
+        export(&s),
+        before,
+        "a failed crawl must not change the index"
+    );
+    // The site recovers: nothing was lost, nothing needs doing.
+    s.site.down.store(false, Ordering::SeqCst);
+    let ok = success_json(&sync(&s));
+    assert_eq!(
+        (ok["unchanged"].as_u64(), ok["deleted"].as_u64()),
+        (Some(4), Some(0)),
+        "{ok}"
+    );
+}
