@@ -368,3 +368,108 @@ fn a_site_that_fails_mid_crawl_fails_the_sync_and_deletes_nothing() {
         "{ok}"
     );
 }
+
+/// SIGKILL at random moments of a crawl that edits, deletes and adds pages,
+/// then a resume: the index equals an uninterrupted sync's.
+#[test]
+fn kill_9_during_a_web_sync_then_resume_equals_an_uninterrupted_sync() {
+    let s = setup();
+    let text = |i: usize, v: usize| {
+        format!(
+            "Page {i} version {v} explains the okapi {i} procedure. {}",
+            "Further detail about the procedure follows here. ".repeat(15)
+        )
+    };
+    let index = |n: usize| {
+        let links: Vec<String> = (0..n).map(|i| format!("/p{i}.html")).collect();
+        let refs: Vec<&str> = links.iter().map(String::as_str).collect();
+        page(&html("Home", "The okapi handbook home.", &refs))
+    };
+    for i in 0..80 {
+        s.site.set(
+            &format!("/p{i}.html"),
+            page(&html(&format!("P{i}"), &text(i, 1), &[])),
+        );
+    }
+    s.site.set("/index.html", index(80));
+    success_json(&sync(&s));
+    let base = s.data.with_extension("base");
+    copy_dir(&s.data, &base);
+    for i in 0..110 {
+        let path = format!("/p{i}.html");
+        if i < 80 && i % 5 == 0 {
+            s.site.pages.lock().unwrap().remove(&path);
+        } else if i >= 80 || i % 3 == 0 {
+            s.site
+                .set(&path, page(&html(&format!("P{i}"), &text(i, 2), &[])));
+        }
+    }
+    s.site.set("/index.html", index(110));
+    let run = |data: &Path| {
+        quarry_command(&[
+            "sync",
+            "--source",
+            "site",
+            "--config",
+            s_(&s.config),
+            "--data-dir",
+            s_(data),
+        ])
+    };
+    let export_of = |data: &Path| {
+        let args = [
+            "export",
+            "-c",
+            "site",
+            "--config",
+            s_(&s.config),
+            "--data-dir",
+            s_(data),
+        ];
+        json_lines(&String::from_utf8(quarry_ok(&args).stdout).unwrap())
+    };
+    let clean = s.data.with_extension("clean");
+    copy_dir(&base, &clean);
+    let started = std::time::Instant::now();
+    assert!(run(&clean).status().unwrap().success());
+    let full = started.elapsed();
+    let expected = export_of(&clean);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("web kill -9 test: seed {seed}, the update sync takes {full:?}");
+    let (mut killed, mut rounds) = (0, 0);
+    while killed < 6 && rounds < 20 {
+        rounds += 1;
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let span = full.as_millis() as u64;
+        let at = std::time::Duration::from_millis(span / 20 + seed % (span * 70 / 100).max(1));
+        let data = s.data.with_extension(format!("crash{rounds}"));
+        copy_dir(&base, &data);
+        let mut child = run(&data)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        killed += usize::from(!finished);
+        assert!(
+            run(&data).status().unwrap().success(),
+            "resume after a kill at {at:?}"
+        );
+        assert_eq!(
+            export_of(&data),
+            expected,
+            "killed at {at:?} (seed {seed}), then resumed"
+        );
+    }
+    eprintln!("{killed} kills landed mid-sync in {rounds} rounds");
+    assert!(killed >= 3, "only {killed} kills landed mid-sync");
+}
