@@ -493,3 +493,33 @@ fn a_git_source_over_the_network_syncs_and_a_stopped_server_fails_the_sync() {
     );
     assert_eq!(export(&setup), before);
 }
+
+#[test]
+fn a_force_push_that_rewrites_history_is_synced_from_the_new_tree() {
+    let setup = setup(false);
+    success_json(&sync(&setup));
+    // Rewrite the last commit: a file changes, another disappears, and the
+    // old head is no longer an ancestor of the new one.
+    write(
+        &setup.repo,
+        &[(
+            "docs/intro.md",
+            "# Intro\n\nThe aardvark onboarding guide, rewritten.\n",
+        )],
+    );
+    std::fs::remove_file(setup.repo.join("docs/old.md")).unwrap();
+    git(&setup.repo, &["add", "-A"]);
+    git(&setup.repo, &["commit", "-q", "--amend", "-m", "rewritten"]);
+    let r = success_json(&sync(&setup));
+    assert_eq!(
+        (
+            r["updated"].as_u64(),
+            r["deleted"].as_u64(),
+            r["unchanged"].as_u64()
+        ),
+        (Some(1), Some(1), Some(2)),
+        "{r}"
+    );
+    let v = success_json(&bm25_search("rewritten", "handbook", &[], &setup.data));
+    assert_eq!(v["hits"][0]["doc_id"], "docs/intro.md", "{v}");
+}

@@ -39,6 +39,10 @@ struct Site {
     log: Mutex<Vec<(String, u16)>>,
     /// Every request answers 503.
     down: AtomicBool,
+    /// Every request answers this status instead.
+    fail_with: Mutex<Option<u16>>,
+    /// Every answer waits this long first.
+    slow: Mutex<std::time::Duration>,
 }
 
 impl Site {
@@ -57,6 +61,10 @@ impl Site {
     ) -> (u16, Vec<(String, String)>, String) {
         if self.down.load(Ordering::SeqCst) {
             return (503, vec![], "down".into());
+        }
+        std::thread::sleep(*self.slow.lock().unwrap());
+        if let Some(code) = *self.fail_with.lock().unwrap() {
+            return (code, vec![], "refused".into());
         }
         let Some(p) = self.pages.lock().unwrap().get(path).cloned() else {
             return (404, vec![], "not found".into());
@@ -472,4 +480,30 @@ fn kill_9_during_a_web_sync_then_resume_equals_an_uninterrupted_sync() {
     }
     eprintln!("{killed} kills landed mid-sync in {rounds} rounds");
     assert!(killed >= 3, "only {killed} kills landed mid-sync");
+}
+
+#[test]
+fn an_expired_credential_or_a_timeout_fails_the_crawl_and_deletes_nothing() {
+    let s = setup();
+    let config = std::fs::read_to_string(&s.config).unwrap() + "timeout_secs = 1\n";
+    std::fs::write(&s.config, config).unwrap();
+    success_json(&sync(&s));
+    let before = export(&s);
+    // The site now refuses the crawler, as when a token expires.
+    *s.site.fail_with.lock().unwrap() = Some(401);
+    let out = sync(&s);
+    assert!(!out.status.success(), "a 401 must fail the sync");
+    assert!(stderr(&out).contains("HTTP 401"), "{}", stderr(&out));
+    assert_eq!(export(&s), before);
+    // The site answers, but slower than the timeout.
+    *s.site.fail_with.lock().unwrap() = None;
+    *s.site.slow.lock().unwrap() = std::time::Duration::from_secs(3);
+    let out = sync(&s);
+    assert!(!out.status.success(), "a timeout must fail the sync");
+    assert!(
+        stderr(&out).to_lowercase().contains("timed out"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(export(&s), before);
 }

@@ -115,7 +115,15 @@ source_kind! {
         /// Glob patterns of URL paths to skip.
         #[serde(default)]
         exclude: Vec<String>,
+        /// One request's timeout; a page slower than this fails the crawl.
+        /// Default: 30.
+        #[serde(default = "default_timeout_secs")]
+        timeout_secs: u64,
     }
+}
+
+fn default_timeout_secs() -> u64 {
+    30
 }
 
 fn default_max_pages() -> usize {

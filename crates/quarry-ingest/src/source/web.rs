@@ -159,7 +159,7 @@ impl WebSource {
             max_file_bytes,
             state_path: state_dir.join(format!("{}.web.json", config.name)),
             agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(30))
+                .timeout(Duration::from_secs(config.timeout_secs.max(1)))
                 .user_agent(USER_AGENT)
                 .build(),
             config: config.clone(),
