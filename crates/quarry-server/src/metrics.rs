@@ -235,7 +235,8 @@ pub(crate) fn render_sync(out: &mut String, sources: &[SourceStatus]) {
                 s.last_run
                     .as_ref()
                     .filter(|r| r.outcome == RunOutcome::Succeeded)
-                    .map(|r| (r.added + r.updated + r.unchanged) as u64)
+                    .and_then(|r| r.report.as_ref())
+                    .map(|r| r.documents as u64)
             },
         ),
         (

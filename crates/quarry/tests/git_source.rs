@@ -116,16 +116,7 @@ fn sync(setup: &Setup) -> std::process::Output {
 }
 
 fn export_of(config: &Path, data: &Path) -> Vec<serde_json::Value> {
-    let args = [
-        "export",
-        "-c",
-        "handbook",
-        "--config",
-        s(config),
-        "--data-dir",
-        s(data),
-    ];
-    json_lines(&String::from_utf8(quarry_ok(&args).stdout).unwrap())
+    export_points("handbook", config, data)
 }
 
 fn export(setup: &Setup) -> Vec<serde_json::Value> {
@@ -167,16 +158,7 @@ fn a_git_source_syncs_edits_deletes_adds_and_renames_exactly_and_cites_the_commi
     let sha = commit_all(&s.repo, "second");
     let r = success_json(&sync(&s));
     // A rename is its old path deleted and its new path added.
-    assert_eq!(
-        (
-            r["added"].as_u64(),
-            r["updated"].as_u64(),
-            r["deleted"].as_u64(),
-            r["unchanged"].as_u64()
-        ),
-        (Some(2), Some(1), Some(2), Some(1)),
-        "{r}"
-    );
+    assert_eq!(counts(&r), (2, 1, 2, 1), "{r}");
     let data = s.data.to_str().unwrap();
     for (query, doc) in [
         ("echidna release notes", "docs/new.md"),
@@ -257,11 +239,7 @@ fn a_git_remote_that_fails_fails_the_sync_and_deletes_nothing() {
     // It comes back: the next sync succeeds with nothing to do.
     std::fs::rename(&away, &s.repo).unwrap();
     let back = success_json(&sync(&s));
-    assert_eq!(
-        (back["unchanged"].as_u64(), back["deleted"].as_u64()),
-        (Some(4), Some(0)),
-        "{back}"
-    );
+    assert_eq!(counts(&back), (0, 0, 0, 4), "{back}");
 }
 
 #[test]
@@ -275,23 +253,7 @@ fn quarry_serve_picks_up_a_pushed_commit_on_its_schedule() {
         "--data-dir",
         s.data.to_str().unwrap(),
     ]);
-    let search = |query: &str| -> Vec<String> {
-        match ureq::post(&format!("{url}/v1/collections/handbook/search"))
-            .send_json(serde_json::json!({"query": query, "mode": "bm25", "top_k": 3}))
-        {
-            Ok(r) => {
-                let v: serde_json::Value = r.into_json().unwrap();
-                v["hits"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|h| h["doc_id"].as_str().unwrap().to_string())
-                    .collect()
-            }
-            Err(ureq::Error::Status(404, _)) => Vec::new(),
-            Err(e) => panic!("{e}"),
-        }
-    };
+    let search = |query: &str| http_hits(&url, "handbook", query);
     let wait = |query: &str, doc: &str, secs: u64| {
         let started = std::time::Instant::now();
         while !search(query).iter().any(|d| d == doc) {
@@ -369,45 +331,14 @@ fn kill_9_during_a_git_sync_then_resume_equals_an_uninterrupted_sync() {
     let full = started.elapsed();
     assert!(out.status.success(), "{}", stderr(&out));
     let expected = export_of(&setup.config, &clean);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("git kill -9 test: seed {seed}, the update sync takes {full:?}");
-    let (mut killed, mut rounds) = (0, 0);
-    while killed < 6 && rounds < 20 {
-        rounds += 1;
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let span = full.as_millis() as u64;
-        let at = std::time::Duration::from_millis(span / 20 + seed % (span * 70 / 100).max(1));
-        let data = setup.data.with_extension(format!("crash{rounds}"));
-        copy_dir(&base, &data);
-        let mut child = quarry_command(&sync_args(&setup.config, &data))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(at);
-        let finished = child.try_wait().unwrap().is_some();
-        let _ = child.kill();
-        let _ = child.wait();
-        killed += usize::from(!finished);
-        let out = quarry_home(&sync_args(&setup.config, &data));
-        assert!(
-            out.status.success(),
-            "resume after a kill at {at:?}: {}",
-            stderr(&out)
-        );
-        assert_eq!(
-            export_of(&setup.config, &data),
-            expected,
-            "killed at {at:?} (seed {seed}), then resumed"
-        );
-    }
-    eprintln!("{killed} kills landed mid-sync in {rounds} rounds");
+    let killed = kill_and_resume(
+        (6, 20),
+        &base,
+        full,
+        |data| quarry_command(&sync_args(&setup.config, data)),
+        |data| export_of(&setup.config, data),
+        &expected,
+    );
     assert!(killed >= 3, "only {killed} kills landed mid-sync");
 }
 

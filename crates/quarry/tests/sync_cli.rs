@@ -6,8 +6,8 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
 use support::*;
 
@@ -273,16 +273,7 @@ fn edit_delete_add_is_exactly_one_of_each_and_embeds_only_changed_chunks() {
     write(&tree, "d9.md", doc_text(9, 0).as_bytes());
     let (code, r) = sync_json(&tree, &data, SMALL_CHUNKS);
     assert_eq!(code, 0, "{r}");
-    assert_eq!(
-        (
-            r["added"].as_u64(),
-            r["updated"].as_u64(),
-            r["deleted"].as_u64(),
-            r["unchanged"].as_u64()
-        ),
-        (Some(1), Some(1), Some(1), Some(4)),
-        "{r}"
-    );
+    assert_eq!(counts(&r), (1, 1, 1, 4), "{r}");
     let embedded = r["chunks_embedded"].as_u64().unwrap();
     let reused = r["chunks_reused"].as_u64().unwrap();
     assert!(
@@ -344,53 +335,21 @@ fn kill_9_at_random_moments_then_resync_equals_a_clean_sync() {
     sync_json(&tree, &timing, SMALL_CHUNKS);
     let full = t.elapsed();
 
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("kill -9 test: seed {seed}, a full update sync takes {full:?}");
-    let mut killed_mid_sync = 0;
-    // Until 12 kills have landed mid-sync (timing varies with machine load),
-    // at most 30 rounds; every round must still converge.
-    let mut rounds = 0;
-    for round in 0..30 {
-        if killed_mid_sync >= 12 {
-            break;
-        }
-        rounds += 1;
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        // Anywhere from model loading to the last writes.
-        let span = full.as_millis() as u64;
-        let at = Duration::from_millis(span / 20 + seed % (span * 70 / 100).max(1));
-        let data = dir.path().join(format!("crash{round}"));
-        copy_dir(&base, &data);
-        let mut child = quarry_command(&sync_docs_json(&tree, &data))
-            .envs(SMALL_CHUNKS.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(at);
-        let finished = child.try_wait().unwrap().is_some();
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        if !finished {
-            killed_mid_sync += 1;
-        }
-        let (code, r) = sync_json(&tree, &data, SMALL_CHUNKS);
-        assert_eq!(code, 0, "round {round} (killed after {at:?}): {r}");
-        let got = export(&data);
-        assert!(
-            got == expected,
-            "round {round}, killed after {at:?}: the resumed index differs from a clean sync"
-        );
-    }
+    let killed_mid_sync = kill_and_resume(
+        (12, 30),
+        &base,
+        full,
+        |data| {
+            let mut cmd = quarry_command(&sync_docs_json(&tree, data));
+            cmd.envs(SMALL_CHUNKS.iter().copied());
+            cmd
+        },
+        export,
+        &expected,
+    );
     assert!(
         killed_mid_sync >= 10,
-        "only {killed_mid_sync} of {rounds} kills landed during a sync"
+        "only {killed_mid_sync} kills landed during a sync"
     );
 }
 

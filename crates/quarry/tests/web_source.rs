@@ -233,17 +233,12 @@ fn s_(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+fn export_of(config: &Path, data: &Path) -> Vec<serde_json::Value> {
+    export_points("site", config, data)
+}
+
 fn export(s: &Setup) -> Vec<serde_json::Value> {
-    let args = [
-        "export",
-        "-c",
-        "site",
-        "--config",
-        s_(&s.config),
-        "--data-dir",
-        s_(&s.data),
-    ];
-    json_lines(&String::from_utf8(quarry_ok(&args).stdout).unwrap())
+    export_of(&s.config, &s.data)
 }
 
 fn doc_ids(s: &Setup) -> Vec<String> {
@@ -336,16 +331,7 @@ fn a_web_source_crawls_politely_skips_unchanged_pages_and_syncs_changes_exactly(
         page(&html("D", "The narwhal onboarding steps.", &[])),
     );
     let r = success_json(&sync(&s));
-    assert_eq!(
-        (
-            r["added"].as_u64(),
-            r["updated"].as_u64(),
-            r["deleted"].as_u64(),
-            r["unchanged"].as_u64()
-        ),
-        (Some(1), Some(2), Some(1), Some(1)),
-        "{r}"
-    );
+    assert_eq!(counts(&r), (1, 2, 1, 1), "{r}");
     let v = success_json(&bm25_search("narwhal onboarding", "site", &[], &s.data));
     assert_eq!(v["hits"][0]["uri"], format!("{u}/d.html"), "{v}");
     let v = success_json(&bm25_search("refunds", "site", &[], &s.data));
@@ -370,11 +356,7 @@ fn a_site_that_fails_mid_crawl_fails_the_sync_and_deletes_nothing() {
     // The site recovers: nothing was lost, nothing needs doing.
     s.site.down.store(false, Ordering::SeqCst);
     let ok = success_json(&sync(&s));
-    assert_eq!(
-        (ok["unchanged"].as_u64(), ok["deleted"].as_u64()),
-        (Some(4), Some(0)),
-        "{ok}"
-    );
+    assert_eq!(counts(&ok), (0, 0, 0, 4), "{ok}");
 }
 
 /// SIGKILL at random moments of a crawl that edits, deletes and adds pages,
@@ -424,61 +406,14 @@ fn kill_9_during_a_web_sync_then_resume_equals_an_uninterrupted_sync() {
             s_(data),
         ])
     };
-    let export_of = |data: &Path| {
-        let args = [
-            "export",
-            "-c",
-            "site",
-            "--config",
-            s_(&s.config),
-            "--data-dir",
-            s_(data),
-        ];
-        json_lines(&String::from_utf8(quarry_ok(&args).stdout).unwrap())
-    };
+    let export_of = |data: &Path| export_of(&s.config, data);
     let clean = s.data.with_extension("clean");
     copy_dir(&base, &clean);
     let started = std::time::Instant::now();
     assert!(run(&clean).status().unwrap().success());
     let full = started.elapsed();
     let expected = export_of(&clean);
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    eprintln!("web kill -9 test: seed {seed}, the update sync takes {full:?}");
-    let (mut killed, mut rounds) = (0, 0);
-    while killed < 6 && rounds < 20 {
-        rounds += 1;
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let span = full.as_millis() as u64;
-        let at = std::time::Duration::from_millis(span / 20 + seed % (span * 70 / 100).max(1));
-        let data = s.data.with_extension(format!("crash{rounds}"));
-        copy_dir(&base, &data);
-        let mut child = run(&data)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(at);
-        let finished = child.try_wait().unwrap().is_some();
-        let _ = child.kill();
-        let _ = child.wait();
-        killed += usize::from(!finished);
-        assert!(
-            run(&data).status().unwrap().success(),
-            "resume after a kill at {at:?}"
-        );
-        assert_eq!(
-            export_of(&data),
-            expected,
-            "killed at {at:?} (seed {seed}), then resumed"
-        );
-    }
-    eprintln!("{killed} kills landed mid-sync in {rounds} rounds");
+    let killed = kill_and_resume((6, 20), &base, full, run, export_of, &expected);
     assert!(killed >= 3, "only {killed} kills landed mid-sync");
 }
 

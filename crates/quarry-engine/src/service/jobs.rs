@@ -79,24 +79,20 @@ pub enum RunOutcome {
 }
 
 /// One finished sync of a source, however it was started.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceRun {
     pub started_at_unix: u64,
     pub finished_at_unix: u64,
     pub outcome: RunOutcome,
-    pub added: usize,
-    pub updated: usize,
-    pub unchanged: usize,
-    pub deleted: usize,
-    pub skipped: usize,
-    pub failed: usize,
-    pub chunks_embedded: usize,
+    /// What a successful run did: counts, errors, timings.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub report: Option<SyncReport>,
 }
 
 /// A source as the server keeps it: what it is, how its runs went, and
 /// when the next one is due.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SourceStatus {
     pub source: String,
@@ -252,13 +248,7 @@ impl JobRegistry {
                 started_at_unix: started_unix,
                 finished_at_unix,
                 outcome,
-                added: r.map_or(0, |r| r.added),
-                updated: r.map_or(0, |r| r.updated),
-                unchanged: r.map_or(0, |r| r.unchanged),
-                deleted: r.map_or(0, |r| r.deleted),
-                skipped: r.map_or(0, |r| r.skipped),
-                failed: r.map_or(0, |r| r.failed),
-                chunks_embedded: r.map_or(0, |r| r.chunks_embedded),
+                report: r.cloned(),
             };
             match result {
                 Ok(report) => {

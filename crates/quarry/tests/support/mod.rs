@@ -336,3 +336,98 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `(added, updated, deleted, unchanged)` of a sync report.
+pub fn counts(r: &serde_json::Value) -> (u64, u64, u64, u64) {
+    let n = |k: &str| r[k].as_u64().unwrap_or(u64::MAX);
+    (n("added"), n("updated"), n("deleted"), n("unchanged"))
+}
+
+/// BM25 hits' document ids for `query` over HTTP; none while the
+/// collection does not exist yet.
+pub fn http_hits(url: &str, collection: &str, query: &str) -> Vec<String> {
+    let r = ureq::post(&format!("{url}/v1/collections/{collection}/search"))
+        .send_json(serde_json::json!({"query": query, "mode": "bm25", "top_k": 5}));
+    match r {
+        Ok(r) => {
+            let v: serde_json::Value = r.into_json().unwrap();
+            v["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["doc_id"].as_str().unwrap().to_string())
+                .collect()
+        }
+        Err(ureq::Error::Status(404, _)) => Vec::new(),
+        Err(e) => panic!("search failed: {e}"),
+    }
+}
+
+/// Kills `sync` (a command over a data directory) with SIGKILL at random
+/// moments of a run that takes `full`, each time in a fresh copy of `base`,
+/// resumes it, and holds the result to `expected`: until `kills` kills have
+/// landed mid-sync (timing varies with machine load), at most `rounds`
+/// rounds, every one of which must converge. Returns the kills that landed.
+pub fn kill_and_resume<E: PartialEq>(
+    (kills, rounds_at_most): (usize, usize),
+    base: &Path,
+    full: std::time::Duration,
+    sync: impl Fn(&Path) -> Command,
+    export: impl Fn(&Path) -> E,
+    expected: &E,
+) -> usize {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill -9: seed {seed}, an uninterrupted sync takes {full:?}");
+    let (mut killed, mut rounds) = (0, 0);
+    while killed < kills && rounds < rounds_at_most {
+        rounds += 1;
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let span = full.as_millis() as u64;
+        let at = std::time::Duration::from_millis(span / 20 + seed % (span * 70 / 100).max(1));
+        let data = base.with_extension(format!("crash{rounds}"));
+        copy_dir(base, &data);
+        let mut child = sync(&data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        killed += usize::from(!finished);
+        let out = sync(&data).output().unwrap();
+        assert!(
+            out.status.success(),
+            "resume after a kill at {at:?}: {}",
+            stderr(&out)
+        );
+        // Not assert_eq: an index's export is too long to print usefully.
+        assert!(
+            export(&data) == *expected,
+            "killed at {at:?} (seed {seed}), then resumed: the index differs from a clean sync's"
+        );
+    }
+    eprintln!("{killed} kills landed mid-sync in {rounds} rounds");
+    killed
+}
+
+/// Every point of `collection` in the index `config` and `data` name.
+pub fn export_points(collection: &str, config: &Path, data: &Path) -> Vec<serde_json::Value> {
+    let args = [
+        "export",
+        "-c",
+        collection,
+        "--config",
+        s(config),
+        "--data-dir",
+        s(data),
+    ];
+    json_lines(&String::from_utf8(quarry_ok(&args).stdout).unwrap())
+}
