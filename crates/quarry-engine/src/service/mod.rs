@@ -262,11 +262,26 @@ impl Service {
         source: &SourceConfig,
         progress: Option<ProgressFn>,
     ) -> Result<SyncReport> {
+        self.sync_with(source, None, progress).await
+    }
+
+    /// [`Self::sync`], with the source already `opened` when the caller had
+    /// to open it first (to refuse a request early).
+    async fn sync_with(
+        &self,
+        source: &SourceConfig,
+        opened: Option<Box<dyn quarry_ingest::Source>>,
+        progress: Option<ProgressFn>,
+    ) -> Result<SyncReport> {
         quarry_core::config::check_name("collection", source.collection())
             .map_err(|e| EngineError::Invalid(e.to_string()))?;
         let started = jobs::now_unix();
         self.jobs.set_running(source, true);
-        let result = match self.open_source(source) {
+        let opened = match opened {
+            Some(o) => Ok(o),
+            None => self.open_source(source),
+        };
+        let result = match opened {
             Ok(opened) => {
                 let indexer = match progress {
                     Some(f) => self.indexer.clone().with_progress(f),
@@ -312,10 +327,15 @@ impl Service {
     }
 
     /// Runs a claimed job to its end.
-    async fn run_job(self: &Arc<Self>, config: &SourceConfig, id: &str) -> Result<SyncReport> {
+    async fn run_job(
+        self: &Arc<Self>,
+        config: &SourceConfig,
+        id: &str,
+        opened: Option<Box<dyn quarry_ingest::Source>>,
+    ) -> Result<SyncReport> {
         let (service, job) = (Arc::clone(self), id.to_string());
         let progress: ProgressFn = Arc::new(move |p| service.jobs.progress(&job, p));
-        let result = self.sync(config, Some(progress)).await;
+        let result = self.sync_with(config, opened, Some(progress)).await;
         self.jobs.finish(
             id,
             result.as_ref().map(Clone::clone).map_err(|e| e.to_string()),
@@ -326,12 +346,13 @@ impl Service {
     /// Starts a sync of configured source `name` in the background.
     pub fn start_sync(self: &Arc<Self>, name: &str) -> Result<JobStarted> {
         let config = self.configured(name)?;
-        // Opened here too, so a source that cannot be opened fails the request.
-        self.open_source(&config)?;
+        // Opened here, so a source that cannot be opened fails the request;
+        // the job syncs what was opened (a BEIR corpus is read once).
+        let opened = self.open_source(&config)?;
         let job_id = self.claim(&config)?;
         let (service, id) = (Arc::clone(self), job_id.clone());
         tokio::spawn(async move {
-            let _ = service.run_job(&config, &id).await;
+            let _ = service.run_job(&config, &id, Some(opened)).await;
         });
         Ok(JobStarted {
             job_id,

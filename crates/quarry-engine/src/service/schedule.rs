@@ -31,16 +31,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 pub struct Schedule {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     _watches: Vec<quarry_ingest::FolderWatch>,
+    /// Sources with a period, a watch, or both.
+    sources: usize,
 }
 
 impl Schedule {
     /// How many sources it keeps fresh.
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.sources
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.sources == 0
     }
 }
 
@@ -74,6 +76,8 @@ impl Service {
     pub fn start_schedule(self: &Arc<Self>) -> Result<Schedule> {
         let mut schedule = Schedule::default();
         for config in self.sources.clone() {
+            schedule.sources +=
+                usize::from(config.every().is_some() || config.watched_path().is_some());
             if let Some(every) = config.every() {
                 let service = Arc::clone(self);
                 let config = config.clone();
@@ -101,7 +105,7 @@ impl Service {
         let Ok(id) = self.claim(config) else {
             return Turn::Busy;
         };
-        let result = self.run_job(config, &id).await;
+        let result = self.run_job(config, &id, None).await;
         if let Err(e) = &result {
             tracing::warn!(source = config.name(), error = %e, "scheduled sync failed");
         }

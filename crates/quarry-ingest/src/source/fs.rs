@@ -15,8 +15,7 @@ use crate::{IngestError, Result};
 pub struct FsSource {
     name: String,
     root: PathBuf,
-    include: Option<globset::GlobSet>,
-    exclude: Option<globset::GlobSet>,
+    filter: PathFilter,
     gitignore: bool,
     follow_symlinks: bool,
     max_file_bytes: u64,
@@ -27,7 +26,29 @@ pub struct FsSource {
     paths: std::sync::Mutex<HashMap<String, PathBuf>>,
 }
 
-pub(super) fn globs(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
+/// `include` and `exclude` globs, as every kind with paths applies them.
+#[derive(Debug, Default)]
+pub(super) struct PathFilter {
+    include: Option<globset::GlobSet>,
+    exclude: Option<globset::GlobSet>,
+}
+
+impl PathFilter {
+    pub(super) fn new(include: &[String], exclude: &[String]) -> Result<Self> {
+        Ok(Self {
+            include: globs(include)?,
+            exclude: globs(exclude)?,
+        })
+    }
+
+    /// Included (by default everything) and not excluded.
+    pub(super) fn allows(&self, path: &str) -> bool {
+        self.include.as_ref().is_none_or(|g| g.is_match(path))
+            && !self.exclude.as_ref().is_some_and(|g| g.is_match(path))
+    }
+}
+
+fn globs(patterns: &[String]) -> Result<Option<globset::GlobSet>> {
     if patterns.is_empty() {
         return Ok(None);
     }
@@ -66,8 +87,7 @@ impl FsSource {
             canonical_root,
             paths: Default::default(),
             root,
-            include: globs(&config.include)?,
-            exclude: globs(&config.exclude)?,
+            filter: PathFilter::new(&config.include, &config.exclude)?,
             gitignore: config.gitignore,
             follow_symlinks: config.follow_symlinks,
             max_file_bytes,
@@ -139,9 +159,7 @@ impl Source for FsSource {
                 continue;
             }
             let rel = self.rel(path);
-            if self.include.as_ref().is_some_and(|g| !g.is_match(&rel))
-                || self.exclude.as_ref().is_some_and(|g| g.is_match(&rel))
-            {
+            if !self.filter.allows(&rel) {
                 continue;
             }
             let canonical = std::fs::canonicalize(path).unwrap_or(path.to_path_buf());

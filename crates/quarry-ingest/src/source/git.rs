@@ -10,13 +10,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use gix::ObjectId;
 use quarry_core::config::GitSourceConfig;
 
-use super::fs::globs;
+use super::fs::PathFilter;
 use super::{DocumentRef, Listing, ListingIssue, RawDocument, Source, SourceError};
 use crate::{IngestError, Result};
 
@@ -26,15 +26,15 @@ const TRACKING: &str = "refs/remotes/origin/";
 #[derive(Debug)]
 pub struct GitSource {
     config: GitSourceConfig,
-    include: Option<globset::GlobSet>,
-    exclude: Option<globset::GlobSet>,
+    filter: PathFilter,
     max_file_bytes: u64,
     mirror: PathBuf,
-    /// What the last listing saw: the commit, and each path's blob.
-    listed: Mutex<Option<Snapshot>>,
+    /// What the last listing saw, shared by the reads that follow it.
+    listed: Mutex<Option<Arc<Snapshot>>>,
 }
 
-#[derive(Debug, Clone)]
+/// The listed commit and each path's blob.
+#[derive(Debug)]
 struct Snapshot {
     commit: ObjectId,
     blobs: HashMap<String, ObjectId>,
@@ -50,8 +50,7 @@ impl GitSource {
             });
         }
         Ok(Self {
-            include: globs(&config.include)?,
-            exclude: globs(&config.exclude)?,
+            filter: PathFilter::new(&config.include, &config.exclude)?,
             max_file_bytes,
             mirror: state_dir.join(format!("{}.git", config.name)),
             config: config.clone(),
@@ -213,9 +212,7 @@ impl Source for GitSource {
                 continue;
             }
             let path = entry.filepath.to_string();
-            if self.include.as_ref().is_some_and(|g| !g.is_match(&path))
-                || self.exclude.as_ref().is_some_and(|g| g.is_match(&path))
-            {
+            if !self.filter.allows(&path) {
                 continue;
             }
             let size = repo
@@ -244,7 +241,7 @@ impl Source for GitSource {
             blobs.insert(path, entry.oid);
         }
         docs.sort_by(|a, b| a.id.cmp(&b.id));
-        *super::locked(&self.listed) = Some(Snapshot { commit, blobs });
+        *super::locked(&self.listed) = Some(Arc::new(Snapshot { commit, blobs }));
         Ok(Listing { docs, issues })
     }
 
@@ -256,6 +253,8 @@ impl Source for GitSource {
             .blobs
             .get(&doc.id)
             .ok_or_else(|| SourceError::permanent(&doc.uri, "not in the listed commit"))?;
+        // A repository handle is not Send without gix's `parallel`
+        // feature, so each read opens the mirror (a few small files).
         let repo = gix::open(&self.mirror).map_err(|e| self.transient("opening the mirror", e))?;
         let blob = repo
             .find_blob(*oid)
@@ -263,7 +262,7 @@ impl Source for GitSource {
         let mut metadata = serde_json::Map::new();
         metadata.insert("git_commit".into(), snapshot.commit.to_string().into());
         Ok(RawDocument {
-            bytes: blob.data.clone(),
+            bytes: blob.detach().data,
             content_type: None,
             title: None,
             metadata,

@@ -29,7 +29,13 @@ pub fn watch_folder(
     ignore: Vec<PathBuf>,
     on_change: impl Fn() + Send + 'static,
 ) -> Result<FolderWatch> {
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    // Events carry canonical paths; a path that does not exist yet (a data
+    // directory created later) is made absolute, never left relative.
+    let canon = |p: &Path| {
+        std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
     let ignore: Vec<PathBuf> = ignore.iter().map(|p| canon(p)).collect();
     let handler = move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else {

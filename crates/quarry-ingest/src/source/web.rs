@@ -20,7 +20,7 @@ use quarry_core::document::sha256_hex;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use super::fs::globs;
+use super::fs::PathFilter;
 use super::{DocumentRef, Listing, ListingIssue, RawDocument, Source, SourceError};
 use crate::{IngestError, Result};
 
@@ -51,13 +51,19 @@ struct State {
 #[derive(Debug)]
 pub struct WebSource {
     config: WebSourceConfig,
-    include: Option<globset::GlobSet>,
-    exclude: Option<globset::GlobSet>,
+    filter: PathFilter,
     max_file_bytes: u64,
     state_path: PathBuf,
     agent: ureq::Agent,
     /// Bodies fetched by the last listing, for the reads that follow it.
-    bodies: Mutex<HashMap<String, Vec<u8>>>,
+    bodies: Mutex<HashMap<String, Held>>,
+}
+
+/// A page body the listing fetched, until it is read.
+#[derive(Debug)]
+struct Held {
+    body: Vec<u8>,
+    content_type: Option<String>,
 }
 
 /// One answer of the site.
@@ -104,8 +110,10 @@ impl Robots {
                 "allow" => robots.rules.push((true, value.into())),
                 "crawl-delay" => {
                     if let Ok(secs) = value.parse::<f64>() {
-                        robots.delay =
-                            Duration::from_secs_f64(secs.clamp(0.0, 10.0)).min(MAX_DELAY);
+                        // `max` maps NaN to 0 and `min` caps infinity:
+                        // from_secs_f64 panics on either.
+                        let capped = secs.max(0.0).min(MAX_DELAY.as_secs_f64());
+                        robots.delay = Duration::from_secs_f64(capped);
                     }
                 }
                 _ => {}
@@ -154,8 +162,7 @@ impl WebSource {
             });
         }
         Ok(Self {
-            include: globs(&config.include)?,
-            exclude: globs(&config.exclude)?,
+            filter: PathFilter::new(&config.include, &config.exclude)?,
             max_file_bytes,
             state_path: state_dir.join(format!("{}.web.json", config.name)),
             agent: ureq::AgentBuilder::new()
@@ -248,8 +255,7 @@ impl WebSource {
         let path = url.path();
         matches!(url.scheme(), "http" | "https")
             && url.host_str().is_some_and(|h| hosts.contains(h))
-            && self.include.as_ref().is_none_or(|g| g.is_match(path))
-            && !self.exclude.as_ref().is_some_and(|g| g.is_match(path))
+            && self.filter.allows(path)
     }
 
     fn robots_for(&self, url: &Url) -> Result<Robots, SourceError> {
@@ -401,7 +407,14 @@ impl Source for WebSource {
                 size,
             });
             if let Some(b) = body {
-                bodies.insert(final_url.clone(), b);
+                let content_type = seen.content_type.clone();
+                bodies.insert(
+                    final_url.clone(),
+                    Held {
+                        body: b,
+                        content_type,
+                    },
+                );
             }
             state.pages.insert(final_url, seen);
         }
@@ -411,16 +424,10 @@ impl Source for WebSource {
     }
 
     fn read(&self, doc: &DocumentRef) -> Result<RawDocument, SourceError> {
-        let held = super::locked(&self.bodies).get(&doc.id).cloned();
+        // Each listed body is read once: taken, not copied.
+        let held = super::locked(&self.bodies).remove(&doc.id);
         let (bytes, content_type) = match held {
-            Some(b) => {
-                let ct = self
-                    .load_state()
-                    .pages
-                    .get(&doc.id)
-                    .and_then(|s| s.content_type.clone());
-                (b, ct)
-            }
+            Some(h) => (h.body, h.content_type),
             // Listed as unchanged (304) but wanted anyway: fetch it whole.
             None => match self.fetch(&doc.id, None)? {
                 Fetched::Page { body, seen, .. } => (body, seen.content_type),
@@ -455,6 +462,10 @@ mod tests {
         assert!(r.allows("/private/ok/y"));
         assert_eq!(r.delay, Duration::from_millis(200));
         assert!(Robots::parse("").allows("/anything"));
+        for (delay, secs) in [("NaN", 0), ("inf", 10), ("-3", 0), ("1e300", 10)] {
+            let r = Robots::parse(&format!("User-agent: *\nCrawl-delay: {delay}\n"));
+            assert_eq!(r.delay, Duration::from_secs(secs), "{delay}");
+        }
         assert_eq!(
             sitemap_locs("<urlset><url><loc> https://a/x?p=1&amp;q=2 </loc></url></urlset>"),
             ["https://a/x?p=1&q=2"]
