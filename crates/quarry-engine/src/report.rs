@@ -18,6 +18,10 @@ pub struct SyncReport {
     pub updated: usize,
     pub unchanged: usize,
     pub deleted: usize,
+    /// Documents that moved to a new id with their content unchanged (a
+    /// renamed file): re-stored under the new id with their vectors reused,
+    /// and counted neither as added nor as deleted.
+    pub renamed: usize,
     pub skipped: usize,
     pub failed: usize,
     pub errors: Vec<ReportError>,

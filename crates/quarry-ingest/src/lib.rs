@@ -21,7 +21,7 @@ pub mod source;
 
 pub use chunk::Chunker;
 pub use parse::{Budget, ParseOptions, Parsed, parse, parse_with};
-pub use plan::{Plan, StoredDoc};
+pub use plan::{Plan, Rename, StoredDoc};
 pub use prepare::{PrepareOptions, Prepared, PreparedDoc, prepare};
 pub use source::{
     BeirSource, DocumentRef, FolderWatch, FsSource, GitSource, Listing, ListingIssue, MemorySource,

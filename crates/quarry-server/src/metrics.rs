@@ -194,6 +194,7 @@ pub(crate) fn render_sync(out: &mut String, sources: &[SourceStatus]) {
             ("added", t.added),
             ("updated", t.updated),
             ("deleted", t.deleted),
+            ("renamed", t.renamed),
             ("skipped", t.skipped),
             ("failed", t.failed),
         ] {

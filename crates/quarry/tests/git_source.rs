@@ -157,8 +157,8 @@ fn a_git_source_syncs_edits_deletes_adds_and_renames_exactly_and_cites_the_commi
     git(&s.repo, &["mv", "docs/moved.md", "docs/renamed.md"]);
     let sha = commit_all(&s.repo, "second");
     let r = success_json(&sync(&s));
-    // A rename is its old path deleted and its new path added.
-    assert_eq!(counts(&r), (2, 1, 2, 1), "{r}");
+    assert_eq!(counts(&r), (1, 1, 1, 1), "{r}");
+    assert_eq!(r["renamed"], 1, "{r}");
     let data = s.data.to_str().unwrap();
     for (query, doc) in [
         ("echidna release notes", "docs/new.md"),
@@ -201,6 +201,31 @@ fn a_git_source_syncs_edits_deletes_adds_and_renames_exactly_and_cites_the_commi
             .all(|p| !p["payload"]["doc_id"].as_str().unwrap().starts_with("src/")),
         "include is honoured"
     );
+    assert!(
+        points
+            .iter()
+            .all(|p| p["payload"]["doc_id"] != "docs/moved.md"),
+        "a renamed file's old path is gone"
+    );
+
+    // A rename alone re-stores the document under its new path, with the
+    // vectors it already had.
+    std::fs::create_dir_all(s.repo.join("docs/archive")).unwrap();
+    git(
+        &s.repo,
+        &["mv", "docs/renamed.md", "docs/archive/renamed.md"],
+    );
+    commit_all(&s.repo, "third");
+    let r = success_json(&sync(&s));
+    assert_eq!(counts(&r), (0, 0, 0, 3), "{r}");
+    assert_eq!(
+        (r["renamed"].as_u64(), r["chunks_embedded"].as_u64()),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    let hit =
+        &success_json(&bm25_search("dromedary handbook", "handbook", &[], &s.data))["hits"][0];
+    assert_eq!(hit["doc_id"], "docs/archive/renamed.md", "{hit}");
 }
 
 #[test]

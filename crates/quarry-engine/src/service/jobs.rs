@@ -53,6 +53,7 @@ pub struct SyncTotals {
     pub added: u64,
     pub updated: u64,
     pub deleted: u64,
+    pub renamed: u64,
     pub skipped: u64,
     pub failed: u64,
     pub chunks_embedded: u64,
@@ -63,6 +64,7 @@ impl SyncTotals {
         self.added += r.added as u64;
         self.updated += r.updated as u64;
         self.deleted += r.deleted as u64;
+        self.renamed += r.renamed as u64;
         self.skipped += r.skipped as u64;
         self.failed += r.failed as u64;
         self.chunks_embedded += r.chunks_embedded as u64;

@@ -303,6 +303,7 @@ impl Indexer {
             collection,
             stored_points: plan.stored_points,
             was_stored: plan.was_stored,
+            renamed_from: plan.renamed_from,
             to_delete: plan.to_delete,
             report,
             salt,
@@ -332,7 +333,7 @@ impl Indexer {
         report.seconds.write += t.elapsed().as_secs_f64();
         let name = collection.to_string();
         report.points = blocking(&self.store, move |s| s.count(&name)).await?;
-        report.documents = report.added + report.updated + report.unchanged;
+        report.documents = report.added + report.updated + report.renamed + report.unchanged;
         report.seconds.total = started.elapsed().as_secs_f64();
         Ok(report)
     }

@@ -44,6 +44,8 @@ pub(super) struct Run<'a> {
     /// The points each stored document has before this sync.
     pub stored_points: HashMap<String, Vec<PointId>>,
     pub was_stored: HashSet<String>,
+    /// Renamed documents' new ids, to the ids they are stored under.
+    pub renamed_from: HashMap<String, String>,
     /// Points to delete once every group is written.
     pub to_delete: Vec<PointId>,
     pub report: SyncReport,

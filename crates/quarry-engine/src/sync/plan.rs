@@ -19,8 +19,11 @@ pub(super) struct SyncPlan {
     pub was_stored: HashSet<String>,
     /// The points each stored document has now.
     pub stored_points: HashMap<String, Vec<PointId>>,
-    /// Points of documents gone from the source.
+    /// Points of documents gone from the source, renamed ones' included.
     pub to_delete: Vec<PointId>,
+    /// Renamed documents: the new id, to the id their points are stored
+    /// under, whose vectors the new id's chunks reuse.
+    pub renamed_from: HashMap<String, String>,
 }
 
 /// Plans a sync. Listing issues are reported; a document that exists but
@@ -54,17 +57,36 @@ pub(super) fn plan(
     let mut plan = Plan::new(listed, &manifest.docs);
     plan.deleted
         .retain(|id| !keep.contains(id) && only.is_none());
+    // A document that could not be listed is not gone, so nothing moved
+    // from it; and one document written through the API renames nothing.
+    let (renamed, not_moved): (Vec<_>, Vec<_>) = std::mem::take(&mut plan.renamed)
+        .into_iter()
+        .partition(|r| !keep.contains(&r.from) && only.is_none());
+    plan.renamed = renamed;
+    plan.added.extend(not_moved.into_iter().map(|r| r.to));
     report.unchanged = plan.unchanged;
     report.deleted = plan.deleted.len();
     let to_delete = plan
         .deleted
         .iter()
+        .chain(plan.renamed.iter().map(|r| &r.from))
         .flat_map(|id| manifest.points.get(id).into_iter().flatten().copied())
+        .collect();
+    let renamed_from = plan
+        .renamed
+        .iter()
+        .map(|r| (r.to.id.clone(), r.from.clone()))
         .collect();
     SyncPlan {
         was_stored: plan.updated.iter().map(|d| d.id.clone()).collect(),
-        work: plan.added.into_iter().chain(plan.updated).collect(),
+        work: plan
+            .added
+            .into_iter()
+            .chain(plan.updated)
+            .chain(plan.renamed.into_iter().map(|r| r.to))
+            .collect(),
         stored_points: manifest.points,
         to_delete,
+        renamed_from,
     }
 }

@@ -34,6 +34,13 @@ struct Ready {
     old: Vec<PointId>,
     /// Its chunks' point ids, in chunk order.
     ids: Vec<PointId>,
+    /// Where each chunk's vector may already be stored: its own id, or for
+    /// a renamed document the id the chunk had under its old name.
+    prior: Vec<PointId>,
+    /// The stored points `prior` may name.
+    stored: Vec<PointId>,
+    /// A renamed document: counted as renamed, not added.
+    renamed: bool,
 }
 
 /// A chunk of the group: which document, which chunk.
@@ -47,10 +54,10 @@ struct ChunkAt {
 /// the points to write.
 pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result<WriteGroup> {
     let docs = ready_documents(run, group);
-    let stored: HashSet<PointId> = docs.iter().flat_map(|d| d.old.iter().copied()).collect();
+    let stored: HashSet<PointId> = docs.iter().flat_map(|d| d.stored.iter().copied()).collect();
     let reuse_ids: Vec<PointId> = docs
         .iter()
-        .flat_map(|d| d.ids.iter().copied())
+        .flat_map(|d| d.prior.iter().copied())
         .filter(|id| stored.contains(id))
         .collect();
     let name = run.collection.to_string();
@@ -68,7 +75,7 @@ pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result
         .enumerate()
         .flat_map(|(d, ready)| {
             ready
-                .ids
+                .prior
                 .iter()
                 .enumerate()
                 .filter(|(_, id)| !reused.contains_key(id))
@@ -118,7 +125,7 @@ pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result
                 Some(v) => v,
                 None => {
                     reused_here += 1;
-                    reused.get(&id).cloned().unwrap_or_default()
+                    reused.get(&ready.prior[c]).cloned().unwrap_or_default()
                 }
             };
             points.push(Point {
@@ -132,7 +139,9 @@ pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result
         write.points.extend(points);
         write.old_ids.extend(ready.old);
         run.report.chunks_reused += reused_here;
-        if run.was_stored.contains(&ready.doc.id) {
+        if ready.renamed {
+            run.report.renamed += 1;
+        } else if run.was_stored.contains(&ready.doc.id) {
             run.report.updated += 1;
         } else {
             run.report.added += 1;
@@ -152,31 +161,54 @@ fn ready_documents(run: &mut Run<'_>, group: Vec<Parsed>) -> Vec<Ready> {
             .get(&p.doc.id)
             .cloned()
             .unwrap_or_default();
+        // A renamed document that yields nothing to store leaves its old
+        // name deleted.
+        let moved = usize::from(run.renamed_from.contains_key(&p.doc.id));
         match p.outcome {
             Prepared::Doc(prepared) if !prepared.chunks.is_empty() => {
                 let hash = doc_hash(&prepared.content_version, &run.salt);
-                let ids = prepared
-                    .chunks
-                    .iter()
-                    .map(|c| PointId::for_chunk(&p.doc.id, c.index, &c.text))
-                    .collect();
+                let ids_for = |doc_id: &str| -> Vec<PointId> {
+                    prepared
+                        .chunks
+                        .iter()
+                        .map(|c| PointId::for_chunk(doc_id, c.index, &c.text))
+                        .collect()
+                };
+                let ids = ids_for(&p.doc.id);
+                // The old name's points are already queued for deletion.
+                let (prior, stored, renamed) = match run.renamed_from.get(&p.doc.id) {
+                    Some(from) => (
+                        ids_for(from),
+                        run.stored_points.get(from).cloned().unwrap_or_default(),
+                        true,
+                    ),
+                    None => (ids.clone(), old.clone(), false),
+                };
                 docs.push(Ready {
                     doc: p.doc,
                     prepared,
                     hash,
                     old,
                     ids,
+                    prior,
+                    stored,
+                    renamed,
                 });
             }
             Prepared::Doc(_) => {
                 run.report.skip(&p.doc.uri, "no text to index");
+                run.report.deleted += moved;
                 run.to_delete.extend(old);
             }
             Prepared::Skipped(reason) => {
                 run.report.skip(&p.doc.uri, reason);
+                run.report.deleted += moved;
                 run.to_delete.extend(old);
             }
-            Prepared::Failed(reason) => run.report.fail(&p.doc.uri, reason),
+            Prepared::Failed(reason) => {
+                run.report.fail(&p.doc.uri, reason);
+                run.report.deleted += moved;
+            }
         }
     }
     docs

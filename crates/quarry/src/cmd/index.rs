@@ -239,8 +239,8 @@ fn print_report(r: &SyncReport, json: bool) -> anyhow::Result<()> {
     )?;
     writeln!(
         out,
-        "  added {}, updated {}, unchanged {}, deleted {}, skipped {}, failed {}",
-        r.added, r.updated, r.unchanged, r.deleted, r.skipped, r.failed
+        "  added {}, updated {}, renamed {}, unchanged {}, deleted {}, skipped {}, failed {}",
+        r.added, r.updated, r.renamed, r.unchanged, r.deleted, r.skipped, r.failed
     )?;
     writeln!(
         out,
