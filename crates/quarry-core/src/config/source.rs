@@ -17,6 +17,9 @@ pub enum SourceConfig {
     Git(GitSourceConfig),
     /// A web site, crawled from seed pages or read from sitemaps.
     Web(WebSourceConfig),
+    /// Objects under one prefix of an S3 bucket, or of an S3-compatible
+    /// server.
+    S3(S3SourceConfig),
 }
 
 /// Declares one kind's configuration: the fields every kind has (`name`,
@@ -116,6 +119,32 @@ source_kind! {
         #[serde(default)]
         exclude: Vec<String>,
         /// One request's timeout; a page slower than this fails the crawl.
+        /// Default: 30.
+        #[serde(default = "default_timeout_secs")]
+        timeout_secs: u64,
+    }
+}
+
+source_kind! {
+    /// `type = "s3"`. Credentials come from the usual `AWS_*` variables
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+    S3SourceConfig {
+        /// `s3://bucket/prefix/`; every object under the prefix is a
+        /// document, its key relative to the prefix its id.
+        url: String,
+        /// An S3-compatible server (`http://127.0.0.1:9000`). Default: AWS.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Default: `AWS_REGION`, or `us-east-1`.
+        #[serde(default)]
+        region: Option<String>,
+        /// Glob patterns of keys (relative to the prefix) to include.
+        #[serde(default)]
+        include: Vec<String>,
+        /// Glob patterns of keys to skip.
+        #[serde(default)]
+        exclude: Vec<String>,
+        /// One request's timeout; a listing slower than this fails.
         /// Default: 30.
         #[serde(default = "default_timeout_secs")]
         timeout_secs: u64,
@@ -235,6 +264,7 @@ macro_rules! common {
             SourceConfig::Beir($s) => $e,
             SourceConfig::Git($s) => $e,
             SourceConfig::Web($s) => $e,
+            SourceConfig::S3($s) => $e,
         }
     };
 }
@@ -282,6 +312,7 @@ impl SourceConfig {
             Self::Beir(_) => "beir",
             Self::Git(_) => "git",
             Self::Web(_) => "web",
+            Self::S3(_) => "s3",
         }
     }
 }

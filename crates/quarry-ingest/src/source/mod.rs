@@ -14,6 +14,7 @@ mod beir;
 mod fs;
 mod git;
 mod memory;
+mod s3;
 mod watch;
 mod web;
 
@@ -21,6 +22,7 @@ pub use beir::BeirSource;
 pub use fs::FsSource;
 pub use git::GitSource;
 pub use memory::MemorySource;
+pub use s3::S3Source;
 pub use watch::{FolderWatch, watch_folder};
 pub use web::WebSource;
 
@@ -201,6 +203,7 @@ pub fn open_source_in(
             max_file_bytes,
             needs(state_dir, c.name.as_str())?,
         )?),
+        SourceConfig::S3(c) => Box::new(S3Source::new(c, max_file_bytes)?),
     })
 }
 
