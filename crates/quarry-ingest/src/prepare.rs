@@ -58,7 +58,7 @@ pub fn prepare(
     chunker: &Chunker,
     options: &PrepareOptions,
 ) -> Prepared {
-    let raw = match source.read(doc) {
+    let mut raw = match source.read(doc) {
         Ok(r) => r,
         Err(e) => return Prepared::Failed(e.reason().to_string()),
     };
@@ -70,6 +70,7 @@ pub fn prepare(
     let parse = ParseOptions {
         skip_generated: options.skip_generated,
         budget: Budget::secs(options.max_parse_secs),
+        boilerplate: std::mem::take(&mut raw.boilerplate),
     };
     let over_budget = parse.budget.exceeded_reason();
     let chunker = chunker.clone();

@@ -6,137 +6,12 @@
 
 mod support;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use support::site::{Page, Site, html, page, start};
 use support::*;
-
-#[derive(Clone)]
-struct Page {
-    body: String,
-    etag: String,
-    redirect: Option<String>,
-    content_type: &'static str,
-}
-
-fn page(body: &str) -> Page {
-    Page {
-        body: body.to_string(),
-        etag: format!("\"{}\"", sha256_hex(body.as_bytes())),
-        redirect: None,
-        content_type: "text/html; charset=utf-8",
-    }
-}
-
-#[derive(Default)]
-struct Site {
-    pages: Mutex<HashMap<String, Page>>,
-    /// (path, status) of every request, in order.
-    log: Mutex<Vec<(String, u16)>>,
-    /// Every request answers 503.
-    down: AtomicBool,
-    /// Every request answers this status instead.
-    fail_with: Mutex<Option<u16>>,
-    /// Every answer waits this long first.
-    slow: Mutex<std::time::Duration>,
-}
-
-impl Site {
-    fn set(&self, path: &str, p: Page) {
-        self.pages.lock().unwrap().insert(path.to_string(), p);
-    }
-
-    fn log_since(&self, n: usize) -> Vec<(String, u16)> {
-        self.log.lock().unwrap()[n..].to_vec()
-    }
-
-    fn answer(
-        &self,
-        path: &str,
-        if_none_match: Option<&str>,
-    ) -> (u16, Vec<(String, String)>, String) {
-        if self.down.load(Ordering::SeqCst) {
-            return (503, vec![], "down".into());
-        }
-        std::thread::sleep(*self.slow.lock().unwrap());
-        if let Some(code) = *self.fail_with.lock().unwrap() {
-            return (code, vec![], "refused".into());
-        }
-        let Some(p) = self.pages.lock().unwrap().get(path).cloned() else {
-            return (404, vec![], "not found".into());
-        };
-        if let Some(to) = p.redirect {
-            return (301, vec![("Location".into(), to)], String::new());
-        }
-        if if_none_match == Some(p.etag.as_str()) {
-            return (304, vec![("ETag".into(), p.etag)], String::new());
-        }
-        let headers = vec![
-            ("ETag".into(), p.etag),
-            ("Content-Type".into(), p.content_type.into()),
-        ];
-        (200, headers, p.body)
-    }
-}
-
-fn start(site: Arc<Site>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let site = Arc::clone(&site);
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                if reader.read_line(&mut line).is_err() {
-                    return;
-                }
-                let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                let mut inm = None;
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':')
-                        && k.eq_ignore_ascii_case("if-none-match")
-                    {
-                        inm = Some(v.trim().to_string());
-                    }
-                }
-                let (status, headers, body) = site.answer(&path, inm.as_deref());
-                site.log.lock().unwrap().push((path, status));
-                let mut out = stream;
-                let mut head = format!(
-                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-                    body.len()
-                );
-                for (k, v) in headers {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                head.push_str("\r\n");
-                let _ = out.write_all(head.as_bytes());
-                let _ = out.write_all(body.as_bytes());
-            });
-        }
-    });
-    url
-}
-
-fn html(title: &str, text: &str, links: &[&str]) -> String {
-    let links: String = links
-        .iter()
-        .map(|l| format!("<li><a href=\"{l}\">{l}</a></li>"))
-        .collect();
-    format!(
-        "<html><head><title>{title}</title></head><body><nav><ul>{links}</ul></nav>\
-         <main><h1>{title}</h1><p>{text}</p></main></body></html>"
-    )
-}
 
 struct Setup {
     site: Arc<Site>,
@@ -202,7 +77,7 @@ fn setup() -> Setup {
     std::fs::write(
         &config,
         format!(
-            "[[sources]]\nname = \"site\"\ntype = \"web\"\nurls = [\"{url}/index.html\", \"{url}/sitemap.xml\"]\nmax_depth = 2\n"
+            "[[sources]]\nname = \"site\"\ntype = \"web\"\nurls = [\"{url}/index.html\", \"{url}/sitemap.xml\"]\nmax_depth = 2\nrequests_per_second = 1000\n"
         ),
     )
     .unwrap();
@@ -441,4 +316,92 @@ fn an_expired_credential_or_a_timeout_fails_the_crawl_and_deletes_nothing() {
         stderr(&out)
     );
     assert_eq!(export(&s), before);
+}
+
+/// A site whose menu and cookie banner are plain `div`s, on every page.
+fn div_page(title: &str, text: &str) -> Page {
+    page(&format!(
+        "<html><head><title>{title}</title></head><body>\
+         <div class=\"menu\"><a href=\"/p0.html\">Home</a> <a href=\"/p1.html\">Pricing</a> \
+         <a href=\"/p2.html\">Quokka Blog</a></div>\
+         <div class=\"cookies\">We use cookies to improve the quokka experience. Accept all</div>\
+         <div class=\"content\"><h1>{title}</h1><p>{text}</p></div></body></html>"
+    ))
+}
+
+#[test]
+fn text_repeated_on_most_pages_of_a_site_is_kept_out_of_every_chunk() {
+    let s = setup();
+    let u = s.url.clone();
+    for (i, text) in [
+        "The raven deployment runbook.",
+        "The salamander pricing tiers.",
+        "The tapir release blog post.",
+        "The urchin security notes.",
+    ]
+    .iter()
+    .enumerate()
+    {
+        s.site
+            .set(&format!("/p{i}.html"), div_page(&format!("Page {i}"), text));
+    }
+    let config = format!(
+        "[[sources]]\nname = \"site\"\ntype = \"web\"\nurls = [\"{u}/p0.html\", \"{u}/p3.html\"]\n"
+    );
+    std::fs::write(&s.config, config).unwrap();
+    let first = success_json(&sync(&s));
+    assert_eq!(counts(&first), (4, 0, 0, 0), "{first}");
+    let texts: Vec<String> = export(&s)
+        .iter()
+        .map(|p| {
+            p["payload"]["text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts.len(), 4, "one chunk a page: {texts:?}");
+    for t in &texts {
+        assert!(
+            !t.contains("cookies") && !t.contains("Pricing"),
+            "boilerplate kept: {t:?}"
+        );
+    }
+    assert!(
+        texts.iter().any(|t| t.contains("salamander pricing tiers")),
+        "{texts:?}"
+    );
+    let v = success_json(&bm25_search(
+        "cookies quokka experience",
+        "site",
+        &[],
+        &s.data,
+    ));
+    assert_eq!(v["hits"].as_array().map(Vec::len), Some(0), "{v}");
+    // Unchanged pages stay unchanged: the boilerplate is learnt from 304s too.
+    let again = success_json(&sync(&s));
+    assert_eq!(counts(&again), (0, 0, 0, 4), "{again}");
+    assert_eq!(again["chunks_embedded"], 0, "{again}");
+}
+
+#[test]
+fn requests_to_one_host_are_spaced_by_requests_per_second() {
+    let s = setup();
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("requests_per_second = 1000", "requests_per_second = 5");
+    std::fs::write(&s.config, text).unwrap();
+    success_json(&sync(&s));
+    let arrived = s.site.arrived.lock().unwrap().clone();
+    let log = s.site.log.lock().unwrap().clone();
+    assert!(arrived.len() >= 6, "{} requests", arrived.len());
+    // A redirect's second hop is part of one fetch.
+    let gaps: Vec<u128> = arrived
+        .windows(2)
+        .zip(&log)
+        .filter(|(_, (_, status))| *status != 301)
+        .map(|(w, _)| w[1].duration_since(w[0]).as_millis())
+        .collect();
+    // 5 a second: 200 ms apart, less a little for the clock.
+    assert!(gaps.iter().all(|g| *g >= 190), "{gaps:?}");
 }

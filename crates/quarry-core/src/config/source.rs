@@ -122,7 +122,16 @@ source_kind! {
         /// Default: 30.
         #[serde(default = "default_timeout_secs")]
         timeout_secs: u64,
+        /// At most this many requests a second to any one host (requests
+        /// are sequential, so also one at a time); a `Crawl-delay` in
+        /// `robots.txt` that asks for more spacing wins. Default: 10.
+        #[serde(default = "default_requests_per_second")]
+        requests_per_second: f64,
     }
+}
+
+fn default_requests_per_second() -> f64 {
+    10.0
 }
 
 source_kind! {

@@ -161,6 +161,7 @@ impl Service {
             ));
         }
         let raw = RawDocument {
+            boilerplate: Default::default(),
             bytes: body.text.into_bytes(),
             content_type: Some(content_type),
             title: body.title,

@@ -6,8 +6,11 @@
 //! thread's stack, which aborts the whole process rather than failing the
 //! one file.
 
+use std::collections::HashSet;
+
 use quarry_core::ParsedDocument;
 use scraper::{ElementRef, Html, Node, Selector};
+use sha2::{Digest, Sha256};
 
 use super::{Budget, OverBudget, collapse};
 
@@ -17,28 +20,65 @@ use super::{Budget, OverBudget, collapse};
 /// breadcrumbs and splitting as Markdown.
 pub fn parse_html(input: &str) -> ParsedDocument {
     // An unlimited budget cannot run out.
-    parse_html_within(input, &Budget::unlimited()).unwrap_or_default()
+    parse_html_within(input, &Budget::unlimited(), &HashSet::new()).unwrap_or_default()
 }
 
+/// The key of one line of a page's text, for telling a site's boilerplate
+/// (a menu in plain `div`s, a cookie banner) by its repetition across
+/// pages: case and spacing do not matter. Stable across runs and versions,
+/// since a crawl's state keeps these keys between syncs.
+pub fn line_key(line: &str) -> u64 {
+    let norm = collapse(line).to_lowercase();
+    let digest = Sha256::digest(norm.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(first)
+}
+
+/// The keys of the distinct lines of a page's text, as [`parse_html`]
+/// would produce it.
+pub fn html_line_keys(input: &str) -> Vec<u64> {
+    let html = Html::parse_document(input);
+    let mut out = HtmlText::default();
+    if out.walk(content_root(&html), &Budget::unlimited()).is_err() {
+        return Vec::new();
+    }
+    out.flush(false);
+    let mut seen = HashSet::new();
+    out.out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(line_key)
+        .filter(|k| seen.insert(*k))
+        .collect()
+}
+
+/// `<main>` or `<article>`, else `<body>`.
+fn content_root(html: &Html) -> ElementRef<'_> {
+    ["main", "article", "[role=main]", "body"]
+        .iter()
+        .filter_map(|s| Selector::parse(s).ok())
+        .find_map(|s| html.select(&s).next())
+        .unwrap_or_else(|| html.root_element())
+}
+
+/// [`parse_html`] within `budget`, leaving out the lines whose
+/// [`line_key`] is in `boilerplate`.
 pub(super) fn parse_html_within(
     input: &str,
     budget: &Budget,
+    boilerplate: &HashSet<u64>,
 ) -> Result<ParsedDocument, OverBudget> {
     let html = Html::parse_document(input);
     budget.check()?;
-    let select = |s: &str| Selector::parse(s).ok();
-    let title = select("title")
+    let title = Selector::parse("title")
+        .ok()
         .and_then(|s| html.select(&s).next())
         .map(|t| collapse(&t.text().collect::<String>()))
         .filter(|t| !t.is_empty());
-    let root = ["main", "article", "[role=main]", "body"]
-        .iter()
-        .filter_map(|s| select(s))
-        .find_map(|s| html.select(&s).next())
-        .unwrap_or_else(|| html.root_element());
     let mut out = HtmlText::default();
-    out.walk(root, budget)?;
-    let text = out.finish();
+    out.walk(content_root(&html), budget)?;
+    let text = out.finish(boilerplate);
     let mut doc = super::parse_markdown(&text);
     doc.content_type = "text/html".into();
     doc.metadata = serde_json::Map::new();
@@ -167,11 +207,17 @@ impl HtmlText {
         self.line.clear();
     }
 
-    fn finish(mut self) -> String {
+    fn finish(mut self, boilerplate: &HashSet<u64>) -> String {
         self.flush(false);
         let mut s = String::new();
         let mut blank = 0;
         for line in self.out.lines() {
+            if !boilerplate.is_empty()
+                && !line.trim().is_empty()
+                && boilerplate.contains(&line_key(line))
+            {
+                continue;
+            }
             if line.trim().is_empty() {
                 blank += 1;
                 if blank > 1 {

@@ -8,11 +8,12 @@ mod html;
 mod pdf;
 mod text;
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use quarry_core::ParsedDocument;
 
-pub use html::parse_html;
+pub use html::{html_line_keys, line_key, parse_html};
 
 /// What parsing a file gives.
 #[derive(Debug)]
@@ -100,6 +101,9 @@ pub struct ParseOptions {
     /// Skip minified and generated files (see [`text`]).
     pub skip_generated: bool,
     pub budget: Budget,
+    /// [`line_key`]s of lines to leave out of an HTML page: its site's
+    /// boilerplate, which the web source learns across pages.
+    pub boilerplate: HashSet<u64>,
 }
 
 impl Default for ParseOptions {
@@ -107,6 +111,7 @@ impl Default for ParseOptions {
         Self {
             skip_generated: true,
             budget: Budget::unlimited(),
+            boilerplate: HashSet::new(),
         }
     }
 }
@@ -213,10 +218,12 @@ pub fn parse_with(
     let text = decoded.text;
     let doc = match kind.as_str() {
         "text/markdown" => parse_markdown(&text),
-        "text/html" => match html::parse_html_within(&text, &options.budget) {
-            Ok(doc) => doc,
-            Err(OverBudget) => return Parsed::Failed(options.budget.exceeded_reason()),
-        },
+        "text/html" => {
+            match html::parse_html_within(&text, &options.budget, &options.boilerplate) {
+                Ok(doc) => doc,
+                Err(OverBudget) => return Parsed::Failed(options.budget.exceeded_reason()),
+            }
+        }
         "text/plain" => ParsedDocument {
             text,
             content_type: kind,

@@ -121,6 +121,7 @@ impl Source for BeirSource {
             .ok_or_else(|| SourceError::permanent(&doc.uri, format!("no record {:?}", doc.id)))?;
         let body = beir_body(title, text);
         Ok(RawDocument {
+            boilerplate: Default::default(),
             bytes: body.into_bytes(),
             content_type: Some("text/plain".into()),
             title: (!title.is_empty()).then(|| title.clone()),

@@ -224,6 +224,7 @@ impl Source for FsSource {
             Unread::Failed(e) => e,
         })?;
         Ok(RawDocument {
+            boilerplate: Default::default(),
             bytes,
             content_type: None,
             title: None,

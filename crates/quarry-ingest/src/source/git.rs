@@ -262,6 +262,7 @@ impl Source for GitSource {
         let mut metadata = serde_json::Map::new();
         metadata.insert("git_commit".into(), snapshot.commit.to_string().into());
         Ok(RawDocument {
+            boilerplate: Default::default(),
             bytes: blob.detach().data,
             content_type: None,
             title: None,

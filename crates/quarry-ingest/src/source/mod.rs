@@ -55,6 +55,9 @@ pub struct RawDocument {
     /// The version, when it covers more than the bytes (title, metadata);
     /// otherwise the reader hashes the bytes it read.
     pub version: Option<String>,
+    /// Lines to leave out of an HTML page, by `parse::line_key`: text its
+    /// site repeats on most pages (web sources only).
+    pub boilerplate: std::collections::HashSet<u64>,
 }
 
 /// A listing problem that does not stop the sync: an unreadable file, a

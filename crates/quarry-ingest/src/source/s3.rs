@@ -279,6 +279,7 @@ impl Source for S3Source {
         metadata.insert("s3_key".into(), key.into());
         metadata.insert("s3_etag".into(), version.clone().into());
         Ok(RawDocument {
+            boilerplate: Default::default(),
             bytes: bytes.to_vec(),
             content_type: None,
             title: None,

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
+pub mod site;
+
 pub const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
 
 /// The cached default model (scripts/test.sh fetches it before the tests).

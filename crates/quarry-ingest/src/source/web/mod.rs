@@ -20,15 +20,18 @@ use quarry_core::document::sha256_hex;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+mod boilerplate;
+mod polite;
+
+use boilerplate::{boilerplate, is_html, page_version};
+use polite::{Pacer, Robots, is_sitemap, sitemap_locs};
+
 use super::fs::PathFilter;
 use super::{DocumentRef, Listing, ListingIssue, RawDocument, Source, SourceError};
+use crate::parse::html_line_keys;
 use crate::{IngestError, Result};
 
 const USER_AGENT: &str = concat!("quarry/", env!("CARGO_PKG_VERSION"));
-/// The longest `Crawl-delay` honoured; a site asking for more is crawled
-/// this slowly rather than not at all.
-const MAX_DELAY: Duration = Duration::from_secs(10);
-
 /// What a page looked like at the last successful listing.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Seen {
@@ -37,6 +40,10 @@ struct Seen {
     version: String,
     content_type: Option<String>,
     links: Vec<String>,
+    /// `parse::line_key`s of the page's text lines, so a page that answers
+    /// 304 still counts towards what its site repeats.
+    #[serde(default)]
+    lines: Vec<u64>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -57,6 +64,8 @@ pub struct WebSource {
     agent: ureq::Agent,
     /// Bodies fetched by the last listing, for the reads that follow it.
     bodies: Mutex<HashMap<String, Held>>,
+    /// Each page's boilerplate lines, as the last listing found them.
+    boilerplate: Mutex<HashMap<String, HashSet<u64>>>,
 }
 
 /// A page body the listing fetched, until it is read.
@@ -75,76 +84,6 @@ enum Fetched {
     },
     Unchanged,
     Gone,
-}
-
-/// `robots.txt` rules for `*` (and for Quarry).
-#[derive(Debug, Default)]
-struct Robots {
-    rules: Vec<(bool, String)>,
-    delay: Duration,
-}
-
-impl Robots {
-    fn parse(text: &str) -> Self {
-        let mut robots = Self::default();
-        let mut applies = false;
-        let mut in_agents = false;
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            let Some((key, value)) = line.split_once(':') else {
-                continue;
-            };
-            let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
-            if key == "user-agent" {
-                let ours = value == "*" || value.eq_ignore_ascii_case("quarry");
-                applies = if in_agents { applies || ours } else { ours };
-                in_agents = true;
-                continue;
-            }
-            in_agents = false;
-            if !applies {
-                continue;
-            }
-            match key.as_str() {
-                "disallow" if !value.is_empty() => robots.rules.push((false, value.into())),
-                "allow" => robots.rules.push((true, value.into())),
-                "crawl-delay" => {
-                    if let Ok(secs) = value.parse::<f64>() {
-                        // `max` maps NaN to 0 and `min` caps infinity:
-                        // from_secs_f64 panics on either.
-                        let capped = secs.max(0.0).min(MAX_DELAY.as_secs_f64());
-                        robots.delay = Duration::from_secs_f64(capped);
-                    }
-                }
-                _ => {}
-            }
-        }
-        robots
-    }
-
-    /// The longest matching rule decides; no rule allows.
-    fn allows(&self, path: &str) -> bool {
-        self.rules
-            .iter()
-            .filter(|(_, prefix)| path.starts_with(prefix.as_str()))
-            .max_by_key(|(allow, prefix)| (prefix.len(), *allow))
-            .is_none_or(|(allow, _)| *allow)
-    }
-}
-
-/// `<loc>` entries of a sitemap or a sitemap index.
-fn sitemap_locs(xml: &str) -> Vec<String> {
-    xml.split("<loc>")
-        .skip(1)
-        .filter_map(|s| s.split("</loc>").next())
-        .map(|s| s.trim().replace("&amp;", "&"))
-        .collect()
-}
-
-fn is_sitemap(url: &str) -> bool {
-    url.split(['?', '#'])
-        .next()
-        .is_some_and(|u| u.ends_with(".xml"))
 }
 
 impl WebSource {
@@ -171,6 +110,7 @@ impl WebSource {
                 .build(),
             config: config.clone(),
             bodies: Mutex::default(),
+            boilerplate: Mutex::default(),
         })
     }
 
@@ -243,6 +183,7 @@ impl WebSource {
             version: sha256_hex(&[&body]),
             content_type,
             links: Vec::new(),
+            lines: Vec::new(),
         };
         Ok(Fetched::Page {
             url: final_url,
@@ -296,6 +237,7 @@ impl Source for WebSource {
         let mut state = State::default();
         let mut bodies = HashMap::new();
         let mut robots: HashMap<String, Robots> = HashMap::new();
+        let mut pacer = Pacer::new(self.config.requests_per_second);
         let seeds: Vec<Url> = self
             .config
             .urls
@@ -329,13 +271,14 @@ impl Source for WebSource {
             };
             let authority = parsed.authority().to_string();
             if !robots.contains_key(&authority) {
+                pacer.wait(&authority, Duration::ZERO);
                 robots.insert(authority.clone(), self.robots_for(&parsed)?);
             }
             let rules = &robots[&authority];
             if !rules.allows(parsed.path()) {
                 continue;
             }
-            std::thread::sleep(rules.delay);
+            pacer.wait(&authority, rules.delay);
             let sitemap = is_sitemap(&url);
             let seen = if sitemap { None } else { old.pages.get(&url) };
             let (final_url, seen, body) = match self.fetch(&url, seen)? {
@@ -358,6 +301,9 @@ impl Source for WebSource {
                         continue;
                     }
                     seen.links = links_of(&f, &body);
+                    if is_html(seen.content_type.as_deref()) {
+                        seen.lines = html_line_keys(&String::from_utf8_lossy(&body));
+                    }
                     (f, seen, Some(body))
                 }
             };
@@ -418,8 +364,15 @@ impl Source for WebSource {
             }
             state.pages.insert(final_url, seen);
         }
+        let boilerplate = boilerplate(&docs, &state.pages);
+        for doc in &mut docs {
+            if let Some(lines) = boilerplate.get(&doc.id) {
+                doc.version = page_version(&doc.version, lines);
+            }
+        }
         self.save_state(&state)?;
         *super::locked(&self.bodies) = bodies;
+        *super::locked(&self.boilerplate) = boilerplate;
         Ok(Listing { docs, issues })
     }
 
@@ -436,40 +389,20 @@ impl Source for WebSource {
         };
         let mut metadata = serde_json::Map::new();
         metadata.insert("url".into(), doc.id.clone().into());
+        let boilerplate = super::locked(&self.boilerplate)
+            .get(&doc.id)
+            .cloned()
+            .unwrap_or_default();
+        // As listed: the body's hash, and the lines left out of it.
+        let version =
+            (!boilerplate.is_empty()).then(|| page_version(&sha256_hex(&[&bytes]), &boilerplate));
         Ok(RawDocument {
+            boilerplate,
             bytes,
             content_type: Some(content_type.unwrap_or_else(|| "text/html".into())),
             title: None,
             metadata,
-            // The listing's version is the body's hash, which the reader
-            // computes from what it read.
-            version: None,
+            version,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn robots_rules_and_sitemaps_read_as_a_crawler_should() {
-        let r = Robots::parse(
-            "User-agent: other\nDisallow: /\n\nUser-agent: *\nDisallow: /private\nAllow: /private/ok\nCrawl-delay: 0.2\n",
-        );
-        assert!(r.allows("/docs/a"));
-        assert!(!r.allows("/private/x"));
-        assert!(r.allows("/private/ok/y"));
-        assert_eq!(r.delay, Duration::from_millis(200));
-        assert!(Robots::parse("").allows("/anything"));
-        for (delay, secs) in [("NaN", 0), ("inf", 10), ("-3", 0), ("1e300", 10)] {
-            let r = Robots::parse(&format!("User-agent: *\nCrawl-delay: {delay}\n"));
-            assert_eq!(r.delay, Duration::from_secs(secs), "{delay}");
-        }
-        assert_eq!(
-            sitemap_locs("<urlset><url><loc> https://a/x?p=1&amp;q=2 </loc></url></urlset>"),
-            ["https://a/x?p=1&q=2"]
-        );
-        assert!(is_sitemap("https://a/sitemap.xml") && !is_sitemap("https://a/page"));
     }
 }
