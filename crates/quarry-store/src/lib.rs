@@ -206,6 +206,14 @@ pub trait VectorStore: Send + Sync {
     fn switch_alias(&self, name: &str, target: &str) -> Result<()>;
     /// Deletes a collection (not an alias) and its points.
     fn drop_collection(&self, name: &str) -> Result<()>;
+    /// Takes, or renews, the lease `key` for `holder` for `ttl`: false while
+    /// another holder's lease is live. Replicas sharing a server store sync
+    /// each source under its lease; the edge store belongs to one process,
+    /// which holds every lease.
+    fn lease(&self, key: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        let _ = (key, holder, ttl);
+        Ok(true)
+    }
 }
 
 impl<'s> dyn VectorStore + 's {

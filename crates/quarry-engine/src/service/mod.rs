@@ -89,6 +89,9 @@ pub struct Service {
     /// Kept out of folder watches: syncs write there.
     data_dir: std::path::PathBuf,
     jobs: jobs::JobRegistry,
+    /// This process among replicas that share a server store: the holder
+    /// name of its source leases.
+    replica: String,
 }
 
 impl std::fmt::Debug for Service {
@@ -164,6 +167,7 @@ impl Service {
                 jobs.register(&config.sources);
                 jobs
             },
+            replica: schedule::replica_name(),
         })
     }
 

@@ -61,6 +61,32 @@ enum Turn {
     },
     /// Another sync of the source was running.
     Busy,
+    /// Another replica holds the source's lease, and syncs it.
+    Elsewhere,
+}
+
+/// A holder name for this process's leases: host, process and start time,
+/// so a restarted replica does not mistake its predecessor's lease for its
+/// own (that one expires).
+pub(super) fn replica_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{host}/{}/{started:x}", std::process::id())
+}
+
+/// How long a source's lease lasts: a period and a minute, renewed at every
+/// turn and every third of it during a sync. A replica that dies hands its
+/// sources to the others after at most this long.
+fn lease_ttl(every: Option<Duration>) -> Duration {
+    every.unwrap_or(Duration::from_secs(60)) + Duration::from_secs(60)
 }
 
 /// The wait after `failures` failures in a row: 1 s, 2 s, 4 s, ... but
@@ -101,11 +127,41 @@ impl Service {
         Ok(schedule)
     }
 
+    /// Takes or renews the source's lease. A store that cannot be reached
+    /// grants nothing: the sync would fail anyway.
+    async fn hold_lease(self: &Arc<Self>, config: &SourceConfig, ttl: Duration) -> bool {
+        let key = format!("source/{}", config.name());
+        let holder = self.replica.clone();
+        match crate::blocking(&self.store, move |s| s.lease(&key, &holder, ttl)).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(source = config.name(), error = %e, "cannot take the source's lease");
+                false
+            }
+        }
+    }
+
     async fn turn(self: &Arc<Self>, config: &SourceConfig) -> Turn {
+        let ttl = lease_ttl(config.every());
+        if !self.hold_lease(config, ttl).await {
+            return Turn::Elsewhere;
+        }
         let Ok(id) = self.claim(config) else {
             return Turn::Busy;
         };
+        // A sync longer than the lease keeps it.
+        let renew = {
+            let (service, config) = (Arc::clone(self), config.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    service.hold_lease(&config, ttl).await;
+                }
+            })
+        };
         let result = self.run_job(config, &id, None).await;
+        renew.abort();
+        self.hold_lease(config, ttl).await;
         if let Err(e) = &result {
             tracing::warn!(source = config.name(), error = %e, "scheduled sync failed");
         }
@@ -125,6 +181,8 @@ impl Service {
                     backoff(failures, every)
                 }
                 Turn::Busy => BUSY_RETRY.min(every),
+                // Look again a period later: the holder may have died.
+                Turn::Elsewhere => every,
             };
             self.jobs
                 .set_next_run(&config, Some(now_unix() + delay.as_secs()));
@@ -151,6 +209,7 @@ impl Service {
             }
             // A change must not be lost to a sync already running: it may
             // have listed the folder before the change.
+            // Another replica that holds the lease syncs it instead.
             while let Turn::Busy = self.turn(&config).await {
                 tokio::time::sleep(BUSY_RETRY).await;
             }

@@ -43,6 +43,7 @@ use convert::{dense_of, from_qid, payload_of, to_qid, vectors_selector};
 mod client;
 mod convert;
 mod filter;
+mod lease;
 
 /// Marks a point written by [`VectorStore::upsert_staged`] and not yet published.
 const STAGED: &str = "_quarry_staged";
@@ -223,6 +224,10 @@ impl VectorStore for ServerStore {
 
     fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>> {
         self.spec_of(&self.resolve(name)?)
+    }
+
+    fn lease(&self, key: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        self.take_lease(key, holder, ttl)
     }
 
     fn list_collections(&self) -> Result<Vec<String>> {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
+pub mod git;
+pub mod qdrant;
 pub mod site;
 
 pub const MODEL: &str = "sentence-transformers/all-MiniLM-L6-v2";
