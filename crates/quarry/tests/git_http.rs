@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use support::git::{commit, git};
+use support::git::{commit, git, handbook_repo};
 use support::*;
 
 /// `git http-backend` as CGI, one request per connection. Stopping it
@@ -154,25 +154,7 @@ fn serve(root: &Path, stream: TcpStream) {
 #[test]
 fn a_git_source_over_smart_http_syncs_renames_and_a_stopped_server_fails_the_sync() {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("handbook");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q"]);
-    commit(
-        &repo,
-        &[
-            (
-                "docs/intro.md",
-                "# Intro\n\nThe aardvark onboarding guide.\n",
-            ),
-            (
-                "docs/deploy.md",
-                "# Deploy\n\nThe bison rollout checklist.\n",
-            ),
-            ("docs/old.md", "# Old\n\nThe cormorant archive.\n"),
-            ("docs/moved.md", "# Moved\n\nThe dromedary handbook page.\n"),
-        ],
-        "first",
-    );
+    let repo = handbook_repo(dir.path(), &[]);
     let server = HttpBackend::start(dir.path().to_path_buf());
     let url = format!("{}/handbook", server.url);
     let config = dir.path().join("quarry.toml");
@@ -185,16 +167,7 @@ fn a_git_source_over_smart_http_syncs_renames_and_a_stopped_server_fails_the_syn
     )
     .unwrap();
     let data = dir.path().join("data");
-    let args = [
-        "sync",
-        "--source",
-        "handbook",
-        "--json",
-        "--config",
-        s(&config),
-        "--data-dir",
-        s(&data),
-    ];
+    let args = source_sync_args("handbook", &config, &data);
     let first = success_json(&quarry_home(&args));
     assert_eq!(counts(&first), (4, 0, 0, 0), "{first}");
     let again = success_json(&quarry_home(&args));
@@ -231,13 +204,7 @@ fn a_git_source_over_smart_http_syncs_renames_and_a_stopped_server_fails_the_syn
     commit(&repo, &[("docs/late.md", "Too late to be seen.\n")], "late");
     let served = server.requests.load(Ordering::SeqCst);
     server.stop();
-    let out = quarry_home(&args);
-    assert!(!out.status.success(), "a stopped server must fail the sync");
-    assert!(
-        stderr(&out).contains(&url),
-        "the error names the URL: {}",
-        stderr(&out)
-    );
+    assert_failed_naming(&quarry_home(&args), &url);
     assert_eq!(export_points("handbook", &config, &data), before);
     assert!(
         served >= 6,

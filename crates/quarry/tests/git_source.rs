@@ -8,7 +8,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::git::{commit_all, git, write};
+use support::git::{commit_all, git, handbook_repo, write};
 use support::*;
 
 struct Setup {
@@ -20,26 +20,7 @@ struct Setup {
 
 fn setup(web_url: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
-    let repo = dir.path().join("handbook");
-    std::fs::create_dir_all(&repo).unwrap();
-    git(&repo, &["init", "-q"]);
-    write(
-        &repo,
-        &[
-            (
-                "docs/intro.md",
-                "# Intro\n\nThe aardvark onboarding guide.\n",
-            ),
-            (
-                "docs/deploy.md",
-                "# Deploy\n\nThe bison rollout checklist.\n",
-            ),
-            ("docs/old.md", "# Old\n\nThe cormorant archive.\n"),
-            ("docs/moved.md", "# Moved\n\nThe dromedary handbook page.\n"),
-            ("src/main.rs", "fn main() {}\n"),
-        ],
-    );
-    commit_all(&repo, "first");
+    let repo = handbook_repo(dir.path(), &[("src/main.rs", "fn main() {}\n")]);
     let config = dir.path().join("quarry.toml");
     let template = if web_url {
         "web_url = \"https://git.example.com/handbook/blob/{sha}/{path}\"\n"
@@ -64,16 +45,7 @@ fn setup(web_url: bool) -> Setup {
 }
 
 fn sync_args<'a>(config: &'a Path, data: &'a Path) -> Vec<&'a str> {
-    vec![
-        "sync",
-        "--source",
-        "handbook",
-        "--json",
-        "--config",
-        s(config),
-        "--data-dir",
-        s(data),
-    ]
+    source_sync_args("handbook", config, data)
 }
 
 fn sync(setup: &Setup) -> std::process::Output {
@@ -405,13 +377,7 @@ fn a_git_source_over_the_network_syncs_and_a_stopped_server_fails_the_sync() {
     // The server stops mid-life: the sync fails, nothing changes.
     let before = export(&setup);
     drop(daemon);
-    let out = sync(&setup);
-    assert!(!out.status.success(), "a stopped server must fail the sync");
-    assert!(
-        stderr(&out).contains(&url),
-        "the error names the URL: {}",
-        stderr(&out)
-    );
+    assert_failed_naming(&sync(&setup), &url);
     assert_eq!(export(&setup), before);
 }
 

@@ -157,16 +157,7 @@ fn setup(endpoint: &str, extra: &str) -> Setup {
 }
 
 fn sync(setup: &Setup) -> std::process::Output {
-    let mut cmd = quarry_command(&[
-        "sync",
-        "--source",
-        "reports",
-        "--json",
-        "--config",
-        s(&setup.config),
-        "--data-dir",
-        s(&setup.data),
-    ]);
+    let mut cmd = quarry_command(&source_sync_args("reports", &setup.config, &setup.data));
     cmd.envs(ENV).output().unwrap()
 }
 

@@ -92,16 +92,7 @@ fn setup() -> Setup {
 }
 
 fn sync(s: &Setup) -> std::process::Output {
-    quarry_home(&[
-        "sync",
-        "--source",
-        "site",
-        "--json",
-        "--config",
-        s_(&s.config),
-        "--data-dir",
-        s_(&s.data),
-    ])
+    quarry_home(&source_sync_args("site", &s.config, &s.data))
 }
 
 fn s_(p: &Path) -> &str {

@@ -1,6 +1,6 @@
 //! Git repositories for the git source's tests, made with the git CLI.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::stderr;
@@ -49,4 +49,29 @@ pub fn commit_all(repo: &Path, message: &str) -> String {
 pub fn commit(repo: &Path, files: &[(&str, &str)], message: &str) -> String {
     write(repo, files);
     commit_all(repo, message)
+}
+
+/// `parent/handbook`: a repository whose first commit has four pages under
+/// `docs/` (intro, deploy, old, moved) and `extra`.
+pub fn handbook_repo(parent: &Path, extra: &[(&str, &str)]) -> PathBuf {
+    let repo = parent.join("handbook");
+    std::fs::create_dir_all(&repo).unwrap();
+    git(&repo, &["init", "-q"]);
+    write(
+        &repo,
+        &[
+            (
+                "docs/intro.md",
+                "# Intro\n\nThe aardvark onboarding guide.\n",
+            ),
+            (
+                "docs/deploy.md",
+                "# Deploy\n\nThe bison rollout checklist.\n",
+            ),
+            ("docs/old.md", "# Old\n\nThe cormorant archive.\n"),
+            ("docs/moved.md", "# Moved\n\nThe dromedary handbook page.\n"),
+        ],
+    );
+    commit(&repo, extra, "first");
+    repo
 }

@@ -132,6 +132,32 @@ pub fn sync_args<'a>(tree: &'a Path, collection: &'a str, data: &'a Path) -> Vec
     ]
 }
 
+/// `quarry sync --source SOURCE --json --config CONFIG --data-dir DATA`.
+pub fn source_sync_args<'a>(source: &'a str, config: &'a Path, data: &'a Path) -> Vec<&'a str> {
+    vec![
+        "sync",
+        "--source",
+        source,
+        "--json",
+        "--config",
+        s(config),
+        "--data-dir",
+        s(data),
+    ]
+}
+
+/// Holds a sync to having failed, with an error that names `what` (the
+/// source's URL).
+pub fn assert_failed_naming(out: &Output, what: &str) {
+    assert!(!out.status.success(), "the sync must fail");
+    assert!(
+        stderr(out).contains(what),
+        "the error names {what}: {}",
+        stderr(out)
+    );
+    assert_no_panic(out);
+}
+
 /// `quarry search QUERY -c COLLECTION --mode bm25 --json EXTRA... --data-dir DATA`.
 pub fn bm25_search(query: &str, collection: &str, extra: &[&str], data: &Path) -> Output {
     let mut args = vec![
