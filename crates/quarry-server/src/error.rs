@@ -24,8 +24,10 @@ pub enum ApiError {
     MethodNotAllowed(String),
     #[error("missing or invalid API key: send `Authorization: Bearer KEY`")]
     Unauthorized,
-    #[error("this API key may not write; use a write key")]
-    Forbidden,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0}")]
+    RateLimited(String),
     #[error("the request body is larger than the server accepts (server.max_body_bytes)")]
     TooLarge,
     #[error("{0}")]
@@ -64,7 +66,8 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             Self::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

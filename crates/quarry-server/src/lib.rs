@@ -12,6 +12,7 @@
 mod auth;
 pub mod error;
 mod extract;
+mod limit;
 mod metrics;
 mod routes;
 
@@ -30,8 +31,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use auth::Keys;
 use auth::SecurityAddon;
+pub use auth::{Caller, Keys};
 use error::{ApiError, ErrorBody};
 pub use extract::{ApiPath, JsonBody};
 use routes::{documents, jobs, search, status};
@@ -43,6 +44,10 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
     pub max_concurrency: usize,
+    /// `/metrics` without a key.
+    pub public_metrics: bool,
+    /// A token bucket per client address while the API is open.
+    pub rate: Option<quarry_core::config::RateConfig>,
 }
 
 impl Default for ServerSettings {
@@ -51,6 +56,8 @@ impl Default for ServerSettings {
             max_body_bytes: 2 * 1024 * 1024,
             request_timeout: Duration::from_secs(30),
             max_concurrency: 64,
+            public_metrics: false,
+            rate: None,
         }
     }
 }
@@ -62,6 +69,8 @@ impl ServerSettings {
             max_body_bytes: s.max_body_bytes,
             request_timeout: Duration::from_secs(s.request_timeout_secs.max(1)),
             max_concurrency: s.max_concurrency.max(1),
+            public_metrics: s.public_metrics,
+            rate: s.rate,
         }
     }
 }
@@ -74,12 +83,18 @@ pub struct AppState {
     pub settings: ServerSettings,
     inflight: Arc<tokio::sync::Semaphore>,
     metrics: metrics::Metrics,
+    by_address: Option<limit::AddressBuckets>,
 }
 
 impl AppState {
     pub fn new(service: Arc<Service>, keys: Keys, settings: ServerSettings) -> Self {
         let inflight = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrency.max(1)));
+        let by_address = settings
+            .rate
+            .filter(|r| r.validate("server.rate").is_ok())
+            .map(|r| limit::AddressBuckets::new(&r));
         Self {
+            by_address,
             service,
             keys,
             settings,
@@ -115,6 +130,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(jobs::start_sync))
         .routes(routes!(jobs::get_job))
         .routes(routes!(status::healthz))
+        .routes(routes!(status::livez))
         .routes(routes!(status::readyz))
         .routes(routes!(status::metrics_route))
 }
@@ -122,6 +138,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
 /// The OpenAPI document of [`app`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = routes().split_for_parts();
+    limit::document(&mut doc);
     doc.paths.paths.insert(
         "/openapi.json".into(),
         utoipa::openapi::path::PathItem::new(
@@ -160,6 +177,10 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         })
         .layer(middleware::from_fn_with_state(
             Arc::clone(&state),
+            limit::limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
             auth::require_key,
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), shed))
@@ -180,9 +201,9 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
 }
 
 /// Sheds load: beyond `max_concurrency` requests in flight, answer 503 at
-/// once instead of queueing without bound. Health checks are never shed.
+/// once instead of queueing without bound. Health probes are never shed.
 async fn shed(State(state): St, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/healthz" {
+    if auth::is_probe(req.uri().path()) {
         return next.run(req).await;
     }
     match Arc::clone(&state.inflight).try_acquire_owned() {
@@ -201,18 +222,31 @@ async fn track(State(state): St, req: Request, next: Next) -> Response {
     let method = req.method().to_string();
     let started = Instant::now();
     let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let key = resp
+        .extensions()
+        .get::<auth::Caller>()
+        .map_or("anonymous", |c| c.name());
     state
         .metrics
-        .observe(&route, &method, resp.status().as_u16(), started.elapsed());
+        .observe(&route, &method, key, status, started.elapsed());
+    if route != "/healthz" && route != "/livez" && route != "/readyz" {
+        tracing::info!(target: "quarry::access", key, %method, route, status,
+            ms = started.elapsed().as_millis() as u64, "request");
+    }
     resp
 }
 
 /// Serves `app` on `listener` until Ctrl-C or SIGTERM, letting in-flight
 /// requests finish.
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
+    // Client addresses, for the rate limit of an open API.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
 }
 
 async fn shutdown_signal() {

@@ -27,6 +27,7 @@ struct Histogram {
 #[derive(Debug, Default)]
 struct Inner {
     requests: BTreeMap<(String, String, u16), u64>,
+    by_key: BTreeMap<(String, u16), u64>,
     latency: BTreeMap<(String, String), Histogram>,
 }
 
@@ -46,8 +47,9 @@ impl Metrics {
         Self::default()
     }
 
-    pub fn observe(&self, route: &str, method: &str, status: u16, elapsed: Duration) {
+    pub fn observe(&self, route: &str, method: &str, key: &str, status: u16, elapsed: Duration) {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *m.by_key.entry((key.to_string(), status)).or_default() += 1;
         *m.requests
             .entry((route.to_string(), method.to_string(), status))
             .or_default() += 1;
@@ -84,6 +86,17 @@ impl Metrics {
                 esc(route)
             );
             sample(&mut out, requests, &labels, n);
+        }
+        let by_key = "quarry_http_requests_by_key_total";
+        header(
+            &mut out,
+            by_key,
+            "counter",
+            "HTTP requests by API key name (`anonymous` when the API is open) and status.",
+        );
+        for ((key, status), n) in &m.by_key {
+            let labels = format!("key=\"{}\",status=\"{status}\"", esc(key));
+            sample(&mut out, by_key, &labels, n);
         }
         let latency = "quarry_http_request_duration_seconds";
         header(

@@ -242,9 +242,16 @@ async fn api_keys_guard_every_route_but_health() {
         ("/v1/collections", StatusCode::UNAUTHORIZED),
         ("/metrics", StatusCode::UNAUTHORIZED),
         ("/healthz", StatusCode::OK),
+        ("/livez", StatusCode::OK),
+        ("/readyz", StatusCode::OK),
     ] {
         assert_eq!(status(&f.router, "GET", uri, None).await, want, "{uri}");
     }
+    // Unnamed keys read metrics, as they always could.
+    assert_eq!(
+        status(&f.router, "GET", "/metrics", Some("reader")).await,
+        StatusCode::OK
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,6 +269,7 @@ async fn openapi_lists_every_route_and_loopback_http_works() {
         "/v1/jobs/{id}",
         "/v1/collections",
         "/healthz",
+        "/livez",
         "/readyz",
         "/metrics",
         "/openapi.json",

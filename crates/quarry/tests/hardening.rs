@@ -223,12 +223,16 @@ fn every_error_has_the_json_shape_and_hostile_requests_are_refused() {
     let (s, b) = authed(u, "GET", "/openapi.json", "");
     assert_eq!(s, 200);
     let doc: serde_json::Value = serde_json::from_str(&b).unwrap();
-    for route in ["/readyz", "/metrics"] {
-        assert!(
-            doc["paths"][route]["get"]["responses"]["401"].is_object(),
-            "{route}"
-        );
+    assert!(doc["paths"]["/metrics"]["get"]["responses"]["401"].is_object());
+    // Probes need no key, and say so.
+    for probe in ["/healthz", "/livez", "/readyz"] {
+        let op = &doc["paths"][probe]["get"];
+        assert!(op["responses"]["401"].is_null(), "{probe}: {op}");
+        assert_eq!(op["security"], serde_json::json!([{}]), "{probe}: {op}");
     }
+    // Any other route may meet a rate limit.
+    let search = &doc["paths"]["/v1/collections/{name}/search"]["post"]["responses"]["429"];
+    assert!(search["headers"]["Retry-After"].is_object(), "{search}");
     assert!(doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["application/openmetrics-text"].is_object());
     let params = &doc["paths"]["/v1/collections/{name}/search"]["post"]["parameters"];
     assert!(params[0]["schema"]["pattern"].is_string(), "{params}");

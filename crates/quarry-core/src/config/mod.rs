@@ -10,10 +10,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, Result};
 
+mod keys;
 mod model;
 mod source;
 mod store;
 
+pub use keys::{KeyConfig, RateConfig, Scope};
 pub use model::{ModelConfig, ModelSource, Precision};
 pub use source::{
     BeirSourceConfig, Every, FsSourceConfig, GitSourceConfig, S3SourceConfig, SourceConfig,
@@ -67,6 +69,13 @@ pub struct ServerConfig {
     /// Tokenizer that counts context budgets (the LLM's `tokenizer.json`);
     /// default: the embedding model's.
     pub context_tokenizer: Option<PathBuf>,
+    /// Named keys, each with scopes, collections and a rate limit.
+    pub keys: Vec<KeyConfig>,
+    /// `/metrics` without a key (for a scraper inside a trusted network).
+    pub public_metrics: bool,
+    /// A token bucket per client address when no keys are configured, and
+    /// per key for keys without a `rate` of their own. Default: none.
+    pub rate: Option<RateConfig>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +89,9 @@ impl Default for ServerConfig {
             read_keys: Vec::new(),
             write_keys: Vec::new(),
             context_tokenizer: None,
+            keys: Vec::new(),
+            public_metrics: false,
+            rate: None,
         }
     }
 }

@@ -1,11 +1,12 @@
 //! `/v1/collections/{name}/documents/{id}`: add or replace, status, delete.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use quarry_core::CollectionName;
 use quarry_engine::service::{DeleteResponse, DocumentStatus, NewDocument, PutDocumentResponse};
 
 use super::St;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, JsonBody};
 
@@ -15,9 +16,11 @@ use crate::extract::{ApiPath, JsonBody};
     responses((status = 200, body = PutDocumentResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn put_document(
     State(state): St,
+    Extension(caller): Extension<Caller>,
     ApiPath((name, id)): ApiPath<(CollectionName, String)>,
     JsonBody(body): JsonBody<NewDocument>,
 ) -> Result<Json<PutDocumentResponse>, ApiError> {
+    caller.check(&name)?;
     Ok(Json(state.service.put_document(&name, &id, body).await?))
 }
 
@@ -27,8 +30,10 @@ pub(crate) async fn put_document(
     responses((status = 200, body = DocumentStatus), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn get_document(
     State(state): St,
+    Extension(caller): Extension<Caller>,
     ApiPath((name, id)): ApiPath<(CollectionName, String)>,
 ) -> Result<Json<DocumentStatus>, ApiError> {
+    caller.check(&name)?;
     state
         .service
         .document(&name, &id)
@@ -43,7 +48,9 @@ pub(crate) async fn get_document(
     responses((status = 200, body = DeleteResponse), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn delete_document(
     State(state): St,
+    Extension(caller): Extension<Caller>,
     ApiPath((name, id)): ApiPath<(CollectionName, String)>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
+    caller.check(&name)?;
     Ok(Json(state.service.delete_document(&name, &id).await?))
 }

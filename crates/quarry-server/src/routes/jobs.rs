@@ -1,12 +1,29 @@
 //! `POST /v1/sources/{name}/sync` and `GET /v1/jobs/{id}`.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::{Extension, Json};
 use quarry_engine::service::{Job, JobStarted};
 
 use super::St;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
+
+/// A source whose collection the caller may not see does not exist for it.
+fn check_source(state: &crate::AppState, caller: &Caller, source: &str) -> Result<(), ApiError> {
+    let visible = state
+        .service
+        .source_status()
+        .iter()
+        .any(|s| s.source == source && caller.sees(&s.collection));
+    if visible {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound(format!(
+            "no configured source {source:?}"
+        )))
+    }
+}
 use crate::extract::ApiPath;
 
 /// Start a sync of a configured source; returns a job id.
@@ -15,8 +32,10 @@ use crate::extract::ApiPath;
     responses((status = 202, body = JobStarted), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn start_sync(
     State(state): St,
+    Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<(StatusCode, Json<JobStarted>), ApiError> {
+    check_source(&state, &caller, &name)?;
     let started = state.service.start_sync(&name)?;
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
@@ -27,11 +46,11 @@ pub(crate) async fn start_sync(
     responses((status = 200, body = Job), (status = "4XX", body = ErrorBody)))]
 pub(crate) async fn get_job(
     State(state): St,
+    Extension(caller): Extension<Caller>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Job>, ApiError> {
-    state
-        .service
-        .job(&id)
-        .map(Json)
-        .ok_or_else(|| ApiError::NotFound(format!("no job {id:?}")))
+    let missing = || ApiError::NotFound(format!("no job {id:?}"));
+    let job = state.service.job(&id).ok_or_else(missing)?;
+    check_source(&state, &caller, &job.source).map_err(|_| missing())?;
+    Ok(Json(job))
 }

@@ -1,7 +1,7 @@
 //! `POST /v1/collections/{name}/search` and `.../context`.
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 use quarry_core::CollectionName;
 use quarry_engine::context::{Context, ContextOptions};
 use quarry_engine::{Filter, Hit, Mode, SearchOptions};
@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::St;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, JsonBody};
 
@@ -70,9 +71,11 @@ fn candidates(mode: Mode, filter: Filter, score_threshold: Option<f32>) -> Searc
     responses((status = 200, body = SearchResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn search(
     State(state): St,
+    Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
+    caller.check(&name)?;
     let options = SearchOptions {
         top_k: body.top_k.unwrap_or(10),
         per_doc_limit: body.per_doc_limit,
@@ -92,9 +95,11 @@ pub(crate) async fn search(
     responses((status = 200, body = Context), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn context(
     State(state): St,
+    Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<ContextBody>,
 ) -> Result<Json<Context>, ApiError> {
+    caller.check(&name)?;
     let options = ContextOptions {
         search: SearchOptions {
             top_k: body.candidates.unwrap_or(50),

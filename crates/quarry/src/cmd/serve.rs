@@ -18,10 +18,7 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     // Sources with `every` or `watch` are kept fresh from here on.
     let schedule = service.start_schedule()?;
     let s = &config.server;
-    let keys = Keys::new(
-        s.read_keys.iter().map(String::as_str),
-        s.write_keys.iter().map(String::as_str),
-    );
+    let keys = Keys::from_config(s).map_err(anyhow::Error::msg)?;
     let state = Arc::new(AppState::new(
         Arc::clone(&service),
         keys.clone(),

@@ -1,0 +1,279 @@
+//! Serving in production, over real HTTP on loopback with the real model
+//! and shard: key-free probes (and the Dockerfile's and compose's health
+//! checks, run as written), named keys with scopes and tenants, and rate
+//! limits with their headers.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use support::*;
+
+const BOT: &str = "bot-secret-value";
+const OPS: &str = "ops-secret-value";
+const LIMITED: &str = "limited-secret-value";
+
+struct Served {
+    child: std::process::Child,
+    url: String,
+    data: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two collections, `support` and `billing`, served with `server` as the
+/// `[server]` part of the configuration.
+fn serve_with(server: &str) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for (collection, text) in [
+        (
+            "support",
+            "Resetting a password takes the aardvark reset link.",
+        ),
+        (
+            "billing",
+            "Invoices are due on the bison day of each month.",
+        ),
+    ] {
+        let tree = dir.path().join(collection);
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::write(tree.join("doc.md"), format!("# {collection}\n\n{text}\n")).unwrap();
+        quarry_ok(&sync_args(&tree, collection, &data));
+    }
+    let config = dir.path().join("quarry.toml");
+    std::fs::write(&config, server).unwrap();
+    let (child, url) = quarry_serve_env(
+        &["--config", s(&config), "--data-dir", s(&data)],
+        &[("SUPPORT_BOT_KEY", BOT), ("LIMITED_KEY", LIMITED)],
+    );
+    Served {
+        child,
+        url,
+        data,
+        _dir: dir,
+    }
+}
+
+fn keyed_config() -> String {
+    format!(
+        "[[server.keys]]\nname = \"support-bot\"\nsecret_env = \"SUPPORT_BOT_KEY\"\nscopes = [\"read\"]\n\
+         collections = [\"support\", \"faq-*\"]\n\n\
+         [[server.keys]]\nname = \"ops\"\nsecret_sha256 = \"{}\"\nscopes = [\"admin\"]\n\n\
+         [[server.keys]]\nname = \"limited\"\nsecret_env = \"LIMITED_KEY\"\n\
+         rate = {{ per_second = 0.2, burst = 2 }}\n",
+        sha256_hex(OPS.as_bytes())
+    )
+}
+
+/// Status, headers and JSON body (or text) of a request.
+fn request(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, ureq::Response) {
+    let mut r = ureq::request(method, url);
+    if let Some(k) = key {
+        r = r.set("Authorization", &format!("Bearer {k}"));
+    }
+    let result = match body {
+        Some(b) => r.send_json(b),
+        None => r.call(),
+    };
+    match result {
+        Ok(resp) => (resp.status(), resp),
+        Err(ureq::Error::Status(code, resp)) => (code, resp),
+        Err(e) => panic!("{method} {url}: {e}"),
+    }
+}
+
+fn search(served: &Served, collection: &str, key: Option<&str>) -> (u16, ureq::Response) {
+    request(
+        "POST",
+        &format!("{}/v1/collections/{collection}/search", served.url),
+        key,
+        Some(serde_json::json!({"query": "password reset", "mode": "bm25"})),
+    )
+}
+
+fn json(resp: ureq::Response) -> serde_json::Value {
+    resp.into_json().unwrap()
+}
+
+#[test]
+fn probes_need_no_key_and_say_nothing_private_while_metrics_need_an_admin_key() {
+    let served = serve_with(&keyed_config());
+    for probe in ["/healthz", "/livez", "/readyz"] {
+        let (status, resp) = request("GET", &format!("{}{probe}", served.url), None, None);
+        assert_eq!(status, 200, "{probe} without a key");
+        let text = resp.into_string().unwrap();
+        assert!(
+            !text.contains(served.data.to_str().unwrap()) && !text.contains("support"),
+            "{probe} reveals nothing private: {text}"
+        );
+    }
+    let metrics = format!("{}/metrics", served.url);
+    assert_eq!(request("GET", &metrics, None, None).0, 401);
+    let (status, resp) = request("GET", &metrics, Some(BOT), None);
+    assert_eq!(status, 403);
+    assert!(
+        json(resp)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("admin")
+    );
+    // A request of the bot's, to label.
+    assert_eq!(search(&served, "support", Some(BOT)).0, 200);
+    let (status, resp) = request("GET", &metrics, Some(OPS), None);
+    assert_eq!(status, 200);
+    let text = resp.into_string().unwrap();
+    assert!(
+        text.contains("quarry_http_requests_by_key_total{key=\"support-bot\",status=\"200\"}"),
+        "key names label the metrics"
+    );
+    for secret in [BOT, OPS, LIMITED] {
+        assert!(!text.contains(secret), "a secret leaked into /metrics");
+    }
+}
+
+#[test]
+fn the_dockerfile_and_compose_health_checks_pass_with_keys_set() {
+    let served = serve_with(&keyed_config());
+    let port = served.url.rsplit(':').next().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let check = dockerfile
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("CMD curl"))
+        .map(|rest| format!("curl{rest}"))
+        .expect("the Dockerfile has a curl HEALTHCHECK");
+    let compose = std::fs::read_to_string(root.join("docker-compose.yml")).unwrap();
+    let compose_test: Vec<String> = compose
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("test: "))
+        .filter(|t| t.contains("/readyz"))
+        .map(|t| serde_json::from_str(t).unwrap())
+        .next()
+        .expect("docker-compose.yml has a readyz health check for quarry");
+    assert_eq!(compose_test[0], "CMD");
+    let shell = check.replace("7700", port);
+    let out = Command::new("sh").args(["-c", &shell]).output().unwrap();
+    assert!(out.status.success(), "{shell}: {}", stderr(&out));
+    let args: Vec<String> = compose_test[2..]
+        .iter()
+        .map(|a| a.replace("7700", port))
+        .collect();
+    let out = Command::new(&compose_test[1]).args(&args).output().unwrap();
+    assert!(out.status.success(), "{compose_test:?}: {}", stderr(&out));
+}
+
+#[test]
+fn a_tenant_key_sees_only_its_collections_and_only_reads() {
+    let served = serve_with(&keyed_config());
+    let (status, resp) = search(&served, "support", Some(BOT));
+    assert_eq!(status, 200);
+    assert_eq!(json(resp)["hits"][0]["doc_id"], "doc.md");
+    // Another tenant's collection is not there, worded as a missing one.
+    let (status, resp) = search(&served, "billing", Some(BOT));
+    assert_eq!(status, 404);
+    let hidden = json(resp)["error"]["message"].as_str().unwrap().to_string();
+    let (status, resp) = search(&served, "nonexistent", Some(OPS));
+    assert_eq!(status, 404);
+    let missing = json(resp)["error"]["message"].as_str().unwrap().to_string();
+    assert_eq!(
+        hidden.replace("billing", "X"),
+        missing.replace("nonexistent", "X")
+    );
+    let (_, resp) = request(
+        "GET",
+        &format!("{}/v1/collections", served.url),
+        Some(BOT),
+        None,
+    );
+    let names: Vec<String> = json(resp)["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["support"]);
+    let (_, resp) = request(
+        "GET",
+        &format!("{}/v1/collections", served.url),
+        Some(OPS),
+        None,
+    );
+    assert_eq!(json(resp)["collections"].as_array().unwrap().len(), 2);
+    // Read only: a write is refused, a write elsewhere is not even there.
+    let put = |collection: &str| {
+        request(
+            "PUT",
+            &format!("{}/v1/collections/{collection}/documents/new", served.url),
+            Some(BOT),
+            Some(serde_json::json!({"text": "hello"})),
+        )
+        .0
+    };
+    assert_eq!(put("support"), 403);
+    assert_eq!(search(&served, "support", Some("not-a-key")).0, 401);
+}
+
+#[test]
+fn a_key_over_its_rate_gets_429_with_the_ratelimit_headers() {
+    let served = serve_with(&keyed_config());
+    // burst 2, then one token every 5 s.
+    let mut remaining = Vec::new();
+    for _ in 0..2 {
+        let (status, resp) = search(&served, "support", Some(LIMITED));
+        assert_eq!(status, 200);
+        assert_eq!(resp.header("ratelimit-limit"), Some("2"));
+        remaining.push(resp.header("ratelimit-remaining").unwrap().to_string());
+    }
+    assert_eq!(remaining, ["1", "0"]);
+    let (status, resp) = search(&served, "support", Some(LIMITED));
+    assert_eq!(status, 429);
+    let header = |h: &str| resp.header(h).map(str::to_string);
+    let retry: u64 = header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry), "Retry-After {retry}");
+    assert_eq!(header("ratelimit-limit").as_deref(), Some("2"));
+    assert_eq!(header("ratelimit-remaining").as_deref(), Some("0"));
+    let reset: u64 = header("ratelimit-reset").unwrap().parse().unwrap();
+    assert!((1..=5).contains(&reset), "RateLimit-Reset {reset}");
+    let body = json(resp);
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limited")
+    );
+    // Other keys have buckets of their own.
+    assert_eq!(search(&served, "support", Some(BOT)).0, 200);
+}
+
+#[test]
+fn an_open_api_limits_each_client_address() {
+    let served = serve_with("[server]\nrate = { per_second = 0.2, burst = 2 }\n");
+    assert_eq!(search(&served, "support", None).0, 200);
+    assert_eq!(search(&served, "support", None).0, 200);
+    let (status, resp) = search(&served, "support", None);
+    assert_eq!(status, 429);
+    assert!(resp.header("retry-after").is_some());
+    // Probes are never limited.
+    for _ in 0..5 {
+        assert_eq!(
+            request("GET", &format!("{}/readyz", served.url), None, None).0,
+            200
+        );
+    }
+}
