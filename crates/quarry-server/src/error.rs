@@ -40,6 +40,8 @@ pub enum ApiError {
     Unavailable(String),
     #[error("the request took too long")]
     Timeout,
+    #[error("the request's deadline of {0} ms passed; the work was abandoned")]
+    Deadline(u64),
     #[error("{0}")]
     InsufficientStorage(String),
     #[error("{0}")]
@@ -74,6 +76,7 @@ impl ApiError {
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Timeout => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            Self::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             Self::InsufficientStorage(_) => {
                 (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
             }

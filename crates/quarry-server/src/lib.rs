@@ -184,6 +184,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             auth::require_key,
         ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), shed))
+        .layer(middleware::from_fn(deadline))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), track))
         .layer(DefaultBodyLimit::max(settings.max_body_bytes))
         .layer(
@@ -209,6 +210,30 @@ async fn shed(State(state): St, req: Request, next: Next) -> Response {
     match Arc::clone(&state.inflight).try_acquire_owned() {
         Ok(_permit) => next.run(req).await,
         Err(_) => ApiError::Overloaded.into_response(),
+    }
+}
+
+/// `Request-Timeout: MS`: the request's own deadline, at most the server's
+/// `request_timeout_secs`. Past it the handler's future is dropped, which
+/// abandons its work, and the answer is a 504.
+async fn deadline(req: Request, next: Next) -> Response {
+    let Some(value) = req.headers().get("request-timeout") else {
+        return next.run(req).await;
+    };
+    let ms = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0);
+    let Some(ms) = ms else {
+        return ApiError::BadRequest(
+            "Request-Timeout must be a whole number of milliseconds, at least 1".into(),
+        )
+        .into_response();
+    };
+    match tokio::time::timeout(Duration::from_millis(ms), next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::Deadline(ms).into_response(),
     }
 }
 

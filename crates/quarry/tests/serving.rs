@@ -277,3 +277,32 @@ fn an_open_api_limits_each_client_address() {
         );
     }
 }
+
+#[test]
+fn a_request_past_its_deadline_is_abandoned_with_a_504() {
+    let served = serve_with("");
+    let url = format!("{}/v1/collections/support/search", served.url);
+    // A dense query the cache cannot have seen takes a forward pass, far
+    // longer than a millisecond.
+    let query = |n: u32| format!("how long does resetting a password take, case {n}");
+    let body = serde_json::json!({"query": query(1), "mode": "dense", "timeout_ms": 1});
+    let (status, resp) = request("POST", &url, None, Some(body));
+    assert_eq!(status, 504);
+    let v = json(resp);
+    assert_eq!(v["error"]["code"], "deadline_exceeded", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("1 ms"),
+        "{v}"
+    );
+    let r = ureq::post(&url)
+        .set("Request-Timeout", "1")
+        .send_json(serde_json::json!({"query": query(2), "mode": "dense"}));
+    assert!(matches!(r, Err(ureq::Error::Status(504, _))), "{r:?}");
+    let r = ureq::post(&url)
+        .set("Request-Timeout", "soon")
+        .send_json(serde_json::json!({"query": query(3)}));
+    assert!(matches!(r, Err(ureq::Error::Status(400, _))), "{r:?}");
+    // A generous deadline changes nothing.
+    let body = serde_json::json!({"query": query(4), "mode": "dense", "timeout_ms": 30000});
+    assert_eq!(request("POST", &url, None, Some(body)).0, 200);
+}

@@ -28,6 +28,10 @@ pub struct SearchBody {
     /// At most this many chunks from one document.
     #[schema(minimum = 1)]
     pub per_doc_limit: Option<usize>,
+    /// Give up after this long: 504 `deadline_exceeded` (also the
+    /// `Request-Timeout` header, in milliseconds).
+    #[schema(minimum = 1)]
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -53,6 +57,24 @@ pub struct ContextBody {
     /// Candidate chunks considered (default 50, at most the server's `max_top_k`).
     #[schema(minimum = 1)]
     pub candidates: Option<usize>,
+    /// Give up after this long: 504 `deadline_exceeded` (also the
+    /// `Request-Timeout` header, in milliseconds).
+    #[schema(minimum = 1)]
+    pub timeout_ms: Option<u64>,
+}
+
+/// Runs `work` within the request's deadline, if it set one: past it the
+/// work is dropped (abandoned) and the answer is a 504.
+async fn within<T>(
+    timeout_ms: Option<u64>,
+    work: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, ApiError> {
+    match timeout_ms {
+        Some(ms) => tokio::time::timeout(std::time::Duration::from_millis(ms), work)
+            .await
+            .map_err(|_| ApiError::Deadline(ms))?,
+        None => work.await,
+    }
 }
 
 /// How both routes find candidate chunks.
@@ -68,7 +90,7 @@ fn candidates(mode: Mode, filter: Filter, score_threshold: Option<f32>) -> Searc
 /// Search a collection.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", request_body = SearchBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
-    responses((status = 200, body = SearchResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = SearchResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn search(
     State(state): St,
     Extension(caller): Extension<Caller>,
@@ -81,18 +103,16 @@ pub(crate) async fn search(
         per_doc_limit: body.per_doc_limit,
         ..candidates(body.mode, body.filter, body.score_threshold)
     };
-    let hits = state
-        .service
-        .retriever()
-        .search(&name, &body.query, &options)
-        .await?;
+    let retriever = state.service.retriever();
+    let work = async { Ok(retriever.search(&name, &body.query, &options).await?) };
+    let hits = within(body.timeout_ms, work).await?;
     Ok(Json(SearchResponse { hits }))
 }
 
 /// Token-budgeted grounding context with citations.
 #[utoipa::path(post, path = "/v1/collections/{name}/context", request_body = ContextBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
-    responses((status = 200, body = Context), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = Context), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn context(
     State(state): St,
     Extension(caller): Extension<Caller>,
@@ -108,7 +128,6 @@ pub(crate) async fn context(
         max_tokens: body.max_tokens,
         per_doc_limit: body.per_doc_limit,
     };
-    Ok(Json(
-        state.service.context(&name, &body.query, &options).await?,
-    ))
+    let work = async { Ok(state.service.context(&name, &body.query, &options).await?) };
+    Ok(Json(within(body.timeout_ms, work).await?))
 }
