@@ -82,6 +82,10 @@ pub struct Context {
     /// Tokens in `text`; never more than `max_tokens`.
     pub tokens: usize,
     pub max_tokens: usize,
+    /// Set when the candidates came from BM25 alone because the query
+    /// embedding was late or impossible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<crate::Degraded>,
 }
 
 /// Merges a document's hits into passages: consecutive chunk indices join.
@@ -155,7 +159,10 @@ pub async fn build(
     if options.max_tokens == 0 {
         return Err(EngineError::Invalid("max_tokens must be at least 1".into()));
     }
-    let hits = retriever.search(collection, query, &options.search).await?;
+    let searched = retriever
+        .search_full(collection, query, &options.search)
+        .await?;
+    let (hits, degraded) = (searched.hits, searched.degraded);
     let mut order: Vec<String> = Vec::new();
     let mut by_doc: HashMap<String, Vec<Hit>> = HashMap::new();
     for h in hits {
@@ -194,5 +201,6 @@ pub async fn build(
         passages: chosen,
         tokens,
         max_tokens: options.max_tokens,
+        degraded,
     })
 }

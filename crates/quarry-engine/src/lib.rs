@@ -24,6 +24,7 @@
 //! code goes through the blocking pool.
 
 pub mod context;
+pub mod degrade;
 pub mod filter;
 pub mod migrate;
 pub mod models;
@@ -36,9 +37,12 @@ pub mod sync;
 pub mod testing;
 
 pub use context::{Context, ContextOptions, Passage, TokenCounter};
+pub use degrade::{DegradePolicy, Degraded};
 pub use filter::{Filter, OneOrMany};
 pub use report::{ReportError, SyncReport};
-pub use retriever::{Hit, Mode, ModelLoader, Retriever, RetrieverSettings, SearchOptions};
+pub use retriever::{
+    Hit, Mode, ModelLoader, Retriever, RetrieverSettings, SearchOptions, Searched,
+};
 pub use service::{CollectionInfo, Service};
 pub use sync::{Indexer, IndexerSettings, ProgressFn, SyncProgress};
 

@@ -10,6 +10,7 @@ use quarry_store::{Query, SearchRequest, VectorStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::degrade::{DegradePolicy, Degraded, fallback};
 use crate::filter::Filter;
 use crate::{EngineError, Result, blocking};
 
@@ -54,6 +55,16 @@ pub struct SearchOptions {
     pub score_threshold: Option<f32>,
     /// At most this many chunks from one document.
     pub per_doc_limit: Option<usize>,
+    /// Fall back to BM25 rather than fail when the query embedding is late
+    /// or impossible (the server sets it; the CLI and eval do not).
+    pub degrade: Option<DegradePolicy>,
+}
+
+/// Hits, and how they were served if not as asked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Searched {
+    pub hits: Vec<Hit>,
+    pub degraded: Option<Degraded>,
 }
 
 impl SearchOptions {
@@ -89,6 +100,7 @@ impl Default for SearchOptions {
             filter: Filter::default(),
             score_threshold: None,
             per_doc_limit: None,
+            degrade: None,
         }
     }
 }
@@ -147,6 +159,9 @@ pub struct RetrieverSettings {
     pub query_cache: usize,
     /// The largest `top_k` a search may ask for.
     pub max_top_k: usize,
+    /// How the server's searches degrade (`SearchOptions::degrade`).
+    #[serde(skip)]
+    pub degrade: DegradePolicy,
 }
 
 impl Default for RetrieverSettings {
@@ -156,6 +171,7 @@ impl Default for RetrieverSettings {
             rrf_k: 60,
             query_cache: 1024,
             max_top_k: usize::MAX,
+            degrade: DegradePolicy::default(),
         }
     }
 }
@@ -186,6 +202,7 @@ pub struct Retriever {
     hybrid_prefetch_factor: usize,
     rrf_k: usize,
     max_top_k: usize,
+    degrade: DegradePolicy,
     targets: Arc<Mutex<HashMap<String, Target>>>,
     /// The default embedder's fingerprint, as collection specs store it.
     default_model: Value,
@@ -219,6 +236,7 @@ impl Retriever {
             hybrid_prefetch_factor: settings.hybrid_prefetch_factor.max(1),
             rrf_k: settings.rrf_k.max(1),
             max_top_k: settings.max_top_k.max(1),
+            degrade: settings.degrade,
             targets: Arc::default(),
             default_model,
             loader: None,
@@ -268,7 +286,7 @@ impl Retriever {
     }
 
     /// The embedder for `model`: the default one, or one loaded on demand.
-    async fn embedder_for(&self, collection: &str, model: &Value) -> Result<Embedder> {
+    pub(crate) async fn embedder_for(&self, collection: &str, model: &Value) -> Result<Embedder> {
         let default = &self.default_model;
         if model == default {
             return Ok(self.embedder.clone());
@@ -294,6 +312,11 @@ impl Retriever {
         Ok(embedder)
     }
 
+    /// The policy a front end passes as `SearchOptions::degrade`.
+    pub fn degrade_policy(&self) -> DegradePolicy {
+        self.degrade
+    }
+
     pub fn embedder(&self) -> &Embedder {
         &self.embedder
     }
@@ -304,7 +327,7 @@ impl Retriever {
 
     /// The query's vector, from the cache when the same text was asked
     /// recently: repeated queries skip the model entirely.
-    async fn query_vector(&self, embedder: &Embedder, query: &str) -> Result<Vec<f32>> {
+    pub(crate) async fn query_vector(&self, embedder: &Embedder, query: &str) -> Result<Vec<f32>> {
         // Keyed by model too: two collections may use different models.
         let key = format!("{}\u{0}{query}", embedder.fingerprint().weights_sha256);
         if let Some(cache) = &self.cache
@@ -329,6 +352,17 @@ impl Retriever {
         query: &str,
         options: &SearchOptions,
     ) -> Result<Vec<Hit>> {
+        Ok(self.search_full(collection, query, options).await?.hits)
+    }
+
+    /// [`Self::search`], saying whether it degraded to BM25 (only with
+    /// `options.degrade`).
+    pub async fn search_full(
+        &self,
+        collection: &str,
+        query: &str,
+        options: &SearchOptions,
+    ) -> Result<Searched> {
         if query.trim().is_empty() {
             return Err(EngineError::Invalid("the query is empty".into()));
         }
@@ -340,24 +374,28 @@ impl Retriever {
         };
         let text = query;
         let mut fresh = false;
+        let mut degraded = None;
         let points = loop {
             let target = self.target(collection, fresh).await?;
+            let policy = options.degrade.as_ref();
             let query = match options.mode {
                 Mode::Bm25 => Query::Bm25(text.to_string()),
-                mode => {
-                    let embedder = self.embedder_for(collection, &target.model).await?;
-                    let dense = self.query_vector(&embedder, text).await?;
-                    if mode == Mode::Dense {
-                        Query::Dense(dense)
-                    } else {
-                        Query::Hybrid {
-                            dense,
-                            text: text.to_string(),
-                            prefetch: limit.saturating_mul(self.hybrid_prefetch_factor).max(50),
-                            rrf_k: self.rrf_k,
-                        }
+                mode => match self
+                    .vector_within(collection, &target.model, text, policy)
+                    .await
+                {
+                    Ok(dense) if mode == Mode::Dense => Query::Dense(dense),
+                    Ok(dense) => Query::Hybrid {
+                        dense,
+                        text: text.to_string(),
+                        prefetch: limit.saturating_mul(self.hybrid_prefetch_factor).max(50),
+                        rrf_k: self.rrf_k,
+                    },
+                    Err(why) => {
+                        degraded = Some(fallback(mode, policy, why)?);
+                        Query::Bm25(text.to_string())
                     }
-                }
+                },
             };
             let request = SearchRequest {
                 query,
@@ -388,6 +426,6 @@ impl Retriever {
             })
             .take(options.top_k)
             .collect();
-        Ok(hits)
+        Ok(Searched { hits, degraded })
     }
 }

@@ -36,6 +36,7 @@ async fn bm25_top(index: &TestIndex, query: &str) -> Option<String> {
         filter: Default::default(),
         score_threshold: None,
         per_doc_limit: None,
+        degrade: None,
     };
     let hits = index
         .retriever()

@@ -28,6 +28,7 @@ struct Histogram {
 struct Inner {
     requests: BTreeMap<(String, String, u16), u64>,
     by_key: BTreeMap<(String, u16), u64>,
+    degraded: BTreeMap<String, u64>,
     latency: BTreeMap<(String, String), Histogram>,
 }
 
@@ -70,9 +71,30 @@ impl Metrics {
         h.count += 1;
     }
 
+    /// A search answered from BM25 alone, and why.
+    pub fn degraded(&self, reason: &str) {
+        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *m.degraded.entry(reason.to_string()).or_default() += 1;
+    }
+
     pub fn render(&self, embed: &EmbedderStats, collections: &[CollectionInfo]) -> String {
         let mut out = String::new();
         let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let degraded = "quarry_degraded_responses_total";
+        header(
+            &mut out,
+            degraded,
+            "counter",
+            "Searches answered from BM25 alone, by reason.",
+        );
+        for (reason, n) in &m.degraded {
+            sample(
+                &mut out,
+                degraded,
+                &format!("reason=\"{}\"", esc(reason)),
+                n,
+            );
+        }
         let requests = "quarry_http_requests_total";
         header(
             &mut out,

@@ -306,3 +306,74 @@ fn a_request_past_its_deadline_is_abandoned_with_a_504() {
     let body = serde_json::json!({"query": query(4), "mode": "dense", "timeout_ms": 30000});
     assert_eq!(request("POST", &url, None, Some(body)).0, 200);
 }
+
+#[test]
+fn a_late_query_embedding_degrades_to_bm25_and_says_so() {
+    let served = serve_with("[retrieval]\nembed_timeout_ms = 1\n");
+    let url = |route: &str| format!("{}/v1/collections/support/{route}", served.url);
+    let query = |n: u32| format!("resetting a password with the aardvark link, take {n}");
+    let (status, resp) = request(
+        "POST",
+        &url("search"),
+        None,
+        Some(serde_json::json!({"query": query(1), "mode": "hybrid"})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(resp.header("quarry-degraded"), Some("embed_timeout"));
+    let v = json(resp);
+    assert_eq!(
+        v["degraded"],
+        serde_json::json!({"reason": "embed_timeout", "served": "bm25"}),
+        "{v}"
+    );
+    assert_eq!(v["hits"][0]["doc_id"], "doc.md", "BM25 still answers: {v}");
+    // The same for a context.
+    let (status, resp) = request(
+        "POST",
+        &url("context"),
+        None,
+        Some(serde_json::json!({"query": query(2), "max_tokens": 200})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(json(resp)["degraded"]["served"], "bm25");
+    // Dense does not degrade unless asked to: 503.
+    let (status, resp) = request(
+        "POST",
+        &url("search"),
+        None,
+        Some(serde_json::json!({"query": query(3), "mode": "dense"})),
+    );
+    assert_eq!(status, 503);
+    assert!(resp.header("retry-after").is_some());
+    let (_, resp) = request("GET", &format!("{}/metrics", served.url), None, None);
+    let text = resp.into_string().unwrap();
+    assert!(
+        text.contains("quarry_degraded_responses_total{reason=\"embed_timeout\"} 2"),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("degraded"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // With fallback = "bm25", dense degrades too.
+    let dense = serve_with("[retrieval]\nembed_timeout_ms = 1\nfallback = \"bm25\"\n");
+    let (status, resp) = request(
+        "POST",
+        &format!("{}/v1/collections/support/search", dense.url),
+        None,
+        Some(serde_json::json!({"query": query(4), "mode": "dense"})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(json(resp)["degraded"]["reason"], "embed_timeout");
+    // A timeout the embedding meets degrades nothing.
+    let normal = serve_with("[retrieval]\nembed_timeout_ms = 30000\n");
+    let (status, resp) = request(
+        "POST",
+        &format!("{}/v1/collections/support/search", normal.url),
+        None,
+        Some(serde_json::json!({"query": query(5), "mode": "hybrid"})),
+    );
+    assert_eq!(status, 200);
+    assert!(resp.header("quarry-degraded").is_none());
+    assert!(json(resp)["degraded"].is_null());
+}

@@ -107,6 +107,24 @@ pub struct RetrievalConfig {
     pub hybrid_prefetch_factor: usize,
     /// Query embeddings kept in an LRU cache; 0 disables it.
     pub query_cache: usize,
+    /// The server's longest wait for a query embedding; past it a hybrid
+    /// search answers from BM25 alone (marked `degraded`).
+    pub embed_timeout_ms: u64,
+    /// `"bm25"`: dense searches fall back to BM25 too, instead of a 503.
+    /// Default `"none"`.
+    pub fallback: DenseFallback,
+}
+
+/// What a dense search does when its query embedding is late or
+/// impossible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenseFallback {
+    /// Answer 503.
+    #[default]
+    None,
+    /// Answer from BM25 alone, marked `degraded`.
+    Bm25,
 }
 
 impl Default for RetrievalConfig {
@@ -115,6 +133,8 @@ impl Default for RetrievalConfig {
             rrf_k: 60,
             hybrid_prefetch_factor: 4,
             query_cache: 1024,
+            embed_timeout_ms: 250,
+            fallback: DenseFallback::None,
         }
     }
 }

@@ -109,6 +109,10 @@ impl RetrieverSettings {
             rrf_k: r.rrf_k,
             query_cache: r.query_cache,
             max_top_k: config.server.max_top_k,
+            degrade: crate::DegradePolicy {
+                embed_timeout: std::time::Duration::from_millis(r.embed_timeout_ms.max(1)),
+                dense: r.fallback == quarry_core::config::DenseFallback::Bm25,
+            },
         }
     }
 }

@@ -1,10 +1,12 @@
 //! `POST /v1/collections/{name}/search` and `.../context`.
 
 use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use quarry_core::CollectionName;
 use quarry_engine::context::{Context, ContextOptions};
-use quarry_engine::{Filter, Hit, Mode, SearchOptions};
+use quarry_engine::{Degraded, Filter, Hit, Mode, SearchOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -37,6 +39,23 @@ pub struct SearchBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SearchResponse {
     pub hits: Vec<Hit>,
+    /// Set when the hits came from BM25 alone because the query embedding
+    /// was late or impossible.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<Degraded>,
+}
+
+/// The JSON answer, with `Quarry-Degraded: REASON` when it degraded, and
+/// the degradation counted.
+fn answer(state: &crate::AppState, body: impl Serialize, degraded: Option<&Degraded>) -> Response {
+    let mut resp = Json(body).into_response();
+    if let Some(d) = degraded {
+        state.metrics.degraded(&d.reason);
+        if let Ok(v) = HeaderValue::from_str(&d.reason) {
+            resp.headers_mut().insert("quarry-degraded", v);
+        }
+    }
+    resp
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -78,11 +97,17 @@ async fn within<T>(
 }
 
 /// How both routes find candidate chunks.
-fn candidates(mode: Mode, filter: Filter, score_threshold: Option<f32>) -> SearchOptions {
+fn candidates(
+    state: &crate::AppState,
+    mode: Mode,
+    filter: Filter,
+    score_threshold: Option<f32>,
+) -> SearchOptions {
     SearchOptions {
         mode,
         filter,
         score_threshold,
+        degrade: Some(state.service.retriever().degrade_policy()),
         ..SearchOptions::default()
     }
 }
@@ -90,44 +115,51 @@ fn candidates(mode: Mode, filter: Filter, score_threshold: Option<f32>) -> Searc
 /// Search a collection.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", request_body = SearchBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
-    responses((status = 200, body = SearchResponse), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, body = SearchResponse, headers(("Quarry-Degraded" = String, description = "Set when the answer came from BM25 alone: the reason"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn search(
     State(state): St,
     Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<SearchBody>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.check(&name)?;
     let options = SearchOptions {
         top_k: body.top_k.unwrap_or(10),
         per_doc_limit: body.per_doc_limit,
-        ..candidates(body.mode, body.filter, body.score_threshold)
+        ..candidates(&state, body.mode, body.filter, body.score_threshold)
     };
     let retriever = state.service.retriever();
-    let work = async { Ok(retriever.search(&name, &body.query, &options).await?) };
-    let hits = within(body.timeout_ms, work).await?;
-    Ok(Json(SearchResponse { hits }))
+    let work = async { Ok(retriever.search_full(&name, &body.query, &options).await?) };
+    let searched = within(body.timeout_ms, work).await?;
+    let degraded = searched.degraded.clone();
+    let body = SearchResponse {
+        hits: searched.hits,
+        degraded: searched.degraded,
+    };
+    Ok(answer(&state, body, degraded.as_ref()))
 }
 
 /// Token-budgeted grounding context with citations.
 #[utoipa::path(post, path = "/v1/collections/{name}/context", request_body = ContextBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
-    responses((status = 200, body = Context), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, body = Context, headers(("Quarry-Degraded" = String, description = "Set when the candidates came from BM25 alone: the reason"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn context(
     State(state): St,
     Extension(caller): Extension<Caller>,
     ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<ContextBody>,
-) -> Result<Json<Context>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.check(&name)?;
     let options = ContextOptions {
         search: SearchOptions {
             top_k: body.candidates.unwrap_or(50),
-            ..candidates(body.mode, body.filter, body.score_threshold)
+            ..candidates(&state, body.mode, body.filter, body.score_threshold)
         },
         max_tokens: body.max_tokens,
         per_doc_limit: body.per_doc_limit,
     };
     let work = async { Ok(state.service.context(&name, &body.query, &options).await?) };
-    Ok(Json(within(body.timeout_ms, work).await?))
+    let context = within(body.timeout_ms, work).await?;
+    let degraded = context.degraded.clone();
+    Ok(answer(&state, context, degraded.as_ref()))
 }

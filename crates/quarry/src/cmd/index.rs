@@ -268,6 +268,7 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
         filter: parse_filter(args.filter.as_deref())?,
         score_threshold: args.score_threshold,
         per_doc_limit: args.per_doc_limit,
+        degrade: None,
     };
     let hits = service
         .retriever()
