@@ -80,46 +80,34 @@ impl Metrics {
     pub fn render(&self, embed: &EmbedderStats, collections: &[CollectionInfo]) -> String {
         let mut out = String::new();
         let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let degraded = "quarry_degraded_responses_total";
-        header(
+        counter(
             &mut out,
-            degraded,
-            "counter",
+            "quarry_degraded_responses_total",
             "Searches answered from BM25 alone, by reason.",
+            m.degraded
+                .iter()
+                .map(|(reason, n)| (format!("reason=\"{}\"", esc(reason)), *n)),
         );
-        for (reason, n) in &m.degraded {
-            sample(
-                &mut out,
-                degraded,
-                &format!("reason=\"{}\"", esc(reason)),
-                n,
-            );
-        }
-        let requests = "quarry_http_requests_total";
-        header(
+        counter(
             &mut out,
-            requests,
-            "counter",
+            "quarry_http_requests_total",
             "HTTP requests by route, method and status.",
+            m.requests.iter().map(|((route, method, status), n)| {
+                let labels = format!(
+                    "route=\"{}\",method=\"{method}\",status=\"{status}\"",
+                    esc(route)
+                );
+                (labels, *n)
+            }),
         );
-        for ((route, method, status), n) in &m.requests {
-            let labels = format!(
-                "route=\"{}\",method=\"{method}\",status=\"{status}\"",
-                esc(route)
-            );
-            sample(&mut out, requests, &labels, n);
-        }
-        let by_key = "quarry_http_requests_by_key_total";
-        header(
+        counter(
             &mut out,
-            by_key,
-            "counter",
+            "quarry_http_requests_by_key_total",
             "HTTP requests by API key name (`anonymous` when the API is open) and status.",
+            m.by_key.iter().map(|((key, status), n)| {
+                (format!("key=\"{}\",status=\"{status}\"", esc(key)), *n)
+            }),
         );
-        for ((key, status), n) in &m.by_key {
-            let labels = format!("key=\"{}\",status=\"{status}\"", esc(key));
-            sample(&mut out, by_key, &labels, n);
-        }
         let latency = "quarry_http_request_duration_seconds";
         header(
             &mut out,
@@ -210,6 +198,14 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// One sample line.
+/// A counter's header and one sample per label set.
+fn counter(out: &mut String, name: &str, help: &str, rows: impl Iterator<Item = (String, u64)>) {
+    header(out, name, "counter", help);
+    for (labels, n) in rows {
+        sample(out, name, &labels, n);
+    }
+}
+
 fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
     let _ = writeln!(out, "{name}{{{labels}}} {value}");
 }

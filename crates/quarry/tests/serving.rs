@@ -106,6 +106,12 @@ fn search(served: &Served, collection: &str, key: Option<&str>) -> (u16, ureq::R
     )
 }
 
+/// A search of `support` on the server at `base`, with `body`.
+fn search_body(base: &str, body: serde_json::Value) -> (u16, ureq::Response) {
+    let url = format!("{base}/v1/collections/support/search");
+    request("POST", &url, None, Some(body))
+}
+
 fn json(resp: ureq::Response) -> serde_json::Value {
     resp.into_json().unwrap()
 }
@@ -312,11 +318,9 @@ fn a_late_query_embedding_degrades_to_bm25_and_says_so() {
     let served = serve_with("[retrieval]\nembed_timeout_ms = 1\n");
     let url = |route: &str| format!("{}/v1/collections/support/{route}", served.url);
     let query = |n: u32| format!("resetting a password with the aardvark link, take {n}");
-    let (status, resp) = request(
-        "POST",
-        &url("search"),
-        None,
-        Some(serde_json::json!({"query": query(1), "mode": "hybrid"})),
+    let (status, resp) = search_body(
+        &served.url,
+        serde_json::json!({"query": query(1), "mode": "hybrid"}),
     );
     assert_eq!(status, 200);
     assert_eq!(resp.header("quarry-degraded"), Some("embed_timeout"));
@@ -337,11 +341,9 @@ fn a_late_query_embedding_degrades_to_bm25_and_says_so() {
     assert_eq!(status, 200);
     assert_eq!(json(resp)["degraded"]["served"], "bm25");
     // Dense does not degrade unless asked to: 503.
-    let (status, resp) = request(
-        "POST",
-        &url("search"),
-        None,
-        Some(serde_json::json!({"query": query(3), "mode": "dense"})),
+    let (status, resp) = search_body(
+        &served.url,
+        serde_json::json!({"query": query(3), "mode": "dense"}),
     );
     assert_eq!(status, 503);
     assert!(resp.header("retry-after").is_some());
@@ -357,21 +359,17 @@ fn a_late_query_embedding_degrades_to_bm25_and_says_so() {
     );
     // With fallback = "bm25", dense degrades too.
     let dense = serve_with("[retrieval]\nembed_timeout_ms = 1\nfallback = \"bm25\"\n");
-    let (status, resp) = request(
-        "POST",
-        &format!("{}/v1/collections/support/search", dense.url),
-        None,
-        Some(serde_json::json!({"query": query(4), "mode": "dense"})),
+    let (status, resp) = search_body(
+        &dense.url,
+        serde_json::json!({"query": query(4), "mode": "dense"}),
     );
     assert_eq!(status, 200);
     assert_eq!(json(resp)["degraded"]["reason"], "embed_timeout");
     // A timeout the embedding meets degrades nothing.
     let normal = serve_with("[retrieval]\nembed_timeout_ms = 30000\n");
-    let (status, resp) = request(
-        "POST",
-        &format!("{}/v1/collections/support/search", normal.url),
-        None,
-        Some(serde_json::json!({"query": query(5), "mode": "hybrid"})),
+    let (status, resp) = search_body(
+        &normal.url,
+        serde_json::json!({"query": query(5), "mode": "hybrid"}),
     );
     assert_eq!(status, 200);
     assert!(resp.header("quarry-degraded").is_none());
