@@ -10,6 +10,7 @@
 //! router, and from the engine's own types, so the two cannot disagree.
 
 mod auth;
+mod cache;
 pub mod error;
 mod extract;
 mod limit;
@@ -48,6 +49,8 @@ pub struct ServerSettings {
     pub public_metrics: bool,
     /// A token bucket per client address while the API is open.
     pub rate: Option<quarry_core::config::RateConfig>,
+    /// The result cache's size; 0 turns it off.
+    pub cache_bytes: usize,
 }
 
 impl Default for ServerSettings {
@@ -58,6 +61,7 @@ impl Default for ServerSettings {
             max_concurrency: 64,
             public_metrics: false,
             rate: None,
+            cache_bytes: 64 << 20,
         }
     }
 }
@@ -71,6 +75,7 @@ impl ServerSettings {
             max_concurrency: s.max_concurrency.max(1),
             public_metrics: s.public_metrics,
             rate: s.rate,
+            cache_bytes: s.cache_bytes,
         }
     }
 }
@@ -84,6 +89,7 @@ pub struct AppState {
     inflight: Arc<tokio::sync::Semaphore>,
     metrics: metrics::Metrics,
     by_address: Option<limit::AddressBuckets>,
+    cache: cache::ResultCache,
 }
 
 impl AppState {
@@ -95,6 +101,7 @@ impl AppState {
             .map(|r| limit::AddressBuckets::new(&r));
         Self {
             by_address,
+            cache: cache::ResultCache::new(settings.cache_bytes),
             service,
             keys,
             settings,

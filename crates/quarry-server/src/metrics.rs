@@ -198,6 +198,45 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// One sample line.
+/// The result cache: hits, misses, evictions and bytes held.
+pub(crate) fn render_cache(out: &mut String, s: &crate::cache::CacheStats) {
+    for (name, kind, help, value) in [
+        (
+            "quarry_result_cache_hits_total",
+            "counter",
+            "Search and context answers served from the cache.",
+            s.hits,
+        ),
+        (
+            "quarry_result_cache_misses_total",
+            "counter",
+            "Cacheable answers computed afresh.",
+            s.misses,
+        ),
+        (
+            "quarry_result_cache_evictions_total",
+            "counter",
+            "Answers evicted to stay within server.cache_bytes.",
+            s.evictions,
+        ),
+        (
+            "quarry_result_cache_bytes",
+            "gauge",
+            "Bytes the cache holds.",
+            s.bytes,
+        ),
+        (
+            "quarry_result_cache_max_bytes",
+            "gauge",
+            "server.cache_bytes.",
+            s.max_bytes,
+        ),
+    ] {
+        header(out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+}
+
 /// A counter's header and one sample per label set.
 fn counter(out: &mut String, name: &str, help: &str, rows: impl Iterator<Item = (String, u64)>) {
     header(out, name, "counter", help);

@@ -210,6 +210,15 @@ pub trait VectorStore: Send + Sync {
     /// another holder's lease is live. Replicas sharing a server store sync
     /// each source under its lease; the edge store belongs to one process,
     /// which holds every lease.
+    /// A token that changes whenever what a search of `name` sees may
+    /// have changed: a publish, a delete, an update in place, an alias
+    /// switch. `None` where there is no cheap one (a server shared with
+    /// other writers), and callers must not cache.
+    fn generation(&self, name: &str) -> Result<Option<String>> {
+        let _ = name;
+        Ok(None)
+    }
+
     fn lease(&self, key: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
         let _ = (key, holder, ttl);
         Ok(true)

@@ -375,3 +375,69 @@ fn a_late_query_embedding_degrades_to_bm25_and_says_so() {
     assert!(resp.header("quarry-degraded").is_none());
     assert!(json(resp)["degraded"].is_null());
 }
+
+#[test]
+fn the_result_cache_is_never_stale() {
+    let served = serve_with("");
+    let body = || serde_json::json!({"query": "password   reset", "mode": "bm25", "top_k": 5});
+    let cache_state = |resp: &ureq::Response| resp.header("quarry-cache").map(str::to_string);
+    let ids = |resp: ureq::Response| -> Vec<String> {
+        json(resp)["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["doc_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (_, first) = search_body(&served.url, body());
+    assert_eq!(cache_state(&first).as_deref(), Some("miss"));
+    let before = ids(first);
+    // Spacing and key order do not matter; the answer is the same bytes.
+    let (_, again) = search_body(
+        &served.url,
+        serde_json::json!({"top_k": 5, "mode": "bm25", "query": "password reset"}),
+    );
+    assert_eq!(cache_state(&again).as_deref(), Some("hit"));
+    assert_eq!(ids(again), before);
+    // The caller can bypass it.
+    let bypass = ureq::post(&format!("{}/v1/collections/support/search", served.url))
+        .set("Cache-Control", "no-cache")
+        .send_json(body())
+        .unwrap();
+    assert_eq!(cache_state(&bypass).as_deref(), Some("miss"));
+    // A write makes the very next identical search a miss that shows it.
+    let put = request(
+        "PUT",
+        &format!("{}/v1/collections/support/documents/admins.md", served.url),
+        None,
+        Some(
+            serde_json::json!({"text": "# Admins\n\nA password reset for admins goes through the ocelot console."}),
+        ),
+    );
+    assert_eq!(put.0, 200);
+    let (_, after) = search_body(&served.url, body());
+    assert_eq!(cache_state(&after).as_deref(), Some("miss"));
+    let after = ids(after);
+    assert!(after.contains(&"admins.md".to_string()), "{after:?}");
+    let (_, cached) = search_body(&served.url, body());
+    assert_eq!(cache_state(&cached).as_deref(), Some("hit"));
+    // So does a delete.
+    let delete = request(
+        "DELETE",
+        &format!("{}/v1/collections/support/documents/admins.md", served.url),
+        None,
+        None,
+    );
+    assert_eq!(delete.0, 200);
+    let (_, gone) = search_body(&served.url, body());
+    assert_eq!(cache_state(&gone).as_deref(), Some("miss"));
+    assert_eq!(ids(gone), before);
+    let (_, resp) = request("GET", &format!("{}/metrics", served.url), None, None);
+    let text = resp.into_string().unwrap();
+    for line in [
+        "quarry_result_cache_hits_total 2",
+        "quarry_result_cache_misses_total 3",
+    ] {
+        assert!(text.contains(line), "{line} missing");
+    }
+}

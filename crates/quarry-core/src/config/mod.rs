@@ -73,6 +73,8 @@ pub struct ServerConfig {
     pub keys: Vec<KeyConfig>,
     /// `/metrics` without a key (for a scraper inside a trusted network).
     pub public_metrics: bool,
+    /// Search and context answers kept, in bytes; 0 turns the cache off.
+    pub cache_bytes: usize,
     /// A token bucket per client address when no keys are configured, and
     /// per key for keys without a `rate` of their own. Default: none.
     pub rate: Option<RateConfig>,
@@ -91,6 +93,7 @@ impl Default for ServerConfig {
             context_tokenizer: None,
             keys: Vec::new(),
             public_metrics: false,
+            cache_bytes: 64 << 20,
             rate: None,
         }
     }

@@ -175,6 +175,17 @@ impl Service {
         })
     }
 
+    /// A token that changes whenever what a search of `collection` sees may
+    /// change; `None` when the store has no cheap one, and then nothing may
+    /// be cached. A collection that does not exist has none either.
+    pub async fn generation(&self, collection: &str) -> Option<String> {
+        let name = collection.to_string();
+        crate::blocking(&self.store, move |s| s.generation(&name))
+            .await
+            .ok()
+            .flatten()
+    }
+
     pub fn store(&self) -> &Arc<dyn VectorStore> {
         &self.store
     }

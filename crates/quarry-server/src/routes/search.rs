@@ -1,9 +1,9 @@
 //! `POST /v1/collections/{name}/search` and `.../context`.
 
+use axum::Extension;
 use axum::extract::State;
-use axum::http::HeaderValue;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use quarry_core::CollectionName;
 use quarry_engine::context::{Context, ContextOptions};
 use quarry_engine::{Degraded, Filter, Hit, Mode, SearchOptions};
@@ -12,10 +12,11 @@ use utoipa::ToSchema;
 
 use super::St;
 use crate::auth::Caller;
+use crate::cache::{Answer, cached};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, JsonBody};
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
     pub query: String,
@@ -45,20 +46,7 @@ pub struct SearchResponse {
     pub degraded: Option<Degraded>,
 }
 
-/// The JSON answer, with `Quarry-Degraded: REASON` when it degraded, and
-/// the degradation counted.
-fn answer(state: &crate::AppState, body: impl Serialize, degraded: Option<&Degraded>) -> Response {
-    let mut resp = Json(body).into_response();
-    if let Some(d) = degraded {
-        state.metrics.degraded(&d.reason);
-        if let Ok(v) = HeaderValue::from_str(&d.reason) {
-            resp.headers_mut().insert("quarry-degraded", v);
-        }
-    }
-    resp
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContextBody {
     pub query: String,
@@ -80,6 +68,16 @@ pub struct ContextBody {
     /// `Request-Timeout` header, in milliseconds).
     #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
+}
+
+/// A deadline of 0 ms could never be met.
+fn check_timeout(timeout_ms: Option<u64>) -> Result<(), ApiError> {
+    match timeout_ms {
+        Some(0) => Err(ApiError::BadRequest(
+            "timeout_ms must be at least 1 (milliseconds)".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Runs `work` within the request's deadline, if it set one: past it the
@@ -115,51 +113,68 @@ fn candidates(
 /// Search a collection.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", request_body = SearchBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
-    responses((status = 200, body = SearchResponse, headers(("Quarry-Degraded" = String, description = "Set when the answer came from BM25 alone: the reason"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, body = SearchResponse, headers(("Quarry-Degraded" = String, description = "Set when the answer came from BM25 alone: the reason"), ("Quarry-Cache" = String, description = "`hit` or `miss` when the answer is cacheable"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn search(
     State(state): St,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<SearchBody>,
 ) -> Result<Response, ApiError> {
     caller.check(&name)?;
+    check_timeout(body.timeout_ms)?;
     let options = SearchOptions {
         top_k: body.top_k.unwrap_or(10),
         per_doc_limit: body.per_doc_limit,
-        ..candidates(&state, body.mode, body.filter, body.score_threshold)
+        ..candidates(&state, body.mode, body.filter.clone(), body.score_threshold)
     };
     let retriever = state.service.retriever();
-    let work = async { Ok(retriever.search_full(&name, &body.query, &options).await?) };
-    let searched = within(body.timeout_ms, work).await?;
-    let degraded = searched.degraded.clone();
-    let body = SearchResponse {
-        hits: searched.hits,
-        degraded: searched.degraded,
+    let work = async {
+        let searched = within(body.timeout_ms, async {
+            Ok(retriever.search_full(&name, &body.query, &options).await?)
+        })
+        .await?;
+        Ok(Answer {
+            degraded: searched.degraded.clone(),
+            body: SearchResponse {
+                hits: searched.hits,
+                degraded: searched.degraded,
+            },
+        })
     };
-    Ok(answer(&state, body, degraded.as_ref()))
+    cached(&state, ("search", &name), &headers, &body, work).await
 }
 
 /// Token-budgeted grounding context with citations.
 #[utoipa::path(post, path = "/v1/collections/{name}/context", request_body = ContextBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
-    responses((status = 200, body = Context, headers(("Quarry-Degraded" = String, description = "Set when the candidates came from BM25 alone: the reason"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, body = Context, headers(("Quarry-Degraded" = String, description = "Set when the candidates came from BM25 alone: the reason"), ("Quarry-Cache" = String, description = "`hit` or `miss` when the answer is cacheable"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn context(
     State(state): St,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<ContextBody>,
 ) -> Result<Response, ApiError> {
     caller.check(&name)?;
+    check_timeout(body.timeout_ms)?;
     let options = ContextOptions {
         search: SearchOptions {
             top_k: body.candidates.unwrap_or(50),
-            ..candidates(&state, body.mode, body.filter, body.score_threshold)
+            ..candidates(&state, body.mode, body.filter.clone(), body.score_threshold)
         },
         max_tokens: body.max_tokens,
         per_doc_limit: body.per_doc_limit,
     };
-    let work = async { Ok(state.service.context(&name, &body.query, &options).await?) };
-    let context = within(body.timeout_ms, work).await?;
-    let degraded = context.degraded.clone();
-    Ok(answer(&state, context, degraded.as_ref()))
+    let work = async {
+        let context = within(body.timeout_ms, async {
+            Ok(state.service.context(&name, &body.query, &options).await?)
+        })
+        .await?;
+        Ok(Answer {
+            degraded: context.degraded.clone(),
+            body: context,
+        })
+    };
+    cached(&state, ("context", &name), &headers, &body, work).await
 }

@@ -97,6 +97,7 @@ pub(crate) async fn metrics_route(State(state): St) -> Result<Response, ApiError
     let collections = state.service.collections().await.unwrap_or_default();
     let mut body = state.metrics.render(&stats, &collections);
     metrics::render_sync(&mut body, &state.service.source_status());
+    metrics::render_cache(&mut body, &state.cache.stats());
     Ok((
         [(
             header::CONTENT_TYPE,

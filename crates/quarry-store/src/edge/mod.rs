@@ -33,6 +33,22 @@ struct Collection {
     /// Staged point ids, hidden from searches until published. Searches hold
     /// the read lock while they run; publish takes the write lock.
     hidden: RwLock<HashSet<QPointId>>,
+    /// Changes whenever what searches see may have changed (see
+    /// [`crate::VectorStore::generation`]).
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// Generations are drawn from one process-wide sequence, so a collection
+/// dropped and created again never repeats an old one. The shard's lock
+/// keeps every writer in this process.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl Collection {
+    fn changed(&self) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.generation
+            .store(GENERATIONS.fetch_add(1, SeqCst), SeqCst);
+    }
 }
 
 pub struct EdgeStore {
@@ -226,6 +242,9 @@ impl EdgeStore {
             shard,
             dir: shard_dir,
             hidden: RwLock::new(HashSet::new()),
+            generation: std::sync::atomic::AtomicU64::new(
+                GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            ),
         });
         open.insert(name.to_string(), Arc::clone(&c));
         Ok(c)

@@ -115,6 +115,8 @@ impl VectorStore for EdgeStore {
                 PointOperations::UpsertPoints(PointInsertOperations::PointsList(structs)),
             ))
             .map_err(qerr(name))?;
+        // Points that existed were rewritten in place, visibly.
+        c.changed();
         self.settle(&c)
     }
 
@@ -145,6 +147,7 @@ impl VectorStore for EdgeStore {
         for id in staged {
             hidden.remove(&to_qid(*id));
         }
+        c.changed();
         drop(hidden);
         if delete.is_empty() {
             Ok(())
@@ -315,6 +318,13 @@ impl VectorStore for EdgeStore {
 
     fn resolve(&self, name: &str) -> Result<String> {
         Ok(self.target(name)?.to_string())
+    }
+
+    fn generation(&self, name: &str) -> Result<Option<String>> {
+        let physical = self.target(name)?.to_string();
+        let c = self.collection(&physical)?;
+        let n = c.generation.load(std::sync::atomic::Ordering::SeqCst);
+        Ok(Some(format!("{physical}#{n}")))
     }
 
     fn switch_alias(&self, name: &str, target: &str) -> Result<()> {
