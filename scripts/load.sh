@@ -39,6 +39,8 @@ for cache in 0 67108864; do
   rm -rf "$work/data" && cp -r "$work/base" "$work/data"
   {
     printf '[server]\ncache_bytes = %s\nmax_concurrency = 64\n' "$cache"
+    # More settings to compare, e.g. QUARRY_LOAD_CONFIG=$'[embed]\nbusy_bulk_batch_tokens = 1024'
+    printf '%s\n' "${QUARRY_LOAD_CONFIG:-}"
     for i in $(seq 20); do
       printf '[[sources]]\nname = "again%s"\ntype = "beir"\npath = "%s/corpus.jsonl"\n' "$i" "$dataset"
     done

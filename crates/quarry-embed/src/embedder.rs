@@ -83,6 +83,32 @@ struct Queues {
     interactive: VecDeque<Job>,
     bulk: VecDeque<Job>,
     closed: bool,
+    /// When the last query came in: while queries keep coming, bulk
+    /// batches stay short (see [`bulk_budget`]).
+    last_interactive: Option<Instant>,
+}
+
+/// How recent a query must be for bulk batches to stay short.
+const QUERY_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The token budget of the next bulk batch. A query that arrives while a
+/// bulk batch runs waits for all of it, so while queries are coming in,
+/// bulk batches get `busy_bulk_batch_tokens`, by default a quarter of
+/// `max_batch_tokens` (and bulk throughput,
+/// which gains little from larger batches, barely moves); otherwise the
+/// whole budget.
+fn bulk_budget(q: &Queues, config: &EmbedConfig) -> usize {
+    let busy = q
+        .last_interactive
+        .is_some_and(|t| t.elapsed() < QUERY_WINDOW);
+    if busy {
+        config
+            .busy_bulk_batch_tokens
+            .unwrap_or(config.max_batch_tokens / 4)
+            .max(1)
+    } else {
+        config.max_batch_tokens
+    }
 }
 
 #[derive(Default)]
@@ -226,6 +252,7 @@ impl Embedder {
                 if q.closed {
                     return Err(EmbedError::Closed);
                 }
+                q.last_interactive = Some(Instant::now());
                 if q.interactive.len() + order.len() > self.shared.config.interactive_queue {
                     return Err(EmbedError::Overloaded);
                 }
@@ -305,9 +332,11 @@ fn run(shared: &Shared, net: &Network) {
                 return; // closed and drained
             }
             let batch = if q.interactive.is_empty() {
-                take_batch(&mut q.bulk, &shared.config)
+                let budget = bulk_budget(&q, &shared.config);
+                take_batch(&mut q.bulk, budget, shared.config.max_batch_size)
             } else {
-                take_batch(&mut q.interactive, &shared.config)
+                let budget = shared.config.max_batch_tokens;
+                take_batch(&mut q.interactive, budget, shared.config.max_batch_size)
             };
             shared
                 .counters
@@ -352,16 +381,15 @@ fn run(shared: &Shared, net: &Network) {
     }
 }
 
-/// Takes jobs from the front while the padded batch stays within budget.
-/// The first job is always taken, so an input longer than the budget still
-/// runs (alone).
-fn take_batch(queue: &mut VecDeque<Job>, config: &EmbedConfig) -> Vec<Job> {
+/// Takes jobs from the front while the padded batch stays within
+/// `max_tokens` and `max_size`. The first job is always taken, so an input
+/// longer than the budget still runs (alone).
+fn take_batch(queue: &mut VecDeque<Job>, max_tokens: usize, max_size: usize) -> Vec<Job> {
     let mut batch: Vec<Job> = Vec::new();
     let mut longest = 0;
     while let Some(next) = queue.front() {
         let len = next.ids.len().max(longest);
-        let fits = batch.len() < config.max_batch_size
-            && (batch.len() + 1) * len <= config.max_batch_tokens;
+        let fits = batch.len() < max_size && (batch.len() + 1) * len <= max_tokens;
         if !batch.is_empty() && !fits {
             break;
         }
@@ -381,4 +409,37 @@ fn record(shared: &Shared, seqs: &[&[u32]]) {
     c.padded_tokens.fetch_add(padded as u64, Ordering::Relaxed);
     c.largest_batch
         .fetch_max(seqs.len() as u64, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(len: usize) -> Job {
+        Job {
+            ids: vec![1; len],
+            reply: oneshot::channel().0,
+            _slot: None,
+        }
+    }
+
+    #[test]
+    fn bulk_batches_stay_short_while_queries_come_in() {
+        let config = EmbedConfig::default();
+        let mut q = Queues::default();
+        assert_eq!(bulk_budget(&q, &config), config.max_batch_tokens);
+        q.last_interactive = Some(Instant::now());
+        assert_eq!(bulk_budget(&q, &config), config.max_batch_tokens / 4);
+        q.last_interactive = Instant::now().checked_sub(QUERY_WINDOW * 2);
+        assert_eq!(bulk_budget(&q, &config), config.max_batch_tokens);
+        // 16 inputs of 64 tokens: one batch of 16 on the whole budget, four
+        // of 4 on a quarter.
+        let mut bulk: VecDeque<Job> = (0..16).map(|_| job(64)).collect();
+        assert_eq!(take_batch(&mut bulk, 1024, 64).len(), 16);
+        let mut bulk: VecDeque<Job> = (0..16).map(|_| job(64)).collect();
+        assert_eq!(take_batch(&mut bulk, 256, 64).len(), 4);
+        // An input longer than the budget still runs, alone.
+        let mut long: VecDeque<Job> = [job(600), job(10)].into_iter().collect();
+        assert_eq!(take_batch(&mut long, 256, 64).len(), 1);
+    }
 }

@@ -75,8 +75,24 @@ pub(crate) fn key(route: &str, generation: &str, body: &serde_json::Value) -> St
             *q = q.split_whitespace().collect::<Vec<_>>().join(" ");
         }
     }
-    // serde_json's maps are ordered by key, so equal requests print alike.
-    format!("{route}\u{0}{generation}\u{0}{body}")
+    format!("{route}\u{0}{generation}\u{0}{}", sorted(body))
+}
+
+/// `v` with every object's keys in order (serde_json keeps insertion order
+/// here, as a workspace dependency asks for it), so equal requests print
+/// alike.
+fn sorted(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.into_iter().map(sorted).collect())
+        }
+        other => other,
+    }
 }
 
 /// A JSON answer; `Quarry-Cache` when it was cacheable.

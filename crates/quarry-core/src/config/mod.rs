@@ -218,6 +218,10 @@ pub struct EmbedConfig {
     pub max_batch_tokens: usize,
     /// Upper bound on inputs in one forward pass.
     pub max_batch_size: usize,
+    /// The bulk batch budget while queries are coming in (one in the last
+    /// 2 s): a query waits for at most one such batch. Default: a quarter
+    /// of `max_batch_tokens`.
+    pub busy_bulk_batch_tokens: Option<usize>,
     /// Bulk inputs that may wait in the queue; further bulk callers wait.
     pub bulk_queue: usize,
     /// Interactive inputs that may wait; further ones fail with `Overloaded`.
@@ -229,6 +233,7 @@ impl Default for EmbedConfig {
         Self {
             max_batch_tokens: 1024,
             max_batch_size: 64,
+            busy_bulk_batch_tokens: None,
             bulk_queue: 4096,
             interactive_queue: 512,
         }
