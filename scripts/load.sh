@@ -23,8 +23,14 @@ trap cleanup EXIT
 python3 -c 'import json,sys
 for line in open(sys.argv[1]):
     print(json.dumps(json.loads(line)["text"]))' "$dataset/queries.jsonl" > "$work/queries"
-echo "indexing $dataset ..." >&2
-"$quarry" sync --beir "$dataset/corpus.jsonl" -c scifact --data-dir "$work/base" >/dev/null
+# QUARRY_LOAD_INDEX: a folder to keep the indexed corpus in between runs.
+if [ -n "${QUARRY_LOAD_INDEX:-}" ] && [ -d "$QUARRY_LOAD_INDEX" ]; then
+  cp -r "$QUARRY_LOAD_INDEX" "$work/base"
+else
+  echo "indexing $dataset ..." >&2
+  "$quarry" sync --beir "$dataset/corpus.jsonl" -c scifact --data-dir "$work/base" >/dev/null 2>&1
+  [ -n "${QUARRY_LOAD_INDEX:-}" ] && cp -r "$work/base" "$QUARRY_LOAD_INDEX"
+fi
 url=http://127.0.0.1:7790
 next=0
 # Keeps one sync running: starts the next source when none is.
@@ -32,6 +38,7 @@ keep_syncing() {
   if ! curl -fs "$url/v1/sources" | grep -q '"running":true'; then
     next=$((next + 1))
     curl -fs -X POST "$url/v1/sources/again$next/sync" >/dev/null
+    echo "(started the sync of again$next)" >&2
     sleep 1
   fi
 }
@@ -39,6 +46,8 @@ for cache in 0 67108864; do
   rm -rf "$work/data" && cp -r "$work/base" "$work/data"
   {
     printf '[server]\ncache_bytes = %s\nmax_concurrency = 64\n' "$cache"
+    # Every dense query runs the model: no query-embedding cache.
+    printf '[retrieval]\nquery_cache = 0\n'
     # More settings to compare, e.g. QUARRY_LOAD_CONFIG=$'[embed]\nbusy_bulk_batch_tokens = 1024'
     printf '%s\n' "${QUARRY_LOAD_CONFIG:-}"
     for i in $(seq 20); do
@@ -60,4 +69,5 @@ for cache in 0 67108864; do
     done
   done
   kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
+  next=0
 done
