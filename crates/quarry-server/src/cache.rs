@@ -35,7 +35,7 @@ pub(crate) struct CacheStats {
 
 #[derive(Debug)]
 struct Inner {
-    entries: lru::LruCache<String, Bytes>,
+    entries: lru::LruCache<String, Cached>,
     bytes: usize,
 }
 
@@ -112,10 +112,28 @@ fn respond(body: Bytes, cache: Option<&'static str>) -> Response {
     resp
 }
 
-/// What a cacheable route computes: its answer, and whether it degraded.
+/// A kept answer, and its best score for coverage monitoring.
+#[derive(Debug, Clone)]
+pub(crate) struct Cached {
+    pub body: Bytes,
+    pub best: Option<f32>,
+}
+
+/// What a cacheable route computes: its answer, whether it degraded, and
+/// its best hit's score.
 pub(crate) struct Answer<T> {
     pub body: T,
     pub degraded: Option<Degraded>,
+    pub best: Option<f32>,
+}
+
+/// The route's request: what the cache keys on and coverage records.
+pub(crate) struct Asked<'a, R> {
+    pub route: &'a str,
+    pub collection: &'a str,
+    pub query: &'a str,
+    pub mode: quarry_engine::Mode,
+    pub request: &'a R,
 }
 
 /// Answers `request` on `route` of `collection` from the cache, or by
@@ -123,9 +141,8 @@ pub(crate) struct Answer<T> {
 /// (`Quarry-Degraded`, a metric) and not kept.
 pub(crate) async fn cached<T, R, Fut>(
     state: &AppState,
-    (route, collection): (&str, &str),
+    asked: Asked<'_, R>,
     headers: &HeaderMap,
-    request: &R,
     work: Fut,
 ) -> Result<Response, ApiError>
 where
@@ -135,27 +152,43 @@ where
 {
     let cache = &state.cache;
     let generation = match cache.enabled() {
-        true => state.service.generation(collection).await,
+        true => state.service.generation(asked.collection).await,
         false => None,
     };
     let key = generation.and_then(|g| {
-        let request = serde_json::to_value(request).ok()?;
-        Some(key(route, &g, &request))
+        let request = serde_json::to_value(asked.request).ok()?;
+        Some(key(asked.route, &g, &request))
     });
     if let Some(k) = &key
         && !bypassed(headers)
-        && let Some(body) = cache.get(k)
+        && let Some(hit) = cache.get(k)
     {
-        return Ok(respond(body, Some("hit")));
+        let coverage = &state.coverage;
+        coverage.observe(asked.collection, asked.mode, asked.query, hit.best);
+        return Ok(respond(hit.body, Some("hit")));
     }
     let answer = work.await?;
     let body = Bytes::from(
         serde_json::to_vec(&answer.body).map_err(|e| ApiError::Internal(e.to_string()))?,
     );
+    // A degraded search was answered by BM25, on BM25's scale.
+    let served = match answer.degraded {
+        Some(_) => quarry_engine::Mode::Bm25,
+        None => asked.mode,
+    };
+    let coverage = &state.coverage;
+    coverage.observe(asked.collection, served, asked.query, answer.best);
     let marker = key.as_ref().map(|_| "miss");
     let Some(degraded) = answer.degraded else {
         if let Some(k) = key {
-            cache.put(k, body.clone());
+            let best = answer.best;
+            cache.put(
+                k,
+                Cached {
+                    body: body.clone(),
+                    best,
+                },
+            );
         }
         return Ok(respond(body, marker));
     };
@@ -189,7 +222,7 @@ impl ResultCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn get(&self, key: &str) -> Option<Bytes> {
+    pub fn get(&self, key: &str) -> Option<Cached> {
         let found = self.lock().entries.get(key).cloned();
         let counter = if found.is_some() {
             &self.hits
@@ -203,21 +236,21 @@ impl ResultCache {
     /// Keeps `body` under `key`, evicting the least recently used entries
     /// until everything fits; a body larger than the whole cache is not
     /// kept.
-    pub fn put(&self, key: String, body: Bytes) {
-        let size = key.len() + body.len();
+    pub fn put(&self, key: String, entry: Cached) {
+        let size = key.len() + entry.body.len();
         if size > self.max_bytes {
             return;
         }
         let mut inner = self.lock();
-        if let Some(old) = inner.entries.put(key.clone(), body) {
-            inner.bytes -= key.len() + old.len();
+        if let Some(old) = inner.entries.put(key.clone(), entry) {
+            inner.bytes -= key.len() + old.body.len();
         }
         inner.bytes += size;
         while inner.bytes > self.max_bytes {
             let Some((k, v)) = inner.entries.pop_lru() else {
                 break;
             };
-            inner.bytes -= k.len() + v.len();
+            inner.bytes -= k.len() + v.body.len();
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -254,20 +287,27 @@ mod tests {
         assert!(bypassed(&h));
     }
 
+    fn entry(bytes: usize) -> Cached {
+        Cached {
+            body: Bytes::from(vec![0; bytes]),
+            best: None,
+        }
+    }
+
     #[test]
     fn the_cache_stays_within_its_bytes_evicting_the_oldest() {
         let c = ResultCache::new(100);
-        c.put("a".into(), Bytes::from(vec![0; 40]));
-        c.put("b".into(), Bytes::from(vec![0; 40]));
+        c.put("a".into(), entry(40));
+        c.put("b".into(), entry(40));
         assert!(c.get("a").is_some());
         // "b" is now the least recently used.
-        c.put("c".into(), Bytes::from(vec![0; 40]));
+        c.put("c".into(), entry(40));
         assert!(c.get("b").is_none());
         assert!(c.get("a").is_some() && c.get("c").is_some());
         let s = c.stats();
         assert!(s.bytes <= 100, "{s:?}");
         assert_eq!((s.evictions, s.hits, s.misses), (1, 3, 1));
-        c.put("huge".into(), Bytes::from(vec![0; 500]));
+        c.put("huge".into(), entry(500));
         assert!(c.get("huge").is_none());
     }
 }

@@ -11,6 +11,7 @@
 
 mod auth;
 mod cache;
+mod coverage;
 pub mod error;
 mod extract;
 mod limit;
@@ -51,6 +52,9 @@ pub struct ServerSettings {
     pub rate: Option<quarry_core::config::RateConfig>,
     /// The result cache's size; 0 turns it off.
     pub cache_bytes: usize,
+    /// Coverage monitoring's thresholds, and whether low-score queries are kept.
+    pub low_score: quarry_core::config::LowScore,
+    pub query_log: bool,
 }
 
 impl Default for ServerSettings {
@@ -62,13 +66,15 @@ impl Default for ServerSettings {
             public_metrics: false,
             rate: None,
             cache_bytes: 64 << 20,
+            low_score: quarry_core::config::LowScore::default(),
+            query_log: false,
         }
     }
 }
 
 impl ServerSettings {
     /// `[server]` of `quarry.toml`.
-    pub fn from_config(s: &ServerConfig) -> Self {
+    pub fn from_config(s: &ServerConfig, retrieval: &quarry_core::config::RetrievalConfig) -> Self {
         Self {
             max_body_bytes: s.max_body_bytes,
             request_timeout: Duration::from_secs(s.request_timeout_secs.max(1)),
@@ -76,6 +82,8 @@ impl ServerSettings {
             public_metrics: s.public_metrics,
             rate: s.rate,
             cache_bytes: s.cache_bytes,
+            low_score: retrieval.low_score,
+            query_log: s.query_log,
         }
     }
 }
@@ -90,6 +98,7 @@ pub struct AppState {
     metrics: metrics::Metrics,
     by_address: Option<limit::AddressBuckets>,
     cache: cache::ResultCache,
+    coverage: coverage::Coverage,
 }
 
 impl AppState {
@@ -102,6 +111,7 @@ impl AppState {
         Self {
             by_address,
             cache: cache::ResultCache::new(settings.cache_bytes),
+            coverage: coverage::Coverage::new(settings.low_score, settings.query_log),
             service,
             keys,
             settings,
@@ -128,6 +138,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(search::search))
         .routes(routes!(search::context))
         .routes(routes!(status::collections))
+        .routes(routes!(status::collection_stats))
         .routes(routes!(
             documents::put_document,
             documents::get_document,

@@ -237,6 +237,50 @@ pub(crate) fn render_cache(out: &mut String, s: &crate::cache::CacheStats) {
     }
 }
 
+/// Coverage: each collection's best-score histogram and low-score counts,
+/// by mode.
+pub(crate) fn render_coverage(out: &mut String, all: &[crate::coverage::CollectionStats]) {
+    let hist = "quarry_query_best_score";
+    header(
+        out,
+        hist,
+        "histogram",
+        "Each query's best hit score, by collection and mode.",
+    );
+    for c in all {
+        for (mode, m) in &c.by_mode {
+            let labels = format!("collection=\"{}\",mode=\"{mode}\"", esc(&c.collection));
+            for (bound, n) in c.bucket_bounds.iter().zip(&m.buckets) {
+                sample(
+                    out,
+                    &format!("{hist}_bucket"),
+                    &format!("{labels},le=\"{bound}\""),
+                    n,
+                );
+            }
+            sample(
+                out,
+                &format!("{hist}_bucket"),
+                &format!("{labels},le=\"+Inf\""),
+                m.queries,
+            );
+            sample(out, &format!("{hist}_sum"), &labels, m.score_sum);
+            sample(out, &format!("{hist}_count"), &labels, m.queries);
+        }
+    }
+    counter(
+        out,
+        "quarry_low_score_queries_total",
+        "Queries whose best score was under retrieval.low_score (or that found nothing).",
+        all.iter().flat_map(|c| {
+            c.by_mode.iter().map(|(mode, m)| {
+                let labels = format!("collection=\"{}\",mode=\"{mode}\"", esc(&c.collection));
+                (labels, m.low)
+            })
+        }),
+    );
+}
+
 /// A counter's header and one sample per label set.
 fn counter(out: &mut String, name: &str, help: &str, rows: impl Iterator<Item = (String, u64)>) {
     header(out, name, "counter", help);

@@ -112,6 +112,19 @@ fn search_body(base: &str, body: serde_json::Value) -> (u16, ureq::Response) {
     request("POST", &url, None, Some(body))
 }
 
+/// Holds `/metrics` of the open server at `base` to holding `line`; on
+/// failure, shows the lines that share `family`.
+fn assert_metric(base: &str, line: &str, family: &str) {
+    let (_, resp) = request("GET", &format!("{base}/metrics"), None, None);
+    let text = resp.into_string().unwrap();
+    let related: Vec<&str> = text.lines().filter(|l| l.contains(family)).collect();
+    assert!(
+        text.contains(line),
+        "{line} missing from:\n{}",
+        related.join("\n")
+    );
+}
+
 fn json(resp: ureq::Response) -> serde_json::Value {
     resp.into_json().unwrap()
 }
@@ -347,15 +360,10 @@ fn a_late_query_embedding_degrades_to_bm25_and_says_so() {
     );
     assert_eq!(status, 503);
     assert!(resp.header("retry-after").is_some());
-    let (_, resp) = request("GET", &format!("{}/metrics", served.url), None, None);
-    let text = resp.into_string().unwrap();
-    assert!(
-        text.contains("quarry_degraded_responses_total{reason=\"embed_timeout\"} 2"),
-        "{}",
-        text.lines()
-            .filter(|l| l.contains("degraded"))
-            .collect::<Vec<_>>()
-            .join("\n")
+    assert_metric(
+        &served.url,
+        "quarry_degraded_responses_total{reason=\"embed_timeout\"} 2",
+        "degraded",
     );
     // With fallback = "bm25", dense degrades too.
     let dense = serve_with("[retrieval]\nembed_timeout_ms = 1\nfallback = \"bm25\"\n");
@@ -440,4 +448,61 @@ fn the_result_cache_is_never_stale() {
     ] {
         assert!(text.contains(line), "{line} missing");
     }
+}
+
+#[test]
+fn collection_stats_show_the_questions_the_corpus_cannot_answer() {
+    // A generous embedding timeout: a loaded machine must not turn these
+    // dense searches into 503s.
+    let served = serve_with(
+        "[server]\nquery_log = true\ncache_bytes = 0\n[retrieval]\nembed_timeout_ms = 30000\n",
+    );
+    let dense = |q: &str| {
+        search_body(
+            &served.url,
+            serde_json::json!({"query": q, "mode": "dense"}),
+        )
+    };
+    assert_eq!(dense("how do I reset my password").0, 200);
+    let unanswerable = "migratory patterns of arctic terns over the pacific";
+    assert_eq!(dense(unanswerable).0, 200);
+    let bm25 = serde_json::json!({"query": "zzyzx qwerty", "mode": "bm25"});
+    assert_eq!(search_body(&served.url, bm25).0, 200);
+    let stats = |collection: &str| {
+        let url = format!("{}/v1/collections/{collection}/stats", served.url);
+        request("GET", &url, None, None)
+    };
+    let (status, resp) = stats("support");
+    assert_eq!(status, 200);
+    let v = json(resp);
+    assert_eq!(v["queries"], 3, "{v}");
+    assert_eq!(v["by_mode"]["dense"]["queries"], 2, "{v}");
+    assert_eq!(v["low_score_queries"], 2, "{v}");
+    let logged: Vec<&str> = v["recent_low"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["query"].as_str().unwrap())
+        .collect();
+    // Newest first; the answered question is not there.
+    assert_eq!(logged, ["zzyzx qwerty", unanswerable], "{v}");
+    assert!(
+        v["recent_low"][1]["best_score"].as_f64().unwrap() < 0.3,
+        "{v}"
+    );
+    assert_eq!(
+        stats("billing").1.into_json::<serde_json::Value>().unwrap()["queries"],
+        0
+    );
+    assert_eq!(stats("nonexistent").0, 404);
+    assert_metric(
+        &served.url,
+        "quarry_low_score_queries_total{collection=\"support\",mode=\"dense\"} 1",
+        "low_score",
+    );
+    assert_metric(
+        &served.url,
+        "quarry_query_best_score_count{collection=\"support\",mode=\"dense\"} 2",
+        "best_score",
+    );
 }

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     pub public_metrics: bool,
     /// Search and context answers kept, in bytes; 0 turns the cache off.
     pub cache_bytes: usize,
+    /// Keep the most recent low-score queries for
+    /// `GET /v1/collections/{name}/stats` (their text, in memory only).
+    pub query_log: bool,
     /// A token bucket per client address when no keys are configured, and
     /// per key for keys without a `rate` of their own. Default: none.
     pub rate: Option<RateConfig>,
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             keys: Vec::new(),
             public_metrics: false,
             cache_bytes: 64 << 20,
+            query_log: false,
             rate: None,
         }
     }
@@ -116,6 +120,31 @@ pub struct RetrievalConfig {
     /// `"bm25"`: dense searches fall back to BM25 too, instead of a 503.
     /// Default `"none"`.
     pub fallback: DenseFallback,
+    /// A query whose best score is under its mode's threshold is one the
+    /// corpus may not answer (coverage monitoring, `quarry serve`).
+    pub low_score: LowScore,
+}
+
+/// Best-score thresholds per mode: their scores are on different scales.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LowScore {
+    /// Cosine similarity.
+    pub dense: f32,
+    /// BM25's score.
+    pub bm25: f32,
+    /// Reciprocal rank fusion's: 2 / (rrf_k + 1) for a hit first in both lists.
+    pub hybrid: f32,
+}
+
+impl Default for LowScore {
+    fn default() -> Self {
+        Self {
+            dense: 0.3,
+            bm25: 3.0,
+            hybrid: 0.02,
+        }
+    }
 }
 
 /// What a dense search does when its query embedding is late or
@@ -138,6 +167,7 @@ impl Default for RetrievalConfig {
             query_cache: 1024,
             embed_timeout_ms: 250,
             fallback: DenseFallback::None,
+            low_score: LowScore::default(),
         }
     }
 }

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::St;
 use crate::auth::Caller;
-use crate::cache::{Answer, cached};
+use crate::cache::{Answer, Asked, cached};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, JsonBody};
 
@@ -136,13 +136,21 @@ pub(crate) async fn search(
         .await?;
         Ok(Answer {
             degraded: searched.degraded.clone(),
+            best: searched.hits.first().map(|h| h.score),
             body: SearchResponse {
                 hits: searched.hits,
                 degraded: searched.degraded,
             },
         })
     };
-    cached(&state, ("search", &name), &headers, &body, work).await
+    let asked = Asked {
+        route: "search",
+        collection: &name,
+        query: &body.query,
+        mode: body.mode,
+        request: &body,
+    };
+    cached(&state, asked, &headers, work).await
 }
 
 /// Token-budgeted grounding context with citations.
@@ -173,8 +181,16 @@ pub(crate) async fn context(
         .await?;
         Ok(Answer {
             degraded: context.degraded.clone(),
+            best: context.passages.iter().map(|p| p.score).reduce(f32::max),
             body: context,
         })
     };
-    cached(&state, ("context", &name), &headers, &body, work).await
+    let asked = Asked {
+        route: "context",
+        collection: &name,
+        query: &body.query,
+        mode: body.mode,
+        request: &body,
+    };
+    cached(&state, asked, &headers, work).await
 }

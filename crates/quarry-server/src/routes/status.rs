@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 
 use super::St;
 use crate::auth::Caller;
+use crate::coverage::CollectionStats;
 use crate::error::{ApiError, ErrorBody};
+use crate::extract::ApiPath;
 use crate::metrics;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -33,6 +35,34 @@ pub(crate) async fn collections(
     let mut collections = state.service.collections().await?;
     collections.retain(|c| caller.sees(&c.name));
     Ok(Json(CollectionsResponse { collections }))
+}
+
+/// How well the collection answers what is asked: each query's best score
+/// by mode, the share under `retrieval.low_score`, and (with
+/// `server.query_log = true`) the recent low-score queries.
+#[utoipa::path(get, path = "/v1/collections/{name}/stats",
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
+    responses((status = 200, body = CollectionStats), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn collection_stats(
+    State(state): St,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<quarry_core::CollectionName>,
+) -> Result<Json<CollectionStats>, ApiError> {
+    caller.check(&name)?;
+    // A collection that does not exist has no stats, as it has no search.
+    let exists = state
+        .service
+        .collections()
+        .await?
+        .iter()
+        .any(|c| c.name == *name);
+    if !exists {
+        return Err(ApiError::NotFound(format!(
+            "collection {:?} does not exist",
+            &*name
+        )));
+    }
+    Ok(Json(state.coverage.stats(&name)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -98,6 +128,7 @@ pub(crate) async fn metrics_route(State(state): St) -> Result<Response, ApiError
     let mut body = state.metrics.render(&stats, &collections);
     metrics::render_sync(&mut body, &state.service.source_status());
     metrics::render_cache(&mut body, &state.cache.stats());
+    metrics::render_coverage(&mut body, &state.coverage.all());
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -22,7 +22,7 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let state = Arc::new(AppState::new(
         Arc::clone(&service),
         keys.clone(),
-        ServerSettings::from_config(s),
+        ServerSettings::from_config(s, &config.retrieval),
     ));
     let addr = args.addr.as_deref().unwrap_or(&s.addr);
     let listener = tokio::net::TcpListener::bind(addr)
