@@ -45,15 +45,13 @@ fn replicas_sharing_a_qdrant_server_sync_each_source_from_one_replica() {
         &[("intro.md", "# Intro\n\nThe aardvark onboarding guide.\n")],
         "first",
     );
-    let config = tmp.path().join("quarry.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        tmp.path(),
+        &format!(
             "[[sources]]\nname = \"handbook\"\ntype = \"git\"\nurl = \"file://{}\"\nevery = \"2s\"\n",
             repo.display()
         ),
-    )
-    .unwrap();
+    );
     let store = qdrant.url();
     let replica = |name: &str| {
         let data = tmp.path().join(name);

@@ -164,15 +164,13 @@ fn a_watched_folder_is_searchable_seconds_after_a_write() {
     std::fs::write(tree.join("first.md"), "# First\n\nThe capybara manifest.\n").unwrap();
     // The data directory inside the watched folder: its writes must not
     // make each sync trigger the next.
-    let config = dir.path().join("quarry.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let config = write_config(
+        dir.path(),
+        &format!(
             "[[sources]]\nname = \"watched\"\ntype = \"fs\"\npath = \"{}\"\nwatch = true\n",
             tree.display()
         ),
-    )
-    .unwrap();
+    );
     let data = tree.join(".quarry");
     let (child, url) = quarry_serve(&["--config", s(&config), "--data-dir", s(&data)]);
     let server = Served { child, url };

@@ -132,6 +132,13 @@ pub fn sync_args<'a>(tree: &'a Path, collection: &'a str, data: &'a Path) -> Vec
     ]
 }
 
+/// Writes `toml` as `dir/quarry.toml`; returns its path.
+pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join("quarry.toml");
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
 /// `quarry sync --source SOURCE --json --config CONFIG --data-dir DATA`.
 pub fn source_sync_args<'a>(source: &'a str, config: &'a Path, data: &'a Path) -> Vec<&'a str> {
     vec![
