@@ -101,6 +101,7 @@ impl Coverage {
         let c = all.entry(collection.to_string()).or_default();
         let m = c.by_mode.entry(served.as_str().to_string()).or_default();
         if m.buckets.is_empty() {
+            // Also for a first query that found nothing.
             m.buckets = vec![0; SCORE_BUCKETS.len()];
         }
         m.queries += 1;
@@ -108,11 +109,7 @@ impl Coverage {
         if let Some(s) = best {
             let s = f64::from(s);
             m.score_sum += s;
-            for (i, bound) in SCORE_BUCKETS.iter().enumerate() {
-                if s <= *bound {
-                    m.buckets[i] += 1;
-                }
-            }
+            crate::metrics::fill(&mut m.buckets, SCORE_BUCKETS, s);
         }
         if low && self.query_log {
             c.recent_low.push_front(LowQuery {

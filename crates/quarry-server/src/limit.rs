@@ -80,6 +80,21 @@ impl AddressBuckets {
     }
 }
 
+/// Whose bucket it is, for the refusal's message.
+enum Who<'a> {
+    Key(&'a str),
+    Address(IpAddr),
+}
+
+impl std::fmt::Display for Who<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Key(name) => write!(f, "key {name:?}"),
+            Self::Address(a) => write!(f, "address {a}"),
+        }
+    }
+}
+
 /// What a check found: tokens left, or how long to wait.
 enum Verdict {
     Allowed { remaining: u32 },
@@ -117,36 +132,32 @@ pub(crate) async fn limit(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let now = DefaultClock::default().now();
     let key_bucket = caller.as_ref().and_then(|c| state.keys.bucket(c));
-    let (verdict, burst, per_second, who) = if let Some(b) = key_bucket {
-        let verdict = match b.limiter.check() {
-            Ok(s) => Verdict::Allowed {
-                remaining: s.remaining_burst_capacity(),
-            },
-            Err(n) => Verdict::Refused {
-                wait: n.wait_time_from(now),
-            },
-        };
-        let who = format!("key {:?}", caller.as_ref().map_or("", |c| c.name()));
-        (verdict, b.burst, b.per_second, who)
+    let (outcome, burst, per_second, who) = if let Some(b) = key_bucket {
+        let name = caller.as_ref().map_or("", |c| c.name());
+        (b.limiter.check(), b.burst, b.per_second, Who::Key(name))
     } else if let (Some(b), false) = (&state.by_address, state.keys.enabled()) {
         // Forget idle addresses now and then, so the table stays small.
         if b.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
             b.bucket.limiter.retain_recent();
         }
-        let verdict = match b.bucket.limiter.check_key(&address) {
-            Ok(s) => Verdict::Allowed {
-                remaining: s.remaining_burst_capacity(),
-            },
-            Err(n) => Verdict::Refused {
-                wait: n.wait_time_from(now),
-            },
-        };
-        let who = format!("address {address}");
-        (verdict, b.bucket.burst, b.bucket.per_second, who)
+        let outcome = b.bucket.limiter.check_key(&address);
+        (
+            outcome,
+            b.bucket.burst,
+            b.bucket.per_second,
+            Who::Address(address),
+        )
     } else {
         return next.run(req).await;
+    };
+    let verdict = match outcome {
+        Ok(s) => Verdict::Allowed {
+            remaining: s.remaining_burst_capacity(),
+        },
+        Err(n) => Verdict::Refused {
+            wait: n.wait_time_from(DefaultClock::default().now()),
+        },
     };
     match verdict {
         Verdict::Allowed { remaining } => {

@@ -58,15 +58,8 @@ impl Metrics {
             .latency
             .entry((route.to_string(), method.to_string()))
             .or_default();
-        if h.counts.is_empty() {
-            h.counts = vec![0; BUCKETS.len()];
-        }
         let s = elapsed.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                h.counts[i] += 1;
-            }
-        }
+        fill(&mut h.counts, BUCKETS, s);
         h.sum += s;
         h.count += 1;
     }
@@ -117,13 +110,12 @@ impl Metrics {
         );
         for ((route, method), h) in &m.latency {
             let labels = format!("route=\"{}\",method=\"{method}\"", esc(route));
-            let bucket = format!("{latency}_bucket");
-            for (b, c) in BUCKETS.iter().zip(&h.counts) {
-                sample(&mut out, &bucket, &format!("{labels},le=\"{b}\""), c);
-            }
-            sample(&mut out, &bucket, &format!("{labels},le=\"+Inf\""), h.count);
-            sample(&mut out, &format!("{latency}_sum"), &labels, h.sum);
-            sample(&mut out, &format!("{latency}_count"), &labels, h.count);
+            let series = Series {
+                name: latency,
+                labels: &labels,
+                bounds: BUCKETS,
+            };
+            histogram(&mut out, &series, &h.counts, h.sum, h.count);
         }
         drop(m);
         let queue = "quarry_embed_queue_depth";
@@ -250,22 +242,12 @@ pub(crate) fn render_coverage(out: &mut String, all: &[crate::coverage::Collecti
     for c in all {
         for (mode, m) in &c.by_mode {
             let labels = format!("collection=\"{}\",mode=\"{mode}\"", esc(&c.collection));
-            for (bound, n) in c.bucket_bounds.iter().zip(&m.buckets) {
-                sample(
-                    out,
-                    &format!("{hist}_bucket"),
-                    &format!("{labels},le=\"{bound}\""),
-                    n,
-                );
-            }
-            sample(
-                out,
-                &format!("{hist}_bucket"),
-                &format!("{labels},le=\"+Inf\""),
-                m.queries,
-            );
-            sample(out, &format!("{hist}_sum"), &labels, m.score_sum);
-            sample(out, &format!("{hist}_count"), &labels, m.queries);
+            let series = Series {
+                name: hist,
+                labels: &labels,
+                bounds: &c.bucket_bounds,
+            };
+            histogram(out, &series, &m.buckets, m.score_sum, m.queries);
         }
     }
     counter(
@@ -279,6 +261,37 @@ pub(crate) fn render_coverage(out: &mut String, all: &[crate::coverage::Collecti
             })
         }),
     );
+}
+
+/// Counts `v` into cumulative `counts`, one per upper bound in `bounds`.
+pub(crate) fn fill(counts: &mut Vec<u64>, bounds: &[f64], v: f64) {
+    if counts.is_empty() {
+        *counts = vec![0; bounds.len()];
+    }
+    for (c, bound) in counts.iter_mut().zip(bounds) {
+        if v <= *bound {
+            *c += 1;
+        }
+    }
+}
+
+/// One labelled series of a histogram.
+struct Series<'a> {
+    name: &'a str,
+    labels: &'a str,
+    bounds: &'a [f64],
+}
+
+/// A histogram series' samples: cumulative buckets, `+Inf`, sum, count.
+fn histogram(out: &mut String, s: &Series<'_>, counts: &[u64], sum: f64, count: u64) {
+    let (name, labels) = (s.name, s.labels);
+    let bucket = format!("{name}_bucket");
+    for (b, c) in s.bounds.iter().zip(counts) {
+        sample(out, &bucket, &format!("{labels},le=\"{b}\""), c);
+    }
+    sample(out, &bucket, &format!("{labels},le=\"+Inf\""), count);
+    sample(out, &format!("{name}_sum"), labels, sum);
+    sample(out, &format!("{name}_count"), labels, count);
 }
 
 /// A counter's header and one sample per label set.

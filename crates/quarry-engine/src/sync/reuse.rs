@@ -34,13 +34,28 @@ struct Ready {
     old: Vec<PointId>,
     /// Its chunks' point ids, in chunk order.
     ids: Vec<PointId>,
+    /// A renamed document: where its chunks' vectors are stored instead.
+    moved: Option<Moved>,
+}
+
+/// A renamed document's old name: its chunks' ids under that name, and the
+/// points stored there.
+struct Moved {
+    prior: Vec<PointId>,
+    stored: Vec<PointId>,
+}
+
+impl Ready {
     /// Where each chunk's vector may already be stored: its own id, or for
     /// a renamed document the id the chunk had under its old name.
-    prior: Vec<PointId>,
+    fn prior(&self) -> &[PointId] {
+        self.moved.as_ref().map_or(&self.ids, |m| &m.prior)
+    }
+
     /// The stored points `prior` may name.
-    stored: Vec<PointId>,
-    /// A renamed document: counted as renamed, not added.
-    renamed: bool,
+    fn stored(&self) -> &[PointId] {
+        self.moved.as_ref().map_or(&self.old, |m| &m.stored)
+    }
 }
 
 /// A chunk of the group: which document, which chunk.
@@ -54,10 +69,13 @@ struct ChunkAt {
 /// the points to write.
 pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result<WriteGroup> {
     let docs = ready_documents(run, group);
-    let stored: HashSet<PointId> = docs.iter().flat_map(|d| d.stored.iter().copied()).collect();
+    let stored: HashSet<PointId> = docs
+        .iter()
+        .flat_map(|d| d.stored().iter().copied())
+        .collect();
     let reuse_ids: Vec<PointId> = docs
         .iter()
-        .flat_map(|d| d.prior.iter().copied())
+        .flat_map(|d| d.prior().iter().copied())
         .filter(|id| stored.contains(id))
         .collect();
     let name = run.collection.to_string();
@@ -75,7 +93,7 @@ pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result
         .enumerate()
         .flat_map(|(d, ready)| {
             ready
-                .prior
+                .prior()
                 .iter()
                 .enumerate()
                 .filter(|(_, id)| !reused.contains_key(id))
@@ -125,7 +143,7 @@ pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result
                 Some(v) => v,
                 None => {
                     reused_here += 1;
-                    reused.get(&ready.prior[c]).cloned().unwrap_or_default()
+                    reused.get(&ready.prior()[c]).cloned().unwrap_or_default()
                 }
             };
             points.push(Point {
@@ -139,7 +157,7 @@ pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result
         write.points.extend(points);
         write.old_ids.extend(ready.old);
         run.report.chunks_reused += reused_here;
-        if ready.renamed {
+        if ready.moved.is_some() {
             run.report.renamed += 1;
         } else if run.was_stored.contains(&ready.doc.id) {
             run.report.updated += 1;
@@ -176,23 +194,17 @@ fn ready_documents(run: &mut Run<'_>, group: Vec<Parsed>) -> Vec<Ready> {
                 };
                 let ids = ids_for(&p.doc.id);
                 // The old name's points are already queued for deletion.
-                let (prior, stored, renamed) = match run.renamed_from.get(&p.doc.id) {
-                    Some(from) => (
-                        ids_for(from),
-                        run.stored_points.get(from).cloned().unwrap_or_default(),
-                        true,
-                    ),
-                    None => (ids.clone(), old.clone(), false),
-                };
+                let moved = run.renamed_from.get(&p.doc.id).map(|from| Moved {
+                    prior: ids_for(from),
+                    stored: run.stored_points.get(from).cloned().unwrap_or_default(),
+                });
                 docs.push(Ready {
                     doc: p.doc,
                     prepared,
                     hash,
                     old,
                     ids,
-                    prior,
-                    stored,
-                    renamed,
+                    moved,
                 });
             }
             Prepared::Doc(_) => {

@@ -35,12 +35,11 @@ pub fn line_key(line: &str) -> u64 {
     u64::from_le_bytes(first)
 }
 
-/// The keys of the distinct lines of a page's text, as [`parse_html`]
-/// would produce it.
-pub fn html_line_keys(input: &str) -> Vec<u64> {
-    let html = Html::parse_document(input);
+/// The keys of the distinct lines of a parsed page's text, as
+/// [`parse_html`] would produce it.
+pub fn html_line_keys(html: &Html) -> Vec<u64> {
     let mut out = HtmlText::default();
-    if out.walk(content_root(&html), &Budget::unlimited()).is_err() {
+    if out.walk(content_root(html), &Budget::unlimited()).is_err() {
         return Vec::new();
     }
     out.flush(false);

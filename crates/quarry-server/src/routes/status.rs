@@ -50,18 +50,7 @@ pub(crate) async fn collection_stats(
 ) -> Result<Json<CollectionStats>, ApiError> {
     caller.check(&name)?;
     // A collection that does not exist has no stats, as it has no search.
-    let exists = state
-        .service
-        .collections()
-        .await?
-        .iter()
-        .any(|c| c.name == *name);
-    if !exists {
-        return Err(ApiError::NotFound(format!(
-            "collection {:?} does not exist",
-            &*name
-        )));
-    }
+    state.service.pick_collection(Some(&name)).await?;
     Ok(Json(state.coverage.stats(&name)))
 }
 

@@ -209,11 +209,10 @@ impl WebSource {
 }
 
 /// Links of an HTML page, absolute, without fragments.
-fn links_of(base: &str, body: &[u8]) -> Vec<String> {
+fn links_of(base: &str, html: &scraper::Html) -> Vec<String> {
     let Ok(base) = Url::parse(base) else {
         return Vec::new();
     };
-    let html = scraper::Html::parse_document(&String::from_utf8_lossy(body));
     let Ok(a) = scraper::Selector::parse("a[href]") else {
         return Vec::new();
     };
@@ -300,9 +299,11 @@ impl Source for WebSource {
                         }
                         continue;
                     }
-                    seen.links = links_of(&f, &body);
+                    // One parse gives the links and the line keys.
+                    let page = scraper::Html::parse_document(&String::from_utf8_lossy(&body));
+                    seen.links = links_of(&f, &page);
                     if is_html(seen.content_type.as_deref()) {
-                        seen.lines = html_line_keys(&String::from_utf8_lossy(&body));
+                        seen.lines = html_line_keys(&page);
                     }
                     (f, seen, Some(body))
                 }
