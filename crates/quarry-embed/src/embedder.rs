@@ -240,6 +240,29 @@ impl Embedder {
         for text in texts {
             inputs.push(self.text.tokenize(text.as_ref(), self.prefix(kind))?);
         }
+        self.embed_inputs(inputs, priority).await
+    }
+
+    /// Embeds inputs given as token ids without special tokens (the
+    /// OpenAI API's `input: [[ids]]`); they are truncated and wrapped like
+    /// text.
+    pub async fn embed_token_ids(
+        &self,
+        ids: &[Vec<u32>],
+        priority: Priority,
+    ) -> Result<Vec<Embedding>> {
+        let mut inputs = Vec::with_capacity(ids.len());
+        for one in ids {
+            inputs.push(self.text.wrap_ids(one)?);
+        }
+        self.embed_inputs(inputs, priority).await
+    }
+
+    async fn embed_inputs(
+        &self,
+        inputs: Vec<crate::model::TokenizedInput>,
+        priority: Priority,
+    ) -> Result<Vec<Embedding>> {
         // Longest first, so consecutive jobs, and thus batches, have similar
         // lengths and little padding.
         let mut order: Vec<usize> = (0..inputs.len()).collect();

@@ -90,6 +90,34 @@ impl TextSide {
             ids: enc.get_ids().to_vec(),
         })
     }
+
+    /// Token ids a caller tokenized itself (as OpenAI's API accepts them),
+    /// without special tokens: truncated and wrapped in the model's special
+    /// tokens exactly as text would be. An id outside the vocabulary would
+    /// index past the embedding table, so it is refused here.
+    pub(crate) fn wrap_ids(&self, ids: &[u32]) -> Result<TokenizedInput> {
+        let vocab = self.tokenizer.get_vocab_size(true);
+        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
+            return Err(EmbedError::Tokenizer(format!(
+                "token id {bad} is outside the model's vocabulary of {vocab} tokens"
+            )));
+        }
+        let tokens = ids
+            .iter()
+            .map(|&id| {
+                let value = self.tokenizer.id_to_token(id).unwrap_or_default();
+                tokenizers::Token::new(id, value, (0, 0))
+            })
+            .collect();
+        let enc = self
+            .tokenizer
+            .post_process(tokenizers::Encoding::from_tokens(tokens, 0), None, true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(TokenizedInput {
+            truncated: !enc.get_overflowing().is_empty(),
+            ids: enc.get_ids().to_vec(),
+        })
+    }
 }
 
 /// The network and pooling; owned by exactly one thread at a time.

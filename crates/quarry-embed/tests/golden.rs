@@ -169,3 +169,45 @@ fn bf16_stays_close_to_f32_and_batch_invariant() {
         }
     }
 }
+
+/// Token ids without special tokens (what an OpenAI-style client sends)
+/// embed exactly as their text does, truncation and token count included.
+#[tokio::test]
+async fn token_ids_embed_as_their_text() {
+    let embedder = embedder(EmbedConfig::default());
+    let tokenizer = tokenizers::Tokenizer::from_file(model_dir().join("tokenizer.json")).unwrap();
+    let mut texts: Vec<String> = golden().into_iter().map(|(t, _, _)| t).take(8).collect();
+    texts.push("word ".repeat(400));
+    let ids: Vec<Vec<u32>> = texts
+        .iter()
+        .map(|t| {
+            let mut plain = tokenizer.clone();
+            // tokenizer.json pads to 128 and truncates; a client's own
+            // tokenizer gives the plain ids.
+            plain.with_truncation(None).unwrap();
+            plain.with_padding(None);
+            plain.encode(t.as_str(), false).unwrap().get_ids().to_vec()
+        })
+        .collect();
+    let by_text = embedder
+        .embed(&texts, InputKind::Raw, Priority::Bulk)
+        .await
+        .unwrap();
+    let by_ids = embedder
+        .embed_token_ids(&ids, Priority::Bulk)
+        .await
+        .unwrap();
+    for ((t, a), b) in texts.iter().zip(&by_text).zip(&by_ids) {
+        assert_eq!((a.tokens, a.truncated), (b.tokens, b.truncated), "{t:?}");
+        let cos = cosine(&a.embedding, &b.embedding);
+        assert!(cos >= 0.99999, "cosine {cos} for {t:?}");
+    }
+    let vocab = tokenizer.get_vocab_size(true) as u32;
+    let err = embedder
+        .embed_token_ids(&[vec![vocab + 5]], Priority::Bulk)
+        .await;
+    assert!(
+        matches!(err, Err(EmbedError::Tokenizer(ref m)) if m.contains("vocabulary")),
+        "{err:?}"
+    );
+}

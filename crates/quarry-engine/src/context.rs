@@ -88,6 +88,13 @@ pub struct Context {
     pub degraded: Option<crate::Degraded>,
 }
 
+/// A document's text rebuilt from its stored chunks, in order; a chunk
+/// missing from the middle shows as a paragraph break.
+pub(crate) fn document_text(hits: Vec<Hit>) -> String {
+    let passages: Vec<String> = passages_of(hits).into_iter().map(|p| p.text).collect();
+    passages.join("\n\n")
+}
+
 /// Merges a document's hits into passages: consecutive chunk indices join.
 fn passages_of(mut hits: Vec<Hit>) -> Vec<Passage> {
     hits.sort_by_key(|h| h.chunk_index);
@@ -172,8 +179,17 @@ pub async fn build(
         by_doc.entry(h.doc_id.clone()).or_default().push(h);
     }
     let mut candidates: Vec<Passage> = Vec::new();
+    // Each chunk as a passage of its own, for a merged passage that does
+    // not fit the budget.
+    let mut singles: HashMap<String, Passage> = HashMap::new();
     for doc in order {
-        let mut ps = passages_of(by_doc.remove(&doc).unwrap_or_default());
+        let hits = by_doc.remove(&doc).unwrap_or_default();
+        for h in &hits {
+            if let Some(p) = passages_of(vec![h.clone()]).pop() {
+                singles.insert(h.chunk_id.clone(), p);
+            }
+        }
+        let mut ps = passages_of(hits);
         ps.sort_by(|a, b| b.score.total_cmp(&a.score));
         if let Some(cap) = options.per_doc_limit {
             ps.truncate(cap);
@@ -185,7 +201,8 @@ pub async fn build(
     let mut chosen: Vec<Passage> = Vec::new();
     let mut text = String::new();
     let mut tokens = 0;
-    for mut p in candidates {
+    let mut queue: std::collections::VecDeque<Passage> = candidates.into();
+    while let Some(mut p) = queue.pop_front() {
         p.citation = chosen.len() + 1;
         let candidate = format!("{text}{}", render(&p));
         let n = counter.count(candidate.trim_end());
@@ -193,6 +210,19 @@ pub async fn build(
             text = candidate;
             tokens = n;
             chosen.push(p);
+        } else if p.chunk_ids.len() > 1 {
+            // Merged neighbours too long together: the best document
+            // should not drop out of a small budget for that, so its
+            // chunks are tried one by one, best first, before the rest.
+            let mut parts: Vec<Passage> = p
+                .chunk_ids
+                .iter()
+                .filter_map(|id| singles.remove(id))
+                .collect();
+            parts.sort_by(|a, b| b.score.total_cmp(&a.score));
+            for part in parts.into_iter().rev() {
+                queue.push_front(part);
+            }
         }
     }
     let text = text.trim_end().to_string();

@@ -128,7 +128,7 @@ pub struct Hit {
 }
 
 impl Hit {
-    fn new(id: quarry_core::PointId, score: f32, p: ChunkPayload) -> Self {
+    pub(crate) fn new(id: quarry_core::PointId, score: f32, p: ChunkPayload) -> Self {
         Self {
             doc_id: p.doc_id,
             chunk_id: id.to_string(),

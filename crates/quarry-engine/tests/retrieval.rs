@@ -197,6 +197,25 @@ async fn context_fits_the_budget_merges_chunks_and_cites_real_offsets() {
         if budget >= 120 {
             assert!(!ctx.passages.is_empty());
         }
+        // The best hit's document is cited whenever one of its chunks fits,
+        // even when its merged neighbours together would not.
+        let best = f
+            .retriever
+            .search(
+                "docs",
+                "how does incremental sync replace documents",
+                &opts(Mode::Hybrid, Filter::default()),
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        if f.counter.count(&best.text) + 20 < budget {
+            assert!(
+                ctx.passages.iter().any(|p| p.doc_id == best.doc_id),
+                "budget {budget}: {} not cited",
+                best.doc_id
+            );
+        }
         for (i, p) in ctx.passages.iter().enumerate() {
             assert_eq!(p.citation, i + 1);
             assert!(ctx.text.contains(&format!("[{}]", p.citation)));

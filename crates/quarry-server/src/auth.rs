@@ -83,6 +83,11 @@ impl Caller {
         &self.name
     }
 
+    /// Whether the caller may change documents and start syncs.
+    pub fn may_write(&self) -> bool {
+        self.scope >= Scope::Write
+    }
+
     /// Whether the collection exists for this caller.
     pub fn sees(&self, collection: &str) -> bool {
         self.collections
@@ -257,8 +262,10 @@ pub(crate) async fn require_key(
         return ApiError::BadRequest("send one Authorization header, not several".into())
             .into_response();
     }
-    let open =
-        !keys.enabled() || is_probe(path) || (path == "/metrics" && state.settings.public_metrics);
+    let open = !keys.enabled()
+        || is_probe(path)
+        || crate::ui::is_ui(path)
+        || (path == "/metrics" && state.settings.public_metrics);
     if open {
         req.extensions_mut().insert(Caller::open());
         return next.run(req).await;

@@ -29,6 +29,7 @@ pub(crate) struct CacheStats {
     pub hits: u64,
     pub misses: u64,
     pub evictions: u64,
+    pub stale: u64,
     pub bytes: u64,
     pub max_bytes: u64,
 }
@@ -46,6 +47,11 @@ pub(crate) struct ResultCache {
     hits: AtomicU64,
     misses: AtomicU64,
     evictions: AtomicU64,
+    /// Stale answers served while the store was unavailable.
+    stale: AtomicU64,
+    /// Each collection's last generation, to find its answers by while
+    /// the store cannot say.
+    generations: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// The request's own say: `Cache-Control: no-cache` (or `no-store`).
@@ -136,15 +142,36 @@ pub(crate) struct Asked<'a, R> {
     pub request: &'a R,
 }
 
-/// Answers `request` on `route` of `collection` from the cache, or by
-/// running `work` and keeping what it returns. A degraded answer is marked
-/// (`Quarry-Degraded`, a metric) and not kept.
-pub(crate) async fn cached<T, R, Fut>(
+/// An answer as JSON, with what the front end tells its caller about it.
+#[derive(Debug)]
+pub(crate) struct Served {
+    pub body: Bytes,
+    /// `hit` or `miss` when the answer was cacheable.
+    pub cache: Option<&'static str>,
+    /// Why the answer came from BM25 alone.
+    pub degraded: Option<String>,
+}
+
+impl IntoResponse for Served {
+    fn into_response(self) -> Response {
+        let mut resp = respond(self.body, self.cache);
+        if let Some(v) = self.degraded.and_then(|r| HeaderValue::from_str(&r).ok()) {
+            resp.headers_mut().insert("quarry-degraded", v);
+        }
+        resp
+    }
+}
+
+/// Answers `request` on `route` of `collection` from the cache (unless
+/// `bypass`), or by running `work` and keeping what it returns. A degraded
+/// answer is counted (a metric) and not kept. Every front end answers
+/// search and context through here.
+pub(crate) async fn serve_cached<T, R, Fut>(
     state: &AppState,
     asked: Asked<'_, R>,
-    headers: &HeaderMap,
+    bypass: bool,
     work: Fut,
-) -> Result<Response, ApiError>
+) -> Result<Served, ApiError>
 where
     T: Serialize,
     R: Serialize,
@@ -155,19 +182,55 @@ where
         true => state.service.generation(asked.collection).await,
         false => None,
     };
-    let key = generation.and_then(|g| {
-        let request = serde_json::to_value(asked.request).ok()?;
-        Some(key(asked.route, &g, &request))
-    });
-    if let Some(k) = &key
-        && !bypassed(headers)
+    let request = serde_json::to_value(asked.request).ok();
+    // Where this answer is kept: under the generation, or, where the store
+    // has none to give (a Qdrant server, or a store that just failed),
+    // under the last one seen or `unversioned`. Only a generation's own
+    // entries are ever served fresh; the others only stand in, marked
+    // stale, when the store cannot answer.
+    let standing = generation
+        .clone()
+        .or_else(|| cache.last_generation(asked.collection))
+        .unwrap_or_else(|| "unversioned".into());
+    let keep_key = match (cache.enabled(), &request) {
+        (true, Some(r)) => Some(key(asked.route, &standing, r)),
+        _ => None,
+    };
+    if let Some(g) = &generation {
+        cache.saw_generation(asked.collection, g);
+    }
+    let fresh_key = generation.as_ref().and(keep_key.as_ref());
+    if let Some(k) = fresh_key
+        && !bypass
         && let Some(hit) = cache.get(k)
     {
         let coverage = &state.coverage;
         coverage.observe(asked.collection, asked.mode, asked.query, hit.best);
-        return Ok(respond(hit.body, Some("hit")));
+        return Ok(Served {
+            body: hit.body,
+            cache: Some("hit"),
+            degraded: None,
+        });
     }
-    let answer = work.await?;
+    let answer = match work.await {
+        Ok(answer) => answer,
+        Err(ApiError::Unavailable(why)) => {
+            // The store is unreachable: the last answer to this very
+            // request beats a 503, as long as it says it is stale.
+            let Some(stale) = keep_key.as_ref().and_then(|k| cache.peek(k)) else {
+                return Err(ApiError::Unavailable(why));
+            };
+            tracing::warn!(collection = asked.collection, error = %why,
+                "the store is unavailable; serving a stale cached answer");
+            cache.stale.fetch_add(1, Ordering::Relaxed);
+            return Ok(Served {
+                body: marked_stale(&stale.body),
+                cache: Some("stale"),
+                degraded: None,
+            });
+        }
+        Err(e) => return Err(e),
+    };
     let body = Bytes::from(
         serde_json::to_vec(&answer.body).map_err(|e| ApiError::Internal(e.to_string()))?,
     );
@@ -178,9 +241,9 @@ where
     };
     let coverage = &state.coverage;
     coverage.observe(asked.collection, served, asked.query, answer.best);
-    let marker = key.as_ref().map(|_| "miss");
+    let marker = fresh_key.map(|_| "miss");
     let Some(degraded) = answer.degraded else {
-        if let Some(k) = key {
+        if let Some(k) = keep_key {
             let best = answer.best;
             cache.put(
                 k,
@@ -190,14 +253,32 @@ where
                 },
             );
         }
-        return Ok(respond(body, marker));
+        return Ok(Served {
+            body,
+            cache: marker,
+            degraded: None,
+        });
     };
     state.metrics.degraded(&degraded.reason);
-    let mut resp = respond(body, marker);
-    if let Ok(v) = HeaderValue::from_str(&degraded.reason) {
-        resp.headers_mut().insert("quarry-degraded", v);
+    Ok(Served {
+        body,
+        cache: marker,
+        degraded: Some(degraded.reason),
+    })
+}
+
+/// A kept answer with `"stale": true` added, so a client that reads only
+/// the body still knows.
+fn marked_stale(body: &Bytes) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            map.insert("stale".into(), serde_json::Value::Bool(true));
+            serde_json::to_vec(&map)
+                .map(Bytes::from)
+                .unwrap_or_else(|_| body.clone())
+        }
+        _ => body.clone(),
     }
-    Ok(resp)
 }
 
 impl ResultCache {
@@ -211,7 +292,26 @@ impl ResultCache {
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            stale: AtomicU64::new(0),
+            generations: Mutex::default(),
         }
+    }
+
+    fn last_generation(&self, collection: &str) -> Option<String> {
+        let seen = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        seen.get(collection).cloned()
+    }
+
+    fn saw_generation(&self, collection: &str, generation: &str) {
+        let mut seen = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.get(collection).map(String::as_str) != Some(generation) {
+            seen.insert(collection.to_string(), generation.to_string());
+        }
+    }
+
+    /// An entry, without counting a hit or a miss.
+    fn peek(&self, key: &str) -> Option<Cached> {
+        self.lock().entries.peek(key).cloned()
     }
 
     pub fn enabled(&self) -> bool {
@@ -260,6 +360,7 @@ impl ResultCache {
             hits: self.hits.load(Ordering::Relaxed),
             misses: self.misses.load(Ordering::Relaxed),
             evictions: self.evictions.load(Ordering::Relaxed),
+            stale: self.stale.load(Ordering::Relaxed),
             bytes: self.lock().bytes as u64,
             max_bytes: self.max_bytes as u64,
         }
@@ -309,5 +410,83 @@ mod tests {
         assert_eq!((s.evictions, s.hits, s.misses), (1, 3, 1));
         c.put("huge".into(), entry(500));
         assert!(c.get("huge").is_none());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod stale_tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use quarry_engine::testing::{TestIndex, write_tree};
+
+    #[derive(Serialize)]
+    struct Request {
+        query: &'static str,
+    }
+
+    fn asked(request: &Request) -> Asked<'_, Request> {
+        Asked {
+            route: "search",
+            collection: "docs",
+            query: request.query,
+            mode: quarry_engine::Mode::Bm25,
+            request,
+        }
+    }
+
+    async fn answer(text: &str) -> Result<Answer<serde_json::Value>, ApiError> {
+        Ok(Answer {
+            body: serde_json::json!({ "hits": [text] }),
+            degraded: None,
+            best: Some(1.0),
+        })
+    }
+
+    async fn unavailable() -> Result<Answer<serde_json::Value>, ApiError> {
+        Err(ApiError::Unavailable(
+            "the vector store at http://q:6334 is unreachable".into(),
+        ))
+    }
+
+    /// With a real store and service: an answer kept under the collection's
+    /// generation stands in, marked stale, when the store cannot answer;
+    /// a request never answered before still gets the 503.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_store_gets_the_last_answer_marked_stale_before_any_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        write_tree(&tree, &[("a.md", "# A\n\nThe aardvark appendix.\n")]);
+        let index = TestIndex::open(&dir.path().join("data"), 64, 0);
+        index.sync_dir("docs", &tree).await;
+        let service = index.service_with(vec![], 1 << 20);
+        let state = Arc::new(AppState::new(
+            service,
+            crate::Keys::default(),
+            crate::ServerSettings::default(),
+        ));
+        let asked_once = Request { query: "aardvark" };
+        let first = serve_cached(&state, asked(&asked_once), false, answer("fresh"))
+            .await
+            .unwrap();
+        assert_eq!(first.cache, Some("miss"));
+
+        let stale = serve_cached(&state, asked(&asked_once), true, unavailable())
+            .await
+            .unwrap();
+        assert_eq!(stale.cache, Some("stale"));
+        let body: serde_json::Value = serde_json::from_slice(&stale.body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({ "hits": ["fresh"], "stale": true })
+        );
+        let resp = stale.into_response();
+        assert_eq!(resp.headers()["quarry-cache"], "stale");
+        assert_eq!(state.cache.stats().stale, 1);
+
+        let never = Request { query: "bison" };
+        let err = serve_cached(&state, asked(&never), false, unavailable()).await;
+        assert!(matches!(err, Err(ApiError::Unavailable(_))), "{err:?}");
     }
 }

@@ -30,6 +30,9 @@ pub enum ApiError {
     RateLimited(String),
     #[error("the request body is larger than the server accepts (server.max_body_bytes)")]
     TooLarge,
+    /// A request with more items than one request may carry.
+    #[error("{0}")]
+    TooLargeBatch(String),
     #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
@@ -71,6 +74,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::TooLargeBatch(_) => (StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large"),
             Self::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
@@ -85,27 +89,31 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        if status.is_server_error() {
-            tracing::error!(%status, error = %self, "request failed");
-        }
-        // An internal error's text may name files on the server; the log has
-        // it, the client gets no more than that something broke.
-        let message = match &self {
+impl ApiError {
+    /// The body a client sees, on every front end. An internal error's
+    /// text may name files on the server; the log has it, the client gets
+    /// no more than that something broke.
+    pub fn body(&self) -> ErrorBody {
+        let (_, code) = self.status_and_code();
+        let message = match self {
             Self::Internal(_) => {
                 "internal server error; the server's log has the details".to_string()
             }
             other => other.to_string(),
         };
-        let mut response = (
-            status,
-            Json(ErrorBody {
-                error: ErrorDetail { code, message },
-            }),
-        )
-            .into_response();
+        ErrorBody {
+            error: ErrorDetail { code, message },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(%status, error = %self, "request failed");
+        }
+        let mut response = (status, Json(self.body())).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
             // Load shedding clears in well under a second; a store outage
             // takes longer, so clients back off more.

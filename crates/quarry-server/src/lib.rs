@@ -15,8 +15,10 @@ mod coverage;
 pub mod error;
 mod extract;
 mod limit;
+pub mod mcp;
 mod metrics;
 mod routes;
+mod ui;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +39,7 @@ use auth::SecurityAddon;
 pub use auth::{Caller, Keys};
 use error::{ApiError, ErrorBody};
 pub use extract::{ApiPath, JsonBody};
-use routes::{documents, jobs, search, status};
+use routes::{documents, jobs, openai, search, status};
 
 /// Limits of the server itself; what a request may ask for is the
 /// service's to check.
@@ -55,6 +57,8 @@ pub struct ServerSettings {
     /// Coverage monitoring's thresholds, and whether low-score queries are kept.
     pub low_score: quarry_core::config::LowScore,
     pub query_log: bool,
+    /// Hosts `/mcp` answers for on an open server, besides loopback.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -68,6 +72,7 @@ impl Default for ServerSettings {
             cache_bytes: 64 << 20,
             low_score: quarry_core::config::LowScore::default(),
             query_log: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -84,6 +89,7 @@ impl ServerSettings {
             cache_bytes: s.cache_bytes,
             low_score: retrieval.low_score,
             query_log: s.query_log,
+            allowed_hosts: s.allowed_hosts.clone(),
         }
     }
 }
@@ -147,6 +153,8 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(status::sources))
         .routes(routes!(jobs::start_sync))
         .routes(routes!(jobs::get_job))
+        .routes(routes!(openai::embeddings))
+        .routes(routes!(openai::models))
         .routes(routes!(status::healthz))
         .routes(routes!(status::livez))
         .routes(routes!(status::readyz))
@@ -156,6 +164,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
 /// The OpenAPI document of [`app`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut doc) = routes().split_for_parts();
+    mcp_and_ui_paths(&mut doc);
     limit::document(&mut doc);
     doc.paths.paths.insert(
         "/openapi.json".into(),
@@ -172,6 +181,58 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     doc
 }
 
+/// `/mcp` and `/ui` are not JSON routes of their own, but a client should
+/// find them in the document all the same.
+fn mcp_and_ui_paths(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{OperationBuilder, PathItem};
+    use utoipa::openapi::request_body::RequestBodyBuilder;
+    use utoipa::openapi::{Content, HttpMethod, ObjectBuilder, Ref, ResponseBuilder, Type};
+    let rpc = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("jsonrpc", ObjectBuilder::new().schema_type(Type::String))
+        .property("id", ObjectBuilder::new())
+        .property("method", ObjectBuilder::new().schema_type(Type::String))
+        .property("params", ObjectBuilder::new().schema_type(Type::Object))
+        .required("jsonrpc")
+        .required("method")
+        .build();
+    let error = || Content::new(Some(Ref::from_schema_name("ErrorBody")));
+    let mcp = OperationBuilder::new()
+        .summary(Some("Model Context Protocol, streamable HTTP (stateless)"))
+        .description(Some(
+            "JSON-RPC 2.0 messages of MCP: initialize, tools/list, tools/call. Send              `Accept: application/json, text/event-stream`. Tools: search, context,              list_collections, get_document, sync_source (write scope).",
+        ))
+        .request_body(Some(
+            RequestBodyBuilder::new()
+                .content("application/json", Content::new(Some(rpc)))
+                .required(Some(utoipa::openapi::Required::True))
+                .build(),
+        ))
+        .response("200", ResponseBuilder::new().description("A JSON-RPC response"))
+        .response("202", ResponseBuilder::new().description("A notification was accepted"))
+        .response(
+            "4XX",
+            ResponseBuilder::new()
+                .description("Not a valid MCP request, or no valid key")
+                .content("application/json", error()),
+        );
+    doc.paths
+        .paths
+        .insert("/mcp".into(), PathItem::new(HttpMethod::Post, mcp));
+    let ui = OperationBuilder::new()
+        .summary(Some("A page to try searches and context in a browser"))
+        .security(utoipa::openapi::security::SecurityRequirement::default())
+        .response(
+            "200",
+            ResponseBuilder::new()
+                .description("HTML")
+                .content("text/html", Content::new(None::<Ref>)),
+        );
+    doc.paths
+        .paths
+        .insert("/ui".into(), PathItem::new(HttpMethod::Get, ui));
+}
+
 /// The application: every route with its layers.
 pub fn app(state: Arc<AppState>) -> axum::Router {
     let (router, _) = routes().split_for_parts();
@@ -183,6 +244,9 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             async move { Json(doc.as_ref().clone()) }
         }),
     );
+    let router = router
+        .route_service("/mcp", mcp::http_service(Arc::clone(&state)))
+        .merge(ui::routes());
     let settings = state.settings.clone();
     router
         .fallback(|uri: axum::http::Uri| async move {

@@ -212,6 +212,12 @@ pub(crate) fn render_cache(out: &mut String, s: &crate::cache::CacheStats) {
             s.evictions,
         ),
         (
+            "quarry_result_cache_stale_total",
+            "counter",
+            "Stale answers served because the store was unavailable.",
+            s.stale,
+        ),
+        (
             "quarry_result_cache_bytes",
             "gauge",
             "Bytes the cache holds.",

@@ -273,6 +273,10 @@ async fn openapi_lists_every_route_and_loopback_http_works() {
         "/readyz",
         "/metrics",
         "/openapi.json",
+        "/v1/embeddings",
+        "/v1/models",
+        "/mcp",
+        "/ui",
     ] {
         assert!(
             paths.iter().any(|p| *p == route),
@@ -286,7 +290,8 @@ async fn openapi_lists_every_route_and_loopback_http_works() {
             continue; // starting a sync is covered in documents_and_sync_jobs
         }
         let uri = p.replace("{name}", "docs").replace("{id}", "x");
-        let method = if uri.ends_with("search") || uri.ends_with("context") {
+        let posted = ["search", "context", "embeddings", "/mcp"];
+        let method = if posted.iter().any(|p| uri.ends_with(p)) {
             "POST"
         } else {
             "GET"

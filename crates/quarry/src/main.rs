@@ -54,6 +54,8 @@ enum Command {
     Context(cmd::index::ContextArgs),
     /// Serve the HTTP API.
     Serve(cmd::serve::ServeArgs),
+    /// Serve the Model Context Protocol over stdio, for desktop agents.
+    Mcp(cmd::mcp::McpArgs),
     /// Write every point of a collection as JSON Lines, sorted by id.
     Export(cmd::index::ExportArgs),
     /// List collections with their model, documents and points.
@@ -124,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => runtime.block_on(cmd::index::search(&config, args)),
         Command::Context(args) => runtime.block_on(cmd::index::context(&config, args)),
         Command::Serve(args) => runtime.block_on(cmd::serve::run(&config, args)),
+        Command::Mcp(args) => runtime.block_on(cmd::mcp::run(&config, args)),
         Command::Export(args) => cmd::index::export(&config, args),
         Command::Collections(args) => cmd::index::collections(&config, args),
         Command::Eval(args) => runtime.block_on(cmd::eval::run(&config, *args)),

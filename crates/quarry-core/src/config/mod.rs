@@ -81,6 +81,10 @@ pub struct ServerConfig {
     /// A token bucket per client address when no keys are configured, and
     /// per key for keys without a `rate` of their own. Default: none.
     pub rate: Option<RateConfig>,
+    /// Host names (or `host:port`) `/mcp` answers for while no keys are
+    /// configured, besides loopback: an open server checks `Host` against
+    /// DNS rebinding from a browser. With keys, any host may.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +103,7 @@ impl Default for ServerConfig {
             cache_bytes: 64 << 20,
             query_log: false,
             rate: None,
+            allowed_hosts: Vec::new(),
         }
     }
 }

@@ -46,6 +46,19 @@ pub fn model_dir(models_dir: &Path, id: &str) -> PathBuf {
     models_dir.join(registry::cache_name(id))
 }
 
+/// The models installed in `models_dir`, by id: only complete installs
+/// (those with a manifest), so a half-fetched folder is never offered.
+pub fn installed(models_dir: &Path) -> Vec<Manifest> {
+    let Ok(entries) = std::fs::read_dir(models_dir) else {
+        return Vec::new();
+    };
+    let mut models: Vec<Manifest> = entries
+        .filter_map(|e| Manifest::read(&e.ok()?.path()))
+        .collect();
+    models.sort_by(|a, b| a.model_id.cmp(&b.model_id));
+    models
+}
+
 /// Resolves `id` to a loadable folder: a path to a model directory is used
 /// as is; anything else must be in the cache.
 pub fn resolve(models_dir: &Path, id: &str) -> Result<PathBuf> {

@@ -52,6 +52,14 @@ pub struct DocumentStatus {
     pub updated_at_unix: Option<u64>,
 }
 
+/// A document with its text.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentText {
+    #[serde(flatten)]
+    pub status: DocumentStatus,
+    pub text: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
@@ -123,6 +131,23 @@ impl Service {
             uri: p.uri.clone(),
             title: p.title.clone(),
             updated_at_unix: p.metadata.get("updated_at_unix").and_then(|v| v.as_u64()),
+        }))
+    }
+
+    /// A stored document's status and its text, rebuilt from its chunks
+    /// (what an agent reads after a search points it at the document).
+    pub async fn document_text(&self, collection: &str, id: &str) -> Result<Option<DocumentText>> {
+        let Some(status) = self.document(collection, id).await? else {
+            return Ok(None);
+        };
+        let points = self.indexer.document_points(collection, id).await?;
+        let hits = points
+            .into_iter()
+            .map(|p| crate::Hit::new(p.id, 0.0, p.payload))
+            .collect();
+        Ok(Some(DocumentText {
+            status,
+            text: crate::context::document_text(hits),
         }))
     }
 

@@ -9,12 +9,15 @@
 //! or JSON in, the types here out, [`EngineError`] to their own errors.
 
 mod documents;
+mod embeddings;
 mod jobs;
 mod schedule;
 
 pub use documents::{
-    API_SOURCE, DeleteResponse, DocumentStatus, NewDocument, PutDocumentResponse, WriteResult,
+    API_SOURCE, DeleteResponse, DocumentStatus, DocumentText, NewDocument, PutDocumentResponse,
+    WriteResult,
 };
+pub use embeddings::{EmbedInput, Embedded, MAX_EMBED_INPUTS, ModelEntry};
 pub use jobs::{Job, JobStarted, JobState, RunOutcome, SourceRun, SourceStatus, SyncTotals};
 pub use schedule::Schedule;
 

@@ -10,7 +10,11 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 
 /// A source whose collection the caller may not see does not exist for it.
-fn check_source(state: &crate::AppState, caller: &Caller, source: &str) -> Result<(), ApiError> {
+pub(crate) fn check_source(
+    state: &crate::AppState,
+    caller: &Caller,
+    source: &str,
+) -> Result<(), ApiError> {
     let visible = state
         .service
         .source_status()

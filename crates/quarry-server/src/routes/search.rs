@@ -3,7 +3,7 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use quarry_core::CollectionName;
 use quarry_engine::context::{Context, ContextOptions};
 use quarry_engine::{Degraded, Filter, Hit, Mode, SearchOptions};
@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::St;
+use crate::AppState;
 use crate::auth::Caller;
-use crate::cache::{Answer, Asked, cached};
+use crate::cache::{Answer, Asked, Served, bypassed, serve_cached};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, JsonBody};
 
@@ -96,7 +97,7 @@ async fn within<T>(
 
 /// How both routes find candidate chunks.
 fn candidates(
-    state: &crate::AppState,
+    state: &AppState,
     mode: Mode,
     filter: Filter,
     score_threshold: Option<f32>,
@@ -113,7 +114,7 @@ fn candidates(
 /// Search a collection.
 #[utoipa::path(post, path = "/v1/collections/{name}/search", request_body = SearchBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
-    responses((status = 200, body = SearchResponse, headers(("Quarry-Degraded" = String, description = "Set when the answer came from BM25 alone: the reason"), ("Quarry-Cache" = String, description = "`hit` or `miss` when the answer is cacheable"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, body = SearchResponse, headers(("Quarry-Degraded" = String, description = "Set when the answer came from BM25 alone: the reason"), ("Quarry-Cache" = String, description = "`hit` or `miss` when the answer is cacheable; `stale` (and `\"stale\": true` in the body) when the store was unreachable and an earlier answer stood in"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn search(
     State(state): St,
     Extension(caller): Extension<Caller>,
@@ -121,17 +122,30 @@ pub(crate) async fn search(
     ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<SearchBody>,
 ) -> Result<Response, ApiError> {
-    caller.check(&name)?;
+    let served = run_search(&state, &caller, &name, &body, bypassed(&headers)).await?;
+    Ok(served.into_response())
+}
+
+/// A search as every front end runs it: the caller's tenants, the
+/// request's deadline, the cache and coverage monitoring.
+pub(crate) async fn run_search(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    body: &SearchBody,
+    bypass: bool,
+) -> Result<Served, ApiError> {
+    caller.check(name)?;
     check_timeout(body.timeout_ms)?;
     let options = SearchOptions {
         top_k: body.top_k.unwrap_or(10),
         per_doc_limit: body.per_doc_limit,
-        ..candidates(&state, body.mode, body.filter.clone(), body.score_threshold)
+        ..candidates(state, body.mode, body.filter.clone(), body.score_threshold)
     };
     let retriever = state.service.retriever();
     let work = async {
         let searched = within(body.timeout_ms, async {
-            Ok(retriever.search_full(&name, &body.query, &options).await?)
+            Ok(retriever.search_full(name, &body.query, &options).await?)
         })
         .await?;
         Ok(Answer {
@@ -145,18 +159,18 @@ pub(crate) async fn search(
     };
     let asked = Asked {
         route: "search",
-        collection: &name,
+        collection: name,
         query: &body.query,
         mode: body.mode,
-        request: &body,
+        request: body,
     };
-    cached(&state, asked, &headers, work).await
+    serve_cached(state, asked, bypass, work).await
 }
 
 /// Token-budgeted grounding context with citations.
 #[utoipa::path(post, path = "/v1/collections/{name}/context", request_body = ContextBody,
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
-    responses((status = 200, body = Context, headers(("Quarry-Degraded" = String, description = "Set when the candidates came from BM25 alone: the reason"), ("Quarry-Cache" = String, description = "`hit` or `miss` when the answer is cacheable"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
+    responses((status = 200, body = Context, headers(("Quarry-Degraded" = String, description = "Set when the candidates came from BM25 alone: the reason"), ("Quarry-Cache" = String, description = "`hit` or `miss` when the answer is cacheable; `stale` (and `\"stale\": true` in the body) when the store was unreachable and an earlier answer stood in"))), (status = "4XX", body = ErrorBody), (status = 503, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub(crate) async fn context(
     State(state): St,
     Extension(caller): Extension<Caller>,
@@ -164,19 +178,31 @@ pub(crate) async fn context(
     ApiPath(name): ApiPath<CollectionName>,
     JsonBody(body): JsonBody<ContextBody>,
 ) -> Result<Response, ApiError> {
-    caller.check(&name)?;
+    let served = run_context(&state, &caller, &name, &body, bypassed(&headers)).await?;
+    Ok(served.into_response())
+}
+
+/// Context as every front end builds it (see [`run_search`]).
+pub(crate) async fn run_context(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    body: &ContextBody,
+    bypass: bool,
+) -> Result<Served, ApiError> {
+    caller.check(name)?;
     check_timeout(body.timeout_ms)?;
     let options = ContextOptions {
         search: SearchOptions {
             top_k: body.candidates.unwrap_or(50),
-            ..candidates(&state, body.mode, body.filter.clone(), body.score_threshold)
+            ..candidates(state, body.mode, body.filter.clone(), body.score_threshold)
         },
         max_tokens: body.max_tokens,
         per_doc_limit: body.per_doc_limit,
     };
     let work = async {
         let context = within(body.timeout_ms, async {
-            Ok(state.service.context(&name, &body.query, &options).await?)
+            Ok(state.service.context(name, &body.query, &options).await?)
         })
         .await?;
         Ok(Answer {
@@ -187,10 +213,10 @@ pub(crate) async fn context(
     };
     let asked = Asked {
         route: "context",
-        collection: &name,
+        collection: name,
         query: &body.query,
         mode: body.mode,
-        request: &body,
+        request: body,
     };
-    cached(&state, asked, &headers, work).await
+    serve_cached(state, asked, bypass, work).await
 }

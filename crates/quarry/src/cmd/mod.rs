@@ -3,6 +3,7 @@ pub mod embed;
 pub mod eval;
 pub mod eval_sweep;
 pub mod index;
+pub mod mcp;
 pub mod migrate;
 pub mod model;
 pub mod reindex;
