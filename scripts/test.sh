@@ -34,7 +34,8 @@ skips=$(mktemp)
 trap 'rm -f "$log" "$skips"' EXIT
 export QUARRY_TEST_SKIPS=$skips
 status=0
-cargo test --workspace "$@" 2>&1 | tee "$log" || status=$?
+# --no-fail-fast: a failing test binary must not hide the ones after it.
+cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 if [ "$status" -eq 0 ]; then
   # The project's retrieval gate: the user guide's queries against the
   # committed baseline (exit 4 on a significant regression).

@@ -213,8 +213,12 @@ fn mcp_and_ui_paths(doc: &mut utoipa::openapi::OpenApi) {
         .response(
             "4XX",
             ResponseBuilder::new()
-                .description("Not a valid MCP request, or no valid key")
-                .content("application/json", error()),
+                .description(
+                    "No valid key, or over a limit (JSON, as every route); or not a valid \
+                     MCP request (the MCP library's plain-text answer)",
+                )
+                .content("application/json", error())
+                .content("text/plain", Content::new(None::<Ref>)),
         );
     doc.paths
         .paths
@@ -245,7 +249,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         }),
     );
     let router = router
-        .route_service("/mcp", mcp::http_service(Arc::clone(&state)))
+        .merge(mcp::routes(Arc::clone(&state)))
         .merge(ui::routes());
     let settings = state.settings.clone();
     router

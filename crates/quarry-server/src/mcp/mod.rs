@@ -108,9 +108,7 @@ impl ServerHandler for Mcp {
 /// The `/mcp` route's service. Host checks guard an open server against
 /// DNS rebinding from a browser; with keys a page cannot call it anyway,
 /// so any host may.
-pub(crate) fn http_service(
-    state: Arc<AppState>,
-) -> StreamableHttpService<Mcp, NeverSessionManager> {
+fn http_service(state: Arc<AppState>) -> StreamableHttpService<Mcp, NeverSessionManager> {
     let mut config = StreamableHttpServerConfig::default();
     config.legacy_session_mode = false;
     config.json_response = true;
@@ -133,6 +131,25 @@ pub(crate) fn http_service(
         Arc::new(NeverSessionManager::default()),
         config,
     )
+}
+
+/// `/mcp`, its answers all typed: the MCP library sends some of its
+/// refusals (a 406 for a missing `Accept`) with no `Content-Type`.
+pub(crate) fn routes(state: Arc<AppState>) -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route_service("/mcp", http_service(state))
+        .layer(axum::middleware::map_response(typed))
+}
+
+async fn typed(mut resp: axum::response::Response) -> axum::response::Response {
+    use axum::http::{HeaderValue, header};
+    if !resp.headers().contains_key(header::CONTENT_TYPE) && resp.status() != 202 {
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    resp
 }
 
 /// Serves MCP over stdin and stdout until the client hangs up.
