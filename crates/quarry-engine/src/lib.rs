@@ -26,6 +26,7 @@
 pub mod context;
 pub mod degrade;
 pub mod filter;
+pub mod fusion;
 pub mod migrate;
 pub mod models;
 pub mod reindex;

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 
 use quarry_core::payload::ChunkPayload;
 use quarry_embed::Embedder;
-use quarry_store::{Query, SearchRequest, VectorStore};
+use quarry_store::{Query, ScoredPoint, SearchRequest, VectorStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::degrade::{DegradePolicy, Degraded, fallback};
 use crate::filter::Filter;
+use crate::fusion::{self, Fusion};
 use crate::{EngineError, Result, blocking};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -58,6 +59,9 @@ pub struct SearchOptions {
     /// Fall back to BM25 rather than fail when the query embedding is late
     /// or impossible (the server sets it; the CLI and eval do not).
     pub degrade: Option<DegradePolicy>,
+    /// Hybrid's fusion for this request; default the collection's, then
+    /// `retrieval.fusion`.
+    pub fusion: Option<Fusion>,
 }
 
 /// Hits, and how they were served if not as asked.
@@ -71,6 +75,9 @@ impl SearchOptions {
     /// Checks the options a caller chose; `max_top_k` is the server's cap
     /// (`usize::MAX` where there is none).
     pub fn validate(&self, max_top_k: usize) -> Result<()> {
+        if let Some(f) = &self.fusion {
+            f.validate("fusion").map_err(EngineError::Invalid)?;
+        }
         if self.top_k == 0 || self.top_k > max_top_k {
             return Err(EngineError::Invalid(if max_top_k == usize::MAX {
                 "top_k must be at least 1".into()
@@ -101,6 +108,7 @@ impl Default for SearchOptions {
             score_threshold: None,
             per_doc_limit: None,
             degrade: None,
+            fusion: None,
         }
     }
 }
@@ -162,6 +170,11 @@ pub struct RetrieverSettings {
     /// How the server's searches degrade (`SearchOptions::degrade`).
     #[serde(skip)]
     pub degrade: DegradePolicy,
+    /// Hybrid's fusion, unless a request or the collection says otherwise.
+    pub fusion: Fusion,
+    /// Collections' own fusion (`[retrieval.collections.NAME]`).
+    #[serde(skip)]
+    pub collection_fusion: std::collections::BTreeMap<String, Fusion>,
 }
 
 impl Default for RetrieverSettings {
@@ -172,6 +185,8 @@ impl Default for RetrieverSettings {
             query_cache: 1024,
             max_top_k: usize::MAX,
             degrade: DegradePolicy::default(),
+            fusion: Fusion::default(),
+            collection_fusion: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -203,6 +218,8 @@ pub struct Retriever {
     rrf_k: usize,
     max_top_k: usize,
     degrade: DegradePolicy,
+    fusion: Fusion,
+    collection_fusion: Arc<std::collections::BTreeMap<String, Fusion>>,
     targets: Arc<Mutex<HashMap<String, Target>>>,
     /// The default embedder's fingerprint, as collection specs store it.
     default_model: Value,
@@ -237,6 +254,8 @@ impl Retriever {
             rrf_k: settings.rrf_k.max(1),
             max_top_k: settings.max_top_k.max(1),
             degrade: settings.degrade,
+            fusion: settings.fusion,
+            collection_fusion: Arc::new(settings.collection_fusion.clone()),
             targets: Arc::default(),
             default_model,
             loader: None,
@@ -312,6 +331,15 @@ impl Retriever {
         Ok(embedder)
     }
 
+    /// The fusion a hybrid search of `collection` uses: the request's, the
+    /// collection's, or the configured one.
+    fn fusion_for(&self, collection: &str, options: &SearchOptions) -> Fusion {
+        options
+            .fusion
+            .or_else(|| self.collection_fusion.get(collection).copied())
+            .unwrap_or(self.fusion)
+    }
+
     /// The policy a front end passes as `SearchOptions::degrade`.
     pub fn degrade_policy(&self) -> DegradePolicy {
         self.degrade
@@ -385,6 +413,7 @@ impl Retriever {
                     .await
                 {
                     Ok(dense) if mode == Mode::Dense => Query::Dense(dense),
+                    // Both sides, fused below (see `fusion`).
                     Ok(dense) => Query::Hybrid {
                         dense,
                         text: text.to_string(),
@@ -404,7 +433,31 @@ impl Retriever {
                 score_threshold: options.score_threshold,
             };
             let name = target.physical.clone();
-            match blocking(&self.store, move |s| s.search(&name, &request)).await {
+            let fusion = self.fusion_for(collection, options);
+            let rrf_k = self.rrf_k;
+            let searched = blocking(&self.store, move |s| match &request.query {
+                Query::Hybrid {
+                    dense,
+                    text,
+                    prefetch,
+                    ..
+                } => {
+                    // Each side whole, without the threshold: it applies to
+                    // the fused score.
+                    let side = |query| SearchRequest {
+                        query,
+                        limit: *prefetch,
+                        filter: request.filter.clone(),
+                        score_threshold: None,
+                    };
+                    let by_dense = s.search(&name, &side(Query::Dense(dense.clone())))?;
+                    let by_bm25 = s.search(&name, &side(Query::Bm25(text.clone())))?;
+                    Ok(fused(&fusion, rrf_k, by_dense, by_bm25, &request))
+                }
+                _ => s.search(&name, &request),
+            })
+            .await;
+            match searched {
                 // The old collection was dropped after a switch: look again.
                 Err(EngineError::Store(quarry_store::StoreError::NoCollection(_))) if !fresh => {
                     fresh = true;
@@ -428,4 +481,33 @@ impl Retriever {
             .collect();
         Ok(Searched { hits, degraded })
     }
+}
+
+/// The two sides' points fused, thresholded and cut to the request's limit.
+fn fused(
+    fusion: &Fusion,
+    rrf_k: usize,
+    dense: Vec<ScoredPoint>,
+    bm25: Vec<ScoredPoint>,
+    request: &SearchRequest,
+) -> Vec<ScoredPoint> {
+    let pair = |p: ScoredPoint| {
+        let score = p.score;
+        (p, score)
+    };
+    fusion::fuse(
+        fusion,
+        rrf_k,
+        dense.into_iter().map(pair).collect(),
+        bm25.into_iter().map(pair).collect(),
+        |p| p.id,
+    )
+    .into_iter()
+    .filter(|(_, score)| request.score_threshold.is_none_or(|t| *score >= t))
+    .take(request.limit)
+    .map(|(mut p, score)| {
+        p.score = score;
+        p
+    })
+    .collect()
 }

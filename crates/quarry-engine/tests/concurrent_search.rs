@@ -57,6 +57,7 @@ async fn searches_during_a_replacing_sync_see_each_document_exactly_once() {
                     score_threshold: None,
                     per_doc_limit: None,
                     degrade: None,
+                    fusion: None,
                 };
                 let hits = retriever
                     .search("docs", "topic paragraph revision", &options)

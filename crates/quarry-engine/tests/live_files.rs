@@ -33,10 +33,7 @@ async fn bm25_top(index: &TestIndex, query: &str) -> Option<String> {
     let options = quarry_engine::SearchOptions {
         mode: quarry_engine::Mode::Bm25,
         top_k: 1,
-        filter: Default::default(),
-        score_threshold: None,
-        per_doc_limit: None,
-        degrade: None,
+        ..Default::default()
     };
     let hits = index
         .retriever()

@@ -12,11 +12,13 @@ use crate::{CoreError, Result};
 
 mod keys;
 mod model;
+mod retrieval;
 mod source;
 mod store;
 
 pub use keys::{KeyConfig, RateConfig, Scope};
 pub use model::{ModelConfig, ModelSource, Precision};
+pub use retrieval::{CollectionRetrieval, Fusion, FusionMethod};
 pub use source::{
     BeirSourceConfig, Every, FsSourceConfig, GitSourceConfig, S3SourceConfig, SourceConfig,
     WebSourceConfig,
@@ -128,6 +130,10 @@ pub struct RetrievalConfig {
     /// A query whose best score is under its mode's threshold is one the
     /// corpus may not answer (coverage monitoring, `quarry serve`).
     pub low_score: LowScore,
+    /// How hybrid search fuses dense and BM25 (default `adaptive`).
+    pub fusion: Fusion,
+    /// Per-collection overrides: `[retrieval.collections.NAME]`.
+    pub collections: std::collections::BTreeMap<String, CollectionRetrieval>,
 }
 
 /// Best-score thresholds per mode: their scores are on different scales.
@@ -138,7 +144,8 @@ pub struct LowScore {
     pub dense: f32,
     /// BM25's score.
     pub bm25: f32,
-    /// Reciprocal rank fusion's: 2 / (rrf_k + 1) for a hit first in both lists.
+    /// The fused score, 0 to 1 for `adaptive`, `dbsf` and `convex` fusion
+    /// (for `rrf`, about 0.02: 2 / (rrf_k + 1) is a hit first in both lists).
     pub hybrid: f32,
 }
 
@@ -147,7 +154,7 @@ impl Default for LowScore {
         Self {
             dense: 0.3,
             bm25: 3.0,
-            hybrid: 0.02,
+            hybrid: 0.3,
         }
     }
 }
@@ -173,6 +180,8 @@ impl Default for RetrievalConfig {
             embed_timeout_ms: 250,
             fallback: DenseFallback::None,
             low_score: LowScore::default(),
+            fusion: Fusion::default(),
+            collections: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -376,6 +385,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
+        retrieval::validate(&self.retrieval.fusion, &self.retrieval.collections)?;
         let e = &self.embed;
         if e.max_batch_size == 0 || e.max_batch_tokens == 0 {
             return Err(CoreError::Invalid(

@@ -116,6 +116,12 @@ impl RetrieverSettings {
                 embed_timeout: std::time::Duration::from_millis(r.embed_timeout_ms.max(1)),
                 dense: r.fallback == quarry_core::config::DenseFallback::Bm25,
             },
+            fusion: r.fusion,
+            collection_fusion: r
+                .collections
+                .iter()
+                .filter_map(|(name, c)| Some((name.clone(), c.fusion?)))
+                .collect(),
         }
     }
 }

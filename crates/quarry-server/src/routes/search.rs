@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use quarry_core::CollectionName;
 use quarry_engine::context::{Context, ContextOptions};
+use quarry_engine::fusion::Fusion;
 use quarry_engine::{Degraded, Filter, Hit, Mode, SearchOptions};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,6 +37,9 @@ pub struct SearchBody {
     /// `Request-Timeout` header, in milliseconds).
     #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
+    /// How hybrid mode fuses its two rankings (default: the collection's,
+    /// then `retrieval.fusion`).
+    pub fusion: Option<Fusion>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,6 +73,8 @@ pub struct ContextBody {
     /// `Request-Timeout` header, in milliseconds).
     #[schema(minimum = 1)]
     pub timeout_ms: Option<u64>,
+    /// How hybrid mode fuses its two rankings.
+    pub fusion: Option<Fusion>,
 }
 
 /// A deadline of 0 ms could never be met.
@@ -101,11 +107,13 @@ fn candidates(
     mode: Mode,
     filter: Filter,
     score_threshold: Option<f32>,
+    fusion: Option<Fusion>,
 ) -> SearchOptions {
     SearchOptions {
         mode,
         filter,
         score_threshold,
+        fusion,
         degrade: Some(state.service.retriever().degrade_policy()),
         ..SearchOptions::default()
     }
@@ -140,7 +148,13 @@ pub(crate) async fn run_search(
     let options = SearchOptions {
         top_k: body.top_k.unwrap_or(10),
         per_doc_limit: body.per_doc_limit,
-        ..candidates(state, body.mode, body.filter.clone(), body.score_threshold)
+        ..candidates(
+            state,
+            body.mode,
+            body.filter.clone(),
+            body.score_threshold,
+            body.fusion,
+        )
     };
     let retriever = state.service.retriever();
     let work = async {
@@ -195,7 +209,13 @@ pub(crate) async fn run_context(
     let options = ContextOptions {
         search: SearchOptions {
             top_k: body.candidates.unwrap_or(50),
-            ..candidates(state, body.mode, body.filter.clone(), body.score_threshold)
+            ..candidates(
+                state,
+                body.mode,
+                body.filter.clone(),
+                body.score_threshold,
+                body.fusion,
+            )
         },
         max_tokens: body.max_tokens,
         per_doc_limit: body.per_doc_limit,

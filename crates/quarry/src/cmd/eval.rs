@@ -94,7 +94,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     write_baseline: Option<PathBuf>,
     /// Settings to sweep, e.g. `--sweep chunk_tokens=128,256 overlap=0,32`.
-    /// Keys: chunk_tokens (a number or none), overlap, rrf_k, prefetch.
+    /// Keys: chunk_tokens (a number or none), overlap, rrf_k, prefetch, fusion (rrf, dbsf, convex, adaptive).
     #[arg(long, num_args = 1.., value_name = "KEY=V1,V2")]
     sweep: Vec<String>,
     /// Treat dataset issues (unknown documents, unjudged queries) as errors.
@@ -174,7 +174,9 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
                 .map(|c| (c.chunk_tokens, c.overlap))
                 .collect();
             if chunk_settings.windows(2).any(|w| w[0] != w[1]) {
-                bail!("-c evaluates an existing collection as it is; sweep only rrf_k or prefetch");
+                bail!(
+                    "-c evaluates an existing collection as it is; sweep only rrf_k, prefetch or fusion"
+                );
             }
             Some(c.clone())
         }
@@ -240,6 +242,10 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
                     &RetrieverSettings {
                         hybrid_prefetch_factor: combo.prefetch,
                         rrf_k: combo.rrf_k,
+                        fusion: quarry_core::config::Fusion {
+                            method: combo.fusion,
+                            ..config.retrieval.fusion
+                        },
                         // Every query once per mode; a cache would only hide
                         // the embedding cost from the latency figures.
                         query_cache: 0,
@@ -270,6 +276,7 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             "chunking": chunking,
             "rrf_k": combo.rrf_k,
             "hybrid_prefetch_factor": combo.prefetch,
+            "fusion": combo.fusion.as_str(),
             "depth": run::DEPTH,
         });
         let eval = report::score(&dataset, &runs, settings, index);

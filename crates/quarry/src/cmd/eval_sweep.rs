@@ -15,6 +15,7 @@ pub struct Combo {
     pub overlap: usize,
     pub rrf_k: usize,
     pub prefetch: usize,
+    pub fusion: quarry_core::config::FusionMethod,
 }
 
 impl Combo {
@@ -27,7 +28,13 @@ impl Combo {
 
     /// A directory-safe name of every setting.
     pub fn label(&self) -> String {
-        format!("{}-k{}-p{}", self.chunk_label(), self.rrf_k, self.prefetch)
+        format!(
+            "{}-{}-k{}-p{}",
+            self.chunk_label(),
+            self.fusion.as_str(),
+            self.rrf_k,
+            self.prefetch
+        )
     }
 
     /// Fusion settings do not change the index, so combinations that differ
@@ -94,6 +101,7 @@ impl Sweep {
             overlap: config.chunking.overlap,
             rrf_k: config.retrieval.rrf_k,
             prefetch: config.retrieval.hybrid_prefetch_factor,
+            fusion: config.retrieval.fusion.method,
         };
         let mut combos = vec![Combo {
             overlap: if chunk_tokens.is_none() {
@@ -106,9 +114,25 @@ impl Sweep {
         for spec in specs {
             let Some((key, values)) = spec.split_once('=') else {
                 bail!(
-                    "--sweep {spec:?}: write KEY=V1,V2 (keys: chunk_tokens, overlap, rrf_k, prefetch)"
+                    "--sweep {spec:?}: write KEY=V1,V2 (keys: chunk_tokens, overlap, rrf_k, prefetch, fusion)"
                 );
             };
+            if key == "fusion" {
+                let methods = values
+                    .split(',')
+                    .map(|v| v.trim().parse().map_err(anyhow::Error::msg))
+                    .collect::<anyhow::Result<Vec<quarry_core::config::FusionMethod>>>()?;
+                combos = combos
+                    .iter()
+                    .flat_map(|c| {
+                        methods.iter().map(|m| Combo {
+                            fusion: *m,
+                            ..c.clone()
+                        })
+                    })
+                    .collect();
+                continue;
+            }
             let values = parse_list(key, values)?;
             let mut next = Vec::new();
             for c in &combos {
@@ -120,7 +144,7 @@ impl Sweep {
                         ("rrf_k", Some(v)) => c.rrf_k = *v,
                         ("prefetch", Some(v)) => c.prefetch = *v,
                         _ => bail!(
-                            "--sweep: unknown key {key:?}; use chunk_tokens, overlap, rrf_k or prefetch"
+                            "--sweep: unknown key {key:?}; use chunk_tokens, overlap, rrf_k, prefetch or fusion"
                         ),
                     }
                     // Overlap means nothing for whole documents.
@@ -186,6 +210,7 @@ pub fn write_report(dir: &Path, rows: &[(Combo, Summary)]) -> anyhow::Result<Str
             "overlap": combo.overlap,
             "rrf_k": combo.rrf_k,
             "prefetch": combo.prefetch,
+            "fusion": combo.fusion.as_str(),
             "index": s.index,
             "modes": s.modes,
             "latency_ms": s.latency_ms,

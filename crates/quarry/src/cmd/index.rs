@@ -58,6 +58,10 @@ pub struct SearchArgs {
     /// At most this many chunks per document.
     #[arg(long)]
     per_doc_limit: Option<usize>,
+    /// Hybrid's fusion: rrf, dbsf, convex or adaptive (default: the
+    /// collection's, then `retrieval.fusion`).
+    #[arg(long)]
+    fusion: Option<quarry_core::config::FusionMethod>,
     #[arg(long)]
     json: bool,
 }
@@ -269,6 +273,10 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
         score_threshold: args.score_threshold,
         per_doc_limit: args.per_doc_limit,
         degrade: None,
+        fusion: args.fusion.map(|method| quarry_core::config::Fusion {
+            method,
+            ..Default::default()
+        }),
     };
     let hits = service
         .retriever()
