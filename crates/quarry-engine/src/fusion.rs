@@ -138,8 +138,12 @@ pub fn fuse<T, K: Hash + Eq + Clone>(
         wb *= peak_of(1);
     }
     // Weights sum to 1, so every method but RRF scores on 0 to 1, and a
-    // threshold means the same whatever the weights.
-    let total = (wd + wb).max(f32::EPSILON);
+    // threshold means the same whatever the weights. RRF keeps its classic
+    // sum, 2 / (k + 1) for a hit first in both lists.
+    let total = match fusion.method {
+        FusionMethod::Rrf => 1.0,
+        _ => (wd + wb).max(f32::EPSILON),
+    };
     let weights = [wd / total, wb / total];
     let mut fused: HashMap<K, (Option<T>, f32)> = HashMap::new();
     let mut order: Vec<K> = Vec::new();
@@ -196,8 +200,8 @@ mod tests {
             &[("b", 12.0), ("c", 3.0)],
         );
         assert_eq!(ids(&out), ["b", "a", "c"]);
-        // b: first and second; weights 1/2 each.
-        let want = 0.5 / 62.0 + 0.5 / 61.0;
+        // b: second in dense, first in BM25.
+        let want = 1.0 / 62.0 + 1.0 / 61.0;
         assert!((out[0].1 - want).abs() < 1e-7, "{out:?}");
     }
 

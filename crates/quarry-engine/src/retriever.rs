@@ -4,9 +4,10 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
+use quarry_core::PointId;
 use quarry_core::payload::ChunkPayload;
 use quarry_embed::Embedder;
-use quarry_store::{Query, ScoredPoint, SearchRequest, VectorStore};
+use quarry_store::{Query, ScoredId, ScoredPoint, SearchRequest, VectorStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -450,9 +451,27 @@ impl Retriever {
                         filter: request.filter.clone(),
                         score_threshold: None,
                     };
-                    let by_dense = s.search(&name, &side(Query::Dense(dense.clone())))?;
-                    let by_bm25 = s.search(&name, &side(Query::Bm25(text.clone())))?;
-                    Ok(fused(&fusion, rrf_k, by_dense, by_bm25, &request))
+                    let by_dense = s.search_ids(&name, &side(Query::Dense(dense.clone())))?;
+                    let by_bm25 = s.search_ids(&name, &side(Query::Bm25(text.clone())))?;
+                    let kept = fused(&fusion, rrf_k, by_dense, by_bm25, &request);
+                    // Payloads only for the hits kept, in the fused order.
+                    let ids: Vec<PointId> = kept.iter().map(|h| h.id).collect();
+                    let mut payloads: HashMap<PointId, ChunkPayload> = s
+                        .retrieve(&name, &ids, false)?
+                        .into_iter()
+                        .map(|p| (p.id, p.payload))
+                        .collect();
+                    Ok(kept
+                        .into_iter()
+                        .filter_map(|h| {
+                            let payload = payloads.remove(&h.id)?;
+                            Some(ScoredPoint {
+                                id: h.id,
+                                score: h.score,
+                                payload,
+                            })
+                        })
+                        .collect())
                 }
                 _ => s.search(&name, &request),
             })
@@ -483,31 +502,25 @@ impl Retriever {
     }
 }
 
-/// The two sides' points fused, thresholded and cut to the request's limit.
+/// The two sides' hits fused, thresholded and cut to the request's limit.
 fn fused(
     fusion: &Fusion,
     rrf_k: usize,
-    dense: Vec<ScoredPoint>,
-    bm25: Vec<ScoredPoint>,
+    dense: Vec<ScoredId>,
+    bm25: Vec<ScoredId>,
     request: &SearchRequest,
-) -> Vec<ScoredPoint> {
-    let pair = |p: ScoredPoint| {
-        let score = p.score;
-        (p, score)
-    };
+) -> Vec<ScoredId> {
+    let pair = |h: ScoredId| (h.id, h.score);
     fusion::fuse(
         fusion,
         rrf_k,
         dense.into_iter().map(pair).collect(),
         bm25.into_iter().map(pair).collect(),
-        |p| p.id,
+        |id| *id,
     )
     .into_iter()
     .filter(|(_, score)| request.score_threshold.is_none_or(|t| *score >= t))
     .take(request.limit)
-    .map(|(mut p, score)| {
-        p.score = score;
-        p
-    })
+    .map(|(id, score)| ScoredId { id, score })
     .collect()
 }

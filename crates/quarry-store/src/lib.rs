@@ -120,6 +120,14 @@ pub struct SearchRequest {
     pub score_threshold: Option<f32>,
 }
 
+/// A hit without its payload: what fusion needs before it knows which
+/// few hits it keeps.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoredId {
+    pub id: PointId,
+    pub score: f32,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ScoredPoint {
     pub id: PointId,
@@ -193,6 +201,10 @@ pub trait VectorStore: Send + Sync {
     fn retrieve(&self, name: &str, ids: &[PointId], with_vectors: bool)
     -> Result<Vec<StoredPoint>>;
     fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>>;
+    /// [`search`](Self::search) without payloads: a hybrid search fetches
+    /// hundreds of candidates per side and keeps ten, so reading every
+    /// candidate's payload would cost more than the search.
+    fn search_ids(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredId>>;
     fn count(&self, name: &str) -> Result<usize>;
     /// Makes written data durable.
     fn flush(&self, name: &str) -> Result<()>;

@@ -157,6 +157,23 @@ fn contract(store: &dyn VectorStore, label: &str) {
     // BM25: a rare term finds its point.
     let hits = search(store, &name, Query::Bm25("number7".into()), None);
     assert_eq!(ids(&hits), vec![0x1007], "{label}");
+    // Ids only: the same hits and scores as a full search, for each kind.
+    for query in [
+        Query::Dense(vector(3)),
+        Query::Bm25("number7 number2".into()),
+    ] {
+        let request = SearchRequest {
+            query: query.clone(),
+            limit: 5,
+            filter: None,
+            score_threshold: None,
+        };
+        let full = store.search(&name, &request).expect("search");
+        let bare = store.search_ids(&name, &request).expect("search_ids");
+        let full: Vec<(PointId, f32)> = full.iter().map(|h| (h.id, h.score)).collect();
+        let bare: Vec<(PointId, f32)> = bare.iter().map(|h| (h.id, h.score)).collect();
+        assert_eq!(full, bare, "{label}");
+    }
     // Filters: keyword, any, nested metadata, must_not.
     let only_b = Condition::matches("doc_id", "b");
     let hits = search(store, &name, Query::Dense(vector(3)), Some(only_b));

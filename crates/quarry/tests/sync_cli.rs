@@ -404,7 +404,13 @@ A kettle boils water for tea.
     let data = dir.path().join("data");
     assert_eq!(sync_json(&tree, &data, &[]).0, 0);
     let config = dir.path().join("rrf.toml");
-    std::fs::write(&config, "[retrieval]\nrrf_k = 1\n").unwrap();
+    std::fs::write(
+        &config,
+        "[retrieval]\nrrf_k = 1\nfusion = { method = \"rrf\" }\n",
+    )
+    .unwrap();
+    let rrf60 = dir.path().join("rrf60.toml");
+    std::fs::write(&rrf60, "[retrieval]\nfusion = { method = \"rrf\" }\n").unwrap();
     let top = |config: Option<&Path>| {
         let mut args = vec![];
         if let Some(c) = config {
@@ -416,12 +422,13 @@ A kettle boils water for tea.
         assert_eq!(v["hits"][0]["doc_id"], "a.md", "{v}");
         v["hits"][0]["score"].as_f64().unwrap()
     };
-    let (default, configured) = (top(None), top(Some(&config)));
-    assert!(
-        (default - 2.0 / 60.0).abs() < 1e-4,
-        "default k = 60: {default}"
-    );
-    assert!((configured - 2.0).abs() < 1e-4, "rrf_k = 1: {configured}");
+    let (default, rrf, configured) = (top(None), top(Some(&rrf60)), top(Some(&config)));
+    // The default fusion (adaptive) scores on 0 to 1: first in both lists
+    // is 1.
+    assert!((default - 1.0).abs() < 1e-4, "adaptive: {default}");
+    // RRF: 1 / (k + rank) per list, rank from 1.
+    assert!((rrf - 2.0 / 61.0).abs() < 1e-4, "rrf, k = 60: {rrf}");
+    assert!((configured - 1.0).abs() < 1e-4, "rrf_k = 1: {configured}");
 }
 
 /// Permission denied: the file is reported as failed and, if it was indexed

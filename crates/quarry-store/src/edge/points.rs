@@ -229,71 +229,22 @@ impl VectorStore for EdgeStore {
     }
 
     fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>> {
-        let c = self.collection(name)?;
-        let hidden = c.hidden.read().unwrap_or_else(|e| e.into_inner());
-        let filter = filter::to_edge(request.filter.as_ref(), hidden.iter().copied())?;
-        let dense_query = |v: &[f32]| {
-            ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
-                query: VectorInternal::from(v.to_vec()),
-                using: Some(DENSE.into()),
-            }))
-        };
-        let sparse_query = |t: &str| {
-            ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
-                query: VectorInternal::from(self.bm25.embed_query(t)),
-                using: Some(SPARSE.into()),
-            }))
-        };
-        let threshold = request
-            .score_threshold
-            .map(qdrant_edge::external::ordered_float::OrderedFloat);
-        let (prefetches, query) = match &request.query {
-            Query::Dense(v) => (vec![], dense_query(v)),
-            Query::Bm25(t) => (vec![], sparse_query(t)),
-            Query::Hybrid {
-                dense,
-                text,
-                prefetch,
-                rrf_k,
-            } => {
-                let pf = |q| Prefetch {
-                    prefetches: vec![],
-                    query: Some(q),
-                    limit: *prefetch,
-                    params: None,
-                    filter: filter.clone(),
-                    score_threshold: None,
-                };
-                (
-                    vec![pf(dense_query(dense)), pf(sparse_query(text))],
-                    ScoringQuery::Fusion(Fusion::Rrf {
-                        k: *rrf_k,
-                        weights: None,
-                    }),
-                )
-            }
-        };
-        let points = c
-            .shard
-            .query(QueryRequest {
-                prefetches,
-                query: Some(query),
-                filter,
-                score_threshold: threshold,
-                limit: request.limit,
-                offset: 0,
-                params: None,
-                with_vector: WithVector::Bool(false),
-                with_payload: WithPayloadInterface::Bool(true),
-            })
-            .map_err(qerr(name))?;
-        Ok(points
+        Ok(self
+            .query(name, request, true)?
             .into_iter()
-            .map(|p| ScoredPoint {
-                id: from_qid(&p.id),
-                score: p.score,
-                payload: payload_of(p.payload),
+            .map(|(hit, payload)| ScoredPoint {
+                id: hit.id,
+                score: hit.score,
+                payload: payload_of(payload),
             })
+            .collect())
+    }
+
+    fn search_ids(&self, name: &str, request: &SearchRequest) -> Result<Vec<crate::ScoredId>> {
+        Ok(self
+            .query(name, request, false)?
+            .into_iter()
+            .map(|(hit, _)| hit)
             .collect())
     }
 
@@ -389,5 +340,84 @@ impl VectorStore for EdgeStore {
         })?;
         let _ = std::fs::remove_dir_all(&gone);
         Ok(())
+    }
+}
+
+impl EdgeStore {
+    /// The shard's query for `request`, with or without payloads.
+    fn query(
+        &self,
+        name: &str,
+        request: &SearchRequest,
+        with_payload: bool,
+    ) -> Result<Vec<(crate::ScoredId, Option<qdrant_edge::Payload>)>> {
+        let c = self.collection(name)?;
+        let hidden = c.hidden.read().unwrap_or_else(|e| e.into_inner());
+        let filter = filter::to_edge(request.filter.as_ref(), hidden.iter().copied())?;
+        let dense_query = |v: &[f32]| {
+            ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                query: VectorInternal::from(v.to_vec()),
+                using: Some(DENSE.into()),
+            }))
+        };
+        let sparse_query = |t: &str| {
+            ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+                query: VectorInternal::from(self.bm25.embed_query(t)),
+                using: Some(SPARSE.into()),
+            }))
+        };
+        let threshold = request
+            .score_threshold
+            .map(qdrant_edge::external::ordered_float::OrderedFloat);
+        let (prefetches, query) = match &request.query {
+            Query::Dense(v) => (vec![], dense_query(v)),
+            Query::Bm25(t) => (vec![], sparse_query(t)),
+            Query::Hybrid {
+                dense,
+                text,
+                prefetch,
+                rrf_k,
+            } => {
+                let pf = |q| Prefetch {
+                    prefetches: vec![],
+                    query: Some(q),
+                    limit: *prefetch,
+                    params: None,
+                    filter: filter.clone(),
+                    score_threshold: None,
+                };
+                (
+                    vec![pf(dense_query(dense)), pf(sparse_query(text))],
+                    ScoringQuery::Fusion(Fusion::Rrf {
+                        k: *rrf_k,
+                        weights: None,
+                    }),
+                )
+            }
+        };
+        let points = c
+            .shard
+            .query(QueryRequest {
+                prefetches,
+                query: Some(query),
+                filter,
+                score_threshold: threshold,
+                limit: request.limit,
+                offset: 0,
+                params: None,
+                with_vector: WithVector::Bool(false),
+                with_payload: WithPayloadInterface::Bool(with_payload),
+            })
+            .map_err(qerr(name))?;
+        Ok(points
+            .into_iter()
+            .map(|p| {
+                let hit = crate::ScoredId {
+                    id: from_qid(&p.id),
+                    score: p.score,
+                };
+                (hit, p.payload)
+            })
+            .collect())
     }
 }

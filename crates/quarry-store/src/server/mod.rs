@@ -202,6 +202,68 @@ impl ServerStore {
     }
 }
 
+impl ServerStore {
+    /// The server's query for `request`, with or without payloads.
+    fn query_points(
+        &self,
+        name: &str,
+        request: &SearchRequest,
+        with_payload: bool,
+    ) -> Result<Vec<qdrant_client::qdrant::ScoredPoint>> {
+        quarry_core::CollectionName::new(name)?;
+        let filter = filter::to_grpc(
+            request.filter.as_ref(),
+            vec![q::Condition::matches(STAGED, true)],
+        )?;
+        let dense = |v: &[f32]| q::Query::new_nearest(VectorInput::new_dense(v.to_vec()));
+        let sparse = |t: &str| {
+            let s = self.bm25.embed_query(t);
+            q::Query::new_nearest(VectorInput::new_sparse(s.indices, s.values))
+        };
+        let mut builder = QueryPointsBuilder::new(name)
+            .limit(request.limit as u64)
+            .with_payload(with_payload)
+            .filter(filter.clone());
+        builder = match &request.query {
+            Query::Dense(v) => builder.query(dense(v)).using(DENSE),
+            Query::Bm25(t) => builder.query(sparse(t)).using(SPARSE),
+            Query::Hybrid {
+                dense: v,
+                text,
+                prefetch,
+                rrf_k,
+            } => builder
+                .add_prefetch(
+                    PrefetchQueryBuilder::default()
+                        .query(dense(v))
+                        .using(DENSE)
+                        .filter(filter.clone())
+                        .limit(*prefetch as u64),
+                )
+                .add_prefetch(
+                    PrefetchQueryBuilder::default()
+                        .query(sparse(text))
+                        .using(SPARSE)
+                        .filter(filter)
+                        .limit(*prefetch as u64),
+                )
+                .query(q::Query::new_rrf(q::Rrf {
+                    k: Some(*rrf_k as u32),
+                    weights: vec![],
+                })),
+        };
+        if let Some(t) = request.score_threshold {
+            builder = builder.score_threshold(t);
+        }
+        let query = builder.build();
+        let points = self.call("search", name, Retry::No, move |c| {
+            let query = query.clone();
+            async move { c.query(query).await.map(|r| r.result) }
+        })?;
+        Ok(points)
+    }
+}
+
 impl VectorStore for ServerStore {
     fn open_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
         quarry_core::CollectionName::new(name)?;
@@ -358,63 +420,25 @@ impl VectorStore for ServerStore {
     }
 
     fn search(&self, name: &str, request: &SearchRequest) -> Result<Vec<ScoredPoint>> {
-        quarry_core::CollectionName::new(name)?;
-        let filter = filter::to_grpc(
-            request.filter.as_ref(),
-            vec![q::Condition::matches(STAGED, true)],
-        )?;
-        let dense = |v: &[f32]| q::Query::new_nearest(VectorInput::new_dense(v.to_vec()));
-        let sparse = |t: &str| {
-            let s = self.bm25.embed_query(t);
-            q::Query::new_nearest(VectorInput::new_sparse(s.indices, s.values))
-        };
-        let mut builder = QueryPointsBuilder::new(name)
-            .limit(request.limit as u64)
-            .with_payload(true)
-            .filter(filter.clone());
-        builder = match &request.query {
-            Query::Dense(v) => builder.query(dense(v)).using(DENSE),
-            Query::Bm25(t) => builder.query(sparse(t)).using(SPARSE),
-            Query::Hybrid {
-                dense: v,
-                text,
-                prefetch,
-                rrf_k,
-            } => builder
-                .add_prefetch(
-                    PrefetchQueryBuilder::default()
-                        .query(dense(v))
-                        .using(DENSE)
-                        .filter(filter.clone())
-                        .limit(*prefetch as u64),
-                )
-                .add_prefetch(
-                    PrefetchQueryBuilder::default()
-                        .query(sparse(text))
-                        .using(SPARSE)
-                        .filter(filter)
-                        .limit(*prefetch as u64),
-                )
-                .query(q::Query::new_rrf(q::Rrf {
-                    k: Some(*rrf_k as u32),
-                    weights: vec![],
-                })),
-        };
-        if let Some(t) = request.score_threshold {
-            builder = builder.score_threshold(t);
-        }
-        let query = builder.build();
-        let points = self.call("search", name, Retry::No, move |c| {
-            let query = query.clone();
-            async move { c.query(query).await.map(|r| r.result) }
-        })?;
-        points
+        self.query_points(name, request, true)?
             .into_iter()
             .map(|p| {
                 Ok(ScoredPoint {
                     id: from_qid(p.id.as_ref())?,
                     score: p.score,
                     payload: payload_of(p.payload),
+                })
+            })
+            .collect()
+    }
+
+    fn search_ids(&self, name: &str, request: &SearchRequest) -> Result<Vec<crate::ScoredId>> {
+        self.query_points(name, request, false)?
+            .into_iter()
+            .map(|p| {
+                Ok(crate::ScoredId {
+                    id: from_qid(p.id.as_ref())?,
+                    score: p.score,
                 })
             })
             .collect()
