@@ -278,6 +278,20 @@ fn a_key_over_its_rate_gets_429_with_the_ratelimit_headers() {
     );
     // Other keys have buckets of their own.
     assert_eq!(search(&served, "support", Some(BOT)).0, 200);
+    // MCP shares the key's bucket: an agent cannot go round the limit.
+    let mcp = |key: &str| {
+        let r = ureq::post(&format!("{}/mcp", served.url))
+            .set("Authorization", &format!("Bearer {key}"))
+            .set("Accept", "application/json, text/event-stream")
+            .send_json(serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+        match r {
+            Ok(resp) => resp.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("POST /mcp: {e}"),
+        }
+    };
+    assert_eq!(mcp(LIMITED), 429);
+    assert_ne!(mcp(BOT), 429);
 }
 
 #[test]
