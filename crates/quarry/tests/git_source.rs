@@ -238,11 +238,23 @@ fn quarry_serve_picks_up_a_pushed_commit_on_its_schedule() {
     let sha = commit_all(&s.repo, "pushed");
     let took = wait("flamingo migration", "docs/pushed.md", 10);
     eprintln!("a pushed commit was searchable after {took:?} (every = 2s)");
-    let v: serde_json::Value = ureq::get(&format!("{url}/v1/sources"))
-        .call()
-        .unwrap()
-        .into_json()
-        .unwrap();
+    // The pushed file is searchable as soon as it is published; the run
+    // that published it is recorded a moment later, when it ends.
+    let sources = || -> serde_json::Value {
+        ureq::get(&format!("{url}/v1/sources"))
+            .call()
+            .unwrap()
+            .into_json()
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let mut v = sources();
+    while v["sources"][0]["totals"]["added"].as_u64().unwrap_or(0) < 5
+        && started.elapsed().as_secs() < 10
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        v = sources();
+    }
     let status = &v["sources"][0];
     assert_eq!(
         (status["source"].as_str(), status["kind"].as_str()),
