@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 pub use quarry_core::config::{Fusion, FusionMethod};
+use quarry_store::{ScoredId, SearchRequest};
 
 /// How far a list's best score stands above the rest of it, in standard
 /// deviations: `(s₁ − mean) / sd` over its scores. A list whose top is an
@@ -170,6 +171,29 @@ pub fn fuse<T, K: Hash + Eq + Clone>(
     // Stable: ties keep dense's order first.
     out.sort_by(|a, b| b.1.total_cmp(&a.1));
     out
+}
+
+/// The two sides' hits fused, thresholded and cut to the request's limit.
+pub(crate) fn fused(
+    fusion: &Fusion,
+    rrf_k: usize,
+    dense: Vec<ScoredId>,
+    bm25: Vec<ScoredId>,
+    request: &SearchRequest,
+) -> Vec<ScoredId> {
+    let pair = |h: ScoredId| (h.id, h.score);
+    fuse(
+        fusion,
+        rrf_k,
+        dense.into_iter().map(pair).collect(),
+        bm25.into_iter().map(pair).collect(),
+        |id| *id,
+    )
+    .into_iter()
+    .filter(|(_, score)| request.score_threshold.is_none_or(|t| *score >= t))
+    .take(request.limit)
+    .map(|(id, score)| ScoredId { id, score })
+    .collect()
 }
 
 #[cfg(test)]

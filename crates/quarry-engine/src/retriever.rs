@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use quarry_core::PointId;
 use quarry_core::payload::ChunkPayload;
 use quarry_embed::Embedder;
-use quarry_store::{Query, ScoredId, ScoredPoint, SearchRequest, VectorStore};
+use quarry_store::{Query, ScoredPoint, SearchRequest, VectorStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -453,7 +453,7 @@ impl Retriever {
                     };
                     let by_dense = s.search_ids(&name, &side(Query::Dense(dense.clone())))?;
                     let by_bm25 = s.search_ids(&name, &side(Query::Bm25(text.clone())))?;
-                    let kept = fused(&fusion, rrf_k, by_dense, by_bm25, &request);
+                    let kept = fusion::fused(&fusion, rrf_k, by_dense, by_bm25, &request);
                     // Payloads only for the hits kept, in the fused order.
                     let ids: Vec<PointId> = kept.iter().map(|h| h.id).collect();
                     let mut payloads: HashMap<PointId, ChunkPayload> = s
@@ -500,27 +500,4 @@ impl Retriever {
             .collect();
         Ok(Searched { hits, degraded })
     }
-}
-
-/// The two sides' hits fused, thresholded and cut to the request's limit.
-fn fused(
-    fusion: &Fusion,
-    rrf_k: usize,
-    dense: Vec<ScoredId>,
-    bm25: Vec<ScoredId>,
-    request: &SearchRequest,
-) -> Vec<ScoredId> {
-    let pair = |h: ScoredId| (h.id, h.score);
-    fusion::fuse(
-        fusion,
-        rrf_k,
-        dense.into_iter().map(pair).collect(),
-        bm25.into_iter().map(pair).collect(),
-        |id| *id,
-    )
-    .into_iter()
-    .filter(|(_, score)| request.score_threshold.is_none_or(|t| *score >= t))
-    .take(request.limit)
-    .map(|(id, score)| ScoredId { id, score })
-    .collect()
 }

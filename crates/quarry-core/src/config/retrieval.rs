@@ -84,6 +84,41 @@ impl Fusion {
     }
 }
 
+/// Best-score thresholds per mode: their scores are on different scales.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LowScore {
+    /// Cosine similarity.
+    pub dense: f32,
+    /// BM25's score.
+    pub bm25: f32,
+    /// The fused score, 0 to 1 for `adaptive`, `dbsf` and `convex` fusion
+    /// (for `rrf`, about 0.02: 2 / (rrf_k + 1) is a hit first in both lists).
+    pub hybrid: f32,
+}
+
+impl Default for LowScore {
+    fn default() -> Self {
+        Self {
+            dense: 0.3,
+            bm25: 3.0,
+            hybrid: 0.3,
+        }
+    }
+}
+
+/// What a dense search does when its query embedding is late or
+/// impossible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenseFallback {
+    /// Answer 503.
+    #[default]
+    None,
+    /// Answer from BM25 alone, marked `degraded`.
+    Bm25,
+}
+
 /// `[retrieval.collections.NAME]`: one collection's own settings.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
