@@ -179,16 +179,12 @@ pub async fn build(
         by_doc.entry(h.doc_id.clone()).or_default().push(h);
     }
     let mut candidates: Vec<Passage> = Vec::new();
-    // Each chunk as a passage of its own, for a merged passage that does
-    // not fit the budget.
-    let mut singles: HashMap<String, Passage> = HashMap::new();
+    // Each hit by chunk id, for a merged passage that does not fit the
+    // budget and is tried chunk by chunk.
+    let mut by_chunk: HashMap<String, Hit> = HashMap::new();
     for doc in order {
         let hits = by_doc.remove(&doc).unwrap_or_default();
-        for h in &hits {
-            if let Some(p) = passages_of(vec![h.clone()]).pop() {
-                singles.insert(h.chunk_id.clone(), p);
-            }
-        }
+        by_chunk.extend(hits.iter().map(|h| (h.chunk_id.clone(), h.clone())));
         let mut ps = passages_of(hits);
         ps.sort_by(|a, b| b.score.total_cmp(&a.score));
         if let Some(cap) = options.per_doc_limit {
@@ -217,7 +213,7 @@ pub async fn build(
             let mut parts: Vec<Passage> = p
                 .chunk_ids
                 .iter()
-                .filter_map(|id| singles.remove(id))
+                .filter_map(|id| passages_of(vec![by_chunk.remove(id)?]).pop())
                 .collect();
             parts.sort_by(|a, b| b.score.total_cmp(&a.score));
             for part in parts.into_iter().rev() {

@@ -182,7 +182,10 @@ where
         true => state.service.generation(asked.collection).await,
         false => None,
     };
-    let request = serde_json::to_value(asked.request).ok();
+    let request = match cache.enabled() {
+        true => serde_json::to_value(asked.request).ok(),
+        false => None,
+    };
     // Where this answer is kept: under the generation, or, where the store
     // has none to give (a Qdrant server, or a store that just failed),
     // under the last one seen or `unversioned`. Only a generation's own

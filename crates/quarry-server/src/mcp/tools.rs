@@ -38,8 +38,14 @@ fn collection(required: bool) -> Extra {
     }
 }
 
-/// Every tool, with schemas from the OpenAPI document of the HTTP API.
-pub(crate) fn list() -> Vec<Tool> {
+/// Every tool, with schemas from the OpenAPI document of the HTTP API:
+/// built once, as the document is the same for the life of the process.
+pub(crate) fn list() -> &'static [Tool] {
+    static TOOLS: std::sync::OnceLock<Vec<Tool>> = std::sync::OnceLock::new();
+    TOOLS.get_or_init(build)
+}
+
+fn build() -> Vec<Tool> {
     let doc = serde_json::to_value(crate::openapi()).unwrap_or(Value::Null);
     let schema = |body: Option<&str>, extra: Vec<Extra>| Arc::new(tool_schema(&doc, body, extra));
     vec![
@@ -146,12 +152,14 @@ async fn collection_of(
         caller.check(&name)?;
         return Ok(name);
     }
-    let mut visible: Vec<String> = state
-        .service
-        .collections()
-        .await?
+    // Names only: counting every collection's documents to pick one
+    // would cost a scroll of each.
+    let store = std::sync::Arc::clone(state.service.store());
+    let mut visible: Vec<String> = tokio::task::spawn_blocking(move || store.list_collections())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(quarry_engine::EngineError::from)?
         .into_iter()
-        .map(|c| c.name)
         .filter(|n| caller.sees(n))
         .collect();
     match visible.len() {
