@@ -50,12 +50,12 @@ if [ "$status" -eq 0 ]; then
   cargo run -q -p quarry -- eval --dataset evals/guide --baseline evals/baselines/guide.json \
     --out target/eval/guide || status=$?
 fi
-# Schemathesis against the server's OpenAPI document, two minutes: any 5xx
+# Schemathesis against the server's OpenAPI document, one minute: any 5xx
 # or schema violation fails the suite. It counts as one test.
 api=-1  # not run
 if [ "$status" -eq 0 ]; then
   api=0
-  scripts/schemathesis.sh "${QUARRY_SCHEMATHESIS_SECS:-120}" || api=$?
+  scripts/schemathesis.sh "${QUARRY_SCHEMATHESIS_SECS:-60}" || api=$?
   status=$api
 fi
 if [ -s "$skips" ]; then
