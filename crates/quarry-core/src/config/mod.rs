@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{CoreError, Result};
 
+mod include;
 mod keys;
 mod model;
 mod retrieval;
@@ -18,7 +19,10 @@ mod store;
 
 pub use keys::{KeyConfig, RateConfig, Scope};
 pub use model::{ModelConfig, ModelSource, Precision};
-pub use retrieval::{CollectionRetrieval, DenseFallback, Fusion, FusionMethod, LowScore};
+pub use retrieval::{
+    CollectionRetrieval, DenseFallback, Fusion, FusionMethod, LowScore, MAX_RERANK_TOP_N, Rerank,
+    RetrievalConfig,
+};
 pub use source::{
     BeirSourceConfig, Every, FsSourceConfig, GitSourceConfig, S3SourceConfig, SourceConfig,
     WebSourceConfig,
@@ -106,47 +110,6 @@ impl Default for ServerConfig {
             query_log: false,
             rate: None,
             allowed_hosts: Vec::new(),
-        }
-    }
-}
-
-/// How searches are run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RetrievalConfig {
-    /// Reciprocal rank fusion's k (hybrid mode).
-    pub rrf_k: usize,
-    /// Candidates each side of a hybrid query fetches, per requested hit
-    /// (at least 50).
-    pub hybrid_prefetch_factor: usize,
-    /// Query embeddings kept in an LRU cache; 0 disables it.
-    pub query_cache: usize,
-    /// The server's longest wait for a query embedding; past it a hybrid
-    /// search answers from BM25 alone (marked `degraded`).
-    pub embed_timeout_ms: u64,
-    /// `"bm25"`: dense searches fall back to BM25 too, instead of a 503.
-    /// Default `"none"`.
-    pub fallback: DenseFallback,
-    /// A query whose best score is under its mode's threshold is one the
-    /// corpus may not answer (coverage monitoring, `quarry serve`).
-    pub low_score: LowScore,
-    /// How hybrid search fuses dense and BM25 (default `adaptive`).
-    pub fusion: Fusion,
-    /// Per-collection overrides: `[retrieval.collections.NAME]`.
-    pub collections: std::collections::BTreeMap<String, CollectionRetrieval>,
-}
-
-impl Default for RetrievalConfig {
-    fn default() -> Self {
-        Self {
-            rrf_k: 60,
-            hybrid_prefetch_factor: 4,
-            query_cache: 1024,
-            embed_timeout_ms: 250,
-            fallback: DenseFallback::None,
-            low_score: LowScore::default(),
-            fusion: Fusion::default(),
-            collections: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -270,7 +233,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|message| CoreError::ParseConfig {
+        let parsed = match include::resolve(path, &text)? {
+            Some(merged) => {
+                Self::deserialize(toml::Value::Table(merged)).map_err(|e| e.to_string())
+            }
+            None => Self::from_toml(&text),
+        };
+        parsed.map_err(|message| CoreError::ParseConfig {
             path: path.to_path_buf(),
             message,
         })
@@ -350,7 +319,11 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<()> {
-        retrieval::validate(&self.retrieval.fusion, &self.retrieval.collections)?;
+        retrieval::validate(
+            &self.retrieval.fusion,
+            self.retrieval.rerank.as_ref(),
+            &self.retrieval.collections,
+        )?;
         let e = &self.embed;
         if e.max_batch_size == 0 || e.max_batch_tokens == 0 {
             return Err(CoreError::Invalid(

@@ -84,6 +84,50 @@ impl Fusion {
     }
 }
 
+/// How searches are run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetrievalConfig {
+    /// Reciprocal rank fusion's k (hybrid mode).
+    pub rrf_k: usize,
+    /// Candidates each side of a hybrid query fetches, per requested hit
+    /// (at least 50).
+    pub hybrid_prefetch_factor: usize,
+    /// Query embeddings kept in an LRU cache; 0 disables it.
+    pub query_cache: usize,
+    /// The server's longest wait for a query embedding; past it a hybrid
+    /// search answers from BM25 alone (marked `degraded`).
+    pub embed_timeout_ms: u64,
+    /// `"bm25"`: dense searches fall back to BM25 too, instead of a 503.
+    /// Default `"none"`.
+    pub fallback: DenseFallback,
+    /// A query whose best score is under its mode's threshold is one the
+    /// corpus may not answer (coverage monitoring, `quarry serve`).
+    pub low_score: LowScore,
+    /// How hybrid search fuses dense and BM25 (default `adaptive`).
+    pub fusion: Fusion,
+    /// A cross-encoder stage after retrieval (default none).
+    pub rerank: Option<Rerank>,
+    /// Per-collection overrides: `[retrieval.collections.NAME]`.
+    pub collections: std::collections::BTreeMap<String, CollectionRetrieval>,
+}
+
+impl Default for RetrievalConfig {
+    fn default() -> Self {
+        Self {
+            rrf_k: 60,
+            hybrid_prefetch_factor: 4,
+            query_cache: 1024,
+            embed_timeout_ms: 250,
+            fallback: DenseFallback::None,
+            low_score: LowScore::default(),
+            fusion: Fusion::default(),
+            rerank: None,
+            collections: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
 /// Best-score thresholds per mode: their scores are on different scales.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -119,24 +163,80 @@ pub enum DenseFallback {
     Bm25,
 }
 
+/// The most candidates one search may rerank.
+pub const MAX_RERANK_TOP_N: usize = 1000;
+
+/// A cross-encoder stage after retrieval: `{ model = "...", top_n = 50 }`
+/// in `[retrieval]` or a collection's settings; `{"top_n": 50}` in a
+/// request (`{"top_n": 0}` turns a configured stage off).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Rerank {
+    /// The cross-encoder (a Hub id or a directory, like `[model] id`).
+    /// A request may only name one the configuration names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// How many of the first stage's best hits the cross-encoder rescores
+    /// (default 50); the best `top_k` of them are returned.
+    #[cfg_attr(feature = "openapi", schema(maximum = 1000))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_n: Option<usize>,
+}
+
+impl Rerank {
+    pub const DEFAULT_TOP_N: usize = 50;
+
+    /// Checks what a request or the configuration asked for; `at` names it.
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        if self.top_n.is_some_and(|n| n > MAX_RERANK_TOP_N) {
+            return Err(format!("{at}.top_n must be at most {MAX_RERANK_TOP_N}"));
+        }
+        if self.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            return Err(format!("{at}.model must not be empty"));
+        }
+        Ok(())
+    }
+}
+
 /// `[retrieval.collections.NAME]`: one collection's own settings.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CollectionRetrieval {
     pub fusion: Option<Fusion>,
+    /// This collection's rerank stage (default `retrieval.rerank`).
+    pub rerank: Option<Rerank>,
 }
 
 /// Checks every collection's override.
 pub(crate) fn validate(
     fusion: &Fusion,
+    rerank: Option<&Rerank>,
     collections: &BTreeMap<String, CollectionRetrieval>,
 ) -> Result<(), CoreError> {
     fusion
         .validate("retrieval.fusion")
         .map_err(CoreError::Invalid)?;
+    let needs_model = |r: &Rerank, at: &str| {
+        r.validate(at)?;
+        if r.model.is_none() && rerank.and_then(|d| d.model.as_ref()).is_none() {
+            return Err(format!(
+                "{at} has no model: name a cross-encoder, e.g. {at} = {{ model = \
+                 \"cross-encoder/ms-marco-MiniLM-L-6-v2\", top_n = 50 }}"
+            ));
+        }
+        Ok(())
+    };
+    if let Some(r) = rerank {
+        needs_model(r, "retrieval.rerank").map_err(CoreError::Invalid)?;
+    }
     for (name, c) in collections {
         if let Some(f) = &c.fusion {
             f.validate(&format!("retrieval.collections.{name}.fusion"))
+                .map_err(CoreError::Invalid)?;
+        }
+        if let Some(r) = &c.rerank {
+            needs_model(r, &format!("retrieval.collections.{name}.rerank"))
                 .map_err(CoreError::Invalid)?;
         }
     }
