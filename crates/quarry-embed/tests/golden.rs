@@ -211,3 +211,49 @@ async fn token_ids_embed_as_their_text() {
         "{err:?}"
     );
 }
+
+/// Queries that arrive while a bulk batch runs are served between its
+/// encoder layers, and neither side's vectors change for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_run_between_the_layers_of_a_bulk_batch() {
+    let config = EmbedConfig {
+        // Whole budget for bulk even while queries come: long batches.
+        busy_bulk_batch_tokens: Some(4096),
+        max_batch_tokens: 4096,
+        ..EmbedConfig::default()
+    };
+    let embedder = embedder(config);
+    let long: Vec<String> = mixed_texts(48).into_iter().map(|t| t.repeat(8)).collect();
+    let alone = embedder
+        .embed(&long, InputKind::Passage, Priority::Bulk)
+        .await
+        .unwrap();
+    let query_alone = embedder.embed_query("where is the archive").await.unwrap();
+    let bulk = {
+        let (e, long) = (embedder.clone(), long.clone());
+        tokio::spawn(async move { e.embed(&long, InputKind::Passage, Priority::Bulk).await })
+    };
+    let before = embedder.stats().queries_between_layers;
+    // Queries from the moment the bulk work is queued until it is done.
+    while embedder.stats().queued_bulk == 0 && !bulk.is_finished() {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    let mut answered_during_bulk = 0;
+    while !bulk.is_finished() && answered_during_bulk < 5000 {
+        let q = embedder.embed_query("where is the archive").await.unwrap();
+        assert_eq!(q.embedding, query_alone.embedding);
+        answered_during_bulk += 1;
+    }
+    let during = bulk.await.unwrap().unwrap();
+    for (a, b) in alone.iter().zip(&during) {
+        assert_eq!(a.embedding, b.embedding, "a bulk vector changed");
+    }
+    assert!(
+        answered_during_bulk > 0,
+        "the bulk work ended before any query"
+    );
+    assert!(
+        embedder.stats().queries_between_layers > before,
+        "no query ran between a bulk batch's layers"
+    );
+}

@@ -9,8 +9,10 @@
 //! what a forward pass actually costs in time and memory; a plain batch size
 //! would let one long input blow up a batch of short ones. A batch holds one
 //! priority only: interactive queries are always taken first and are never
-//! padded up to a bulk document's length, so a query waits for at most the
-//! batch already running.
+//! padded up to a bulk document's length. A query that arrives while a bulk
+//! batch runs does not wait for all of it: the fast encoder stops between
+//! layers, runs the waiting queries, and carries on, so a query waits for
+//! at most one layer of bulk work.
 //!
 //! Both queues are bounded. Bulk callers (sync) wait for room, which is the
 //! back-pressure that keeps a sync's memory flat. Interactive callers are not
@@ -26,6 +28,7 @@ use quarry_core::EmbedConfig;
 use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
+use crate::cross::CrossEncoderLayout;
 use crate::model::{Fingerprint, Model, Network, TextSide};
 use crate::{EmbedError, Result};
 
@@ -69,10 +72,14 @@ pub struct EmbedderStats {
     pub largest_batch: u64,
     pub queued_interactive: usize,
     pub queued_bulk: usize,
+    /// Query batches that ran between the layers of a bulk batch.
+    pub queries_between_layers: u64,
 }
 
 struct Job {
     ids: Vec<u32>,
+    /// A pair's second text starts here (a cross-encoder's input).
+    second: Option<usize>,
     reply: oneshot::Sender<Result<Vec<f32>>>,
     // Held until the job leaves the queue; frees a bulk slot.
     _slot: Option<OwnedSemaphorePermit>,
@@ -120,6 +127,16 @@ struct Counters {
     largest_batch: AtomicU64,
     queued_interactive: AtomicUsize,
     queued_bulk: AtomicUsize,
+    /// Query batches run between a bulk batch's layers.
+    lane: AtomicU64,
+}
+
+impl Counters {
+    fn queued(&self, q: &Queues) {
+        self.queued_interactive
+            .store(q.interactive.len(), Ordering::Relaxed);
+        self.queued_bulk.store(q.bulk.len(), Ordering::Relaxed);
+    }
 }
 
 struct Shared {
@@ -153,8 +170,11 @@ impl Drop for CloseOnDrop {
 #[derive(Clone)]
 pub struct Embedder {
     shared: Arc<Shared>,
-    text: Arc<TextSide>,
-    fingerprint: Arc<Fingerprint>,
+    pub(crate) text: Arc<TextSide>,
+    pub(crate) fingerprint: Arc<Fingerprint>,
+    /// Set when the model is a cross-encoder: it scores pairs and cannot
+    /// embed.
+    pub(crate) cross: Option<Arc<CrossEncoderLayout>>,
     _close: Arc<CloseOnDrop>,
 }
 
@@ -178,7 +198,7 @@ impl Embedder {
             text,
             net,
             fingerprint,
-            ..
+            layout,
         } = model;
         let worker = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -190,7 +210,13 @@ impl Embedder {
             shared,
             text,
             fingerprint: Arc::new(fingerprint),
+            cross: layout.cross_encoder.map(Arc::new),
         })
+    }
+
+    /// Set when the model is a cross-encoder (a reranker).
+    pub fn cross_encoder(&self) -> Option<&CrossEncoderLayout> {
+        self.cross.as_deref()
     }
 
     pub fn fingerprint(&self) -> &Fingerprint {
@@ -211,6 +237,7 @@ impl Embedder {
             largest_batch: c.largest_batch.load(Ordering::Relaxed),
             queued_interactive: c.queued_interactive.load(Ordering::Relaxed),
             queued_bulk: c.queued_bulk.load(Ordering::Relaxed),
+            queries_between_layers: c.lane.load(Ordering::Relaxed),
         }
     }
 
@@ -263,6 +290,21 @@ impl Embedder {
         inputs: Vec<crate::model::TokenizedInput>,
         priority: Priority,
     ) -> Result<Vec<Embedding>> {
+        if self.cross.is_some() {
+            return Err(EmbedError::Unsupported(format!(
+                "model {} is a cross-encoder (a reranker): it scores pairs and cannot embed; set \
+                 [model] id to an embedding model and use the cross-encoder for reranking",
+                self.fingerprint.model_id
+            )));
+        }
+        self.run_inputs(inputs, priority).await
+    }
+
+    pub(crate) async fn run_inputs(
+        &self,
+        inputs: Vec<crate::model::TokenizedInput>,
+        priority: Priority,
+    ) -> Result<Vec<Embedding>> {
         // Longest first, so consecutive jobs, and thus batches, have similar
         // lengths and little padding.
         let mut order: Vec<usize> = (0..inputs.len()).collect();
@@ -283,6 +325,7 @@ impl Embedder {
                     let (reply, rx) = oneshot::channel();
                     q.interactive.push_back(Job {
                         ids: inputs[i].ids.clone(),
+                        second: inputs[i].second,
                         reply,
                         _slot: None,
                     });
@@ -308,6 +351,7 @@ impl Embedder {
                     }
                     q.bulk.push_back(Job {
                         ids: inputs[i].ids.clone(),
+                        second: inputs[i].second,
                         reply,
                         _slot: Some(slot),
                     });
@@ -346,7 +390,7 @@ impl Embedder {
 /// The owner thread: waits for work, forms a batch, runs it, replies.
 fn run(shared: &Shared, net: &Network) {
     loop {
-        let batch = {
+        let (batch, bulk) = {
             let mut q = shared.lock();
             while q.interactive.is_empty() && q.bulk.is_empty() && !q.closed {
                 q = shared.work.wait(q).unwrap_or_else(|e| e.into_inner());
@@ -354,53 +398,86 @@ fn run(shared: &Shared, net: &Network) {
             if q.interactive.is_empty() && q.bulk.is_empty() {
                 return; // closed and drained
             }
-            let batch = if q.interactive.is_empty() {
+            let bulk = q.interactive.is_empty();
+            let batch = if bulk {
                 let budget = bulk_budget(&q, &shared.config);
                 take_batch(&mut q.bulk, budget, shared.config.max_batch_size)
             } else {
                 let budget = shared.config.max_batch_tokens;
                 take_batch(&mut q.interactive, budget, shared.config.max_batch_size)
             };
-            shared
-                .counters
-                .queued_interactive
-                .store(q.interactive.len(), Ordering::Relaxed);
-            shared
-                .counters
-                .queued_bulk
-                .store(q.bulk.len(), Ordering::Relaxed);
+            shared.counters.queued(&q);
+            (batch, bulk)
+        };
+        run_batch(shared, net, batch, bulk);
+    }
+}
+
+/// Runs one batch and replies to its callers. A bulk batch lets the
+/// queries that arrive meanwhile run between its encoder layers (see
+/// [`serve_waiting_queries`]).
+fn run_batch(shared: &Shared, net: &Network, batch: Vec<Job>, bulk: bool) {
+    // A caller that gave up (its future was dropped) needs no answer.
+    let mut batch: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
+    if batch.is_empty() {
+        return;
+    }
+    batch.sort_by_key(|j| j.ids.len());
+    let started = Instant::now();
+    let seqs: Vec<&[u32]> = batch.iter().map(|j| j.ids.as_slice()).collect();
+    let segments: Option<Vec<usize>> = batch.iter().any(|j| j.second.is_some()).then(|| {
+        batch
+            .iter()
+            .map(|j| j.second.unwrap_or(j.ids.len()))
+            .collect()
+    });
+    let pause = || serve_waiting_queries(shared, net);
+    let result = net.forward_pausing(&seqs, segments.as_deref(), bulk.then_some(&pause));
+    record(shared, &seqs);
+    tracing::trace!(
+        inputs = seqs.len(),
+        bulk,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "batch"
+    );
+    match result {
+        Ok(vectors) => {
+            for (job, v) in batch.into_iter().zip(vectors) {
+                let _ = job.reply.send(Ok(v));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for job in batch {
+                let _ = job.reply.send(Err(EmbedError::Fetch(format!(
+                    "embedding failed: {message}"
+                ))));
+            }
+        }
+    }
+}
+
+/// Called between the layers of a bulk batch: runs every query waiting,
+/// so a query waits for one layer of bulk work instead of a whole batch
+/// (the queries' own lane through the encoder). The bulk batch's state
+/// stays where it is and it carries on after.
+fn serve_waiting_queries(shared: &Shared, net: &Network) {
+    loop {
+        let batch = {
+            let mut q = shared.lock();
+            if q.interactive.is_empty() {
+                return;
+            }
+            let batch = take_batch(
+                &mut q.interactive,
+                shared.config.max_batch_tokens,
+                shared.config.max_batch_size,
+            );
+            shared.counters.queued(&q);
             batch
         };
-        // A caller that gave up (its future was dropped) needs no answer.
-        let mut batch: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
-        if batch.is_empty() {
-            continue;
-        }
-        batch.sort_by_key(|j| j.ids.len());
-        let started = Instant::now();
-        let seqs: Vec<&[u32]> = batch.iter().map(|j| j.ids.as_slice()).collect();
-        let result = net.forward(&seqs);
-        record(shared, &seqs);
-        tracing::trace!(
-            inputs = seqs.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "batch"
-        );
-        match result {
-            Ok(vectors) => {
-                for (job, v) in batch.into_iter().zip(vectors) {
-                    let _ = job.reply.send(Ok(v));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for job in batch {
-                    let _ = job.reply.send(Err(EmbedError::Fetch(format!(
-                        "embedding failed: {message}"
-                    ))));
-                }
-            }
-        }
+        shared.counters.lane.fetch_add(1, Ordering::Relaxed);
+        run_batch(shared, net, batch, false);
     }
 }
 
@@ -435,34 +512,4 @@ fn record(shared: &Shared, seqs: &[&[u32]]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(len: usize) -> Job {
-        Job {
-            ids: vec![1; len],
-            reply: oneshot::channel().0,
-            _slot: None,
-        }
-    }
-
-    #[test]
-    fn bulk_batches_stay_short_while_queries_come_in() {
-        let config = EmbedConfig::default();
-        let mut q = Queues::default();
-        assert_eq!(bulk_budget(&q, &config), config.max_batch_tokens);
-        q.last_interactive = Some(Instant::now());
-        assert_eq!(bulk_budget(&q, &config), config.max_batch_tokens / 4);
-        q.last_interactive = Instant::now().checked_sub(QUERY_WINDOW * 2);
-        assert_eq!(bulk_budget(&q, &config), config.max_batch_tokens);
-        // 16 inputs of 64 tokens: one batch of 16 on the whole budget, four
-        // of 4 on a quarter.
-        let mut bulk: VecDeque<Job> = (0..16).map(|_| job(64)).collect();
-        assert_eq!(take_batch(&mut bulk, 1024, 64).len(), 16);
-        let mut bulk: VecDeque<Job> = (0..16).map(|_| job(64)).collect();
-        assert_eq!(take_batch(&mut bulk, 256, 64).len(), 4);
-        // An input longer than the budget still runs, alone.
-        let mut long: VecDeque<Job> = [job(600), job(10)].into_iter().collect();
-        assert_eq!(take_batch(&mut long, 256, 64).len(), 1);
-    }
-}
+mod tests;

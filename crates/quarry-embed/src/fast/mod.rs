@@ -88,9 +88,14 @@ pub(crate) struct FastBert {
     eps: f32,
     act: Act,
     max_positions: usize,
+    /// Where positions start: 0 for BERT, `pad_token_id + 1` for the
+    /// RoBERTa family, whose position table reserves the rows before it.
+    position_offset: usize,
     word: Vec<f32>,
     position: Vec<f32>,
-    token_type0: Vec<f32>,
+    /// Every token type's row, `[type_vocab_size, hidden]`: a
+    /// cross-encoder's second text is type 1.
+    token_types: Vec<f32>,
     emb_ln: Norm,
     layers: Vec<Layer>,
 }
@@ -164,6 +169,8 @@ impl FastBert {
         }
         let vb = if vb.contains_tensor("bert.embeddings.word_embeddings.weight") {
             vb.pp("bert")
+        } else if vb.contains_tensor("roberta.embeddings.word_embeddings.weight") {
+            vb.pp("roberta")
         } else if let Some(mt) = config
             .model_type
             .as_ref()
@@ -183,10 +190,9 @@ impl FastBert {
             emb.pp("position_embeddings")
                 .get((config.max_position_embeddings, h), "weight")?,
         )?;
-        let token_type0 = tensor_vec(
+        let token_types = tensor_vec(
             emb.pp("token_type_embeddings")
-                .get((config.type_vocab_size, h), "weight")?
-                .get(0)?,
+                .get((config.type_vocab_size.max(1), h), "weight")?,
         )?;
         let emb_ln = norm(&emb.pp("LayerNorm"), h)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
@@ -234,9 +240,10 @@ impl FastBert {
                 HiddenAct::Relu => Act::Relu,
             },
             max_positions: config.max_position_embeddings,
+            position_offset: crate::models::position_offset(config),
             word,
             position,
-            token_type0,
+            token_types,
             emb_ln,
             layers,
         }))
@@ -334,30 +341,53 @@ impl FastBert {
 
     /// Hidden states of every token, `[tokens, hidden]`, and each
     /// sequence's `(start, len)` in it.
+    #[cfg(test)]
     pub(crate) fn encode(&self, batch: &[&[u32]]) -> (Vec<f32>, Vec<(usize, usize)>) {
+        self.encode_typed(batch, None, None)
+    }
+
+    /// [`Self::encode`] where sequence `i`'s tokens from `segments[i]` on
+    /// are of token type 1 (the second text of a pair; `None`: all type
+    /// 0), calling `pause` after each layer.
+    pub(crate) fn encode_typed(
+        &self,
+        batch: &[&[u32]],
+        segments: Option<&[usize]>,
+        pause: Option<&dyn Fn()>,
+    ) -> (Vec<f32>, Vec<(usize, usize)>) {
         let h = self.hidden;
         let mut spans = Vec::with_capacity(batch.len());
         let mut total = 0;
+        let room = self
+            .max_positions
+            .saturating_sub(self.position_offset)
+            .max(1);
         for ids in batch {
-            let len = ids.len().clamp(1, self.max_positions);
+            let len = ids.len().clamp(1, room);
             spans.push((total, len));
             total += len;
         }
         let mut x = vec![0f32; total * h];
+        let mut type_rows = vec![0f32; total * h];
         let vocab = self.word.len() / h;
-        for (ids, &(start, len)) in batch.iter().zip(&spans) {
+        let types = self.token_types.len() / h;
+        for (i, (ids, &(start, len))) in batch.iter().zip(&spans).enumerate() {
+            let second = segments.map_or(len, |s| s[i]);
             for p in 0..len {
                 // An out-of-vocabulary id (a mismatched tokenizer) maps to 0
                 // rather than reading out of bounds.
                 let id = ids.get(p).map_or(0, |&i| i as usize).min(vocab - 1);
                 let row = &mut x[(start + p) * h..(start + p + 1) * h];
-                let (w, pos) = (&self.word[id * h..][..h], &self.position[p * h..][..h]);
+                let pos = &self.position[(p + self.position_offset) * h..][..h];
+                let w = &self.word[id * h..][..h];
                 for j in 0..h {
                     row[j] = w[j] + pos[j];
                 }
+                let kind = usize::from(p >= second).min(types - 1);
+                type_rows[(start + p) * h..(start + p + 1) * h]
+                    .copy_from_slice(&self.token_types[kind * h..(kind + 1) * h]);
             }
         }
-        let type_rows: Vec<f32> = self.token_type0.repeat(total);
         par_rows2(&mut x, &type_rows, h, |a, b| {
             kernels::add_layer_norm(a, b, h, &self.emb_ln.gamma, &self.emb_ln.beta, self.eps)
         });
@@ -379,6 +409,9 @@ impl FastBert {
             par_rows2(&mut x, &tmp, h, |a, b| {
                 kernels::add_layer_norm(a, b, h, &layer.ln2.gamma, &layer.ln2.beta, self.eps)
             });
+            if let Some(pause) = pause {
+                pause();
+            }
         }
         (x, spans)
     }
@@ -387,14 +420,16 @@ impl FastBert {
     pub(crate) fn embed(
         &self,
         batch: &[&[u32]],
+        segments: Option<&[usize]>,
         pooling: Pooling,
         normalize: bool,
+        pause: Option<&dyn Fn()>,
     ) -> Vec<Vec<f32>> {
         if batch.is_empty() {
             return Vec::new();
         }
         let h = self.hidden;
-        let (x, spans) = self.encode(batch);
+        let (x, spans) = self.encode_typed(batch, segments, pause);
         spans
             .iter()
             .map(|&(start, len)| {

@@ -43,7 +43,8 @@ pub(super) fn download(id: &str, staging: &Path) -> Result<()> {
             Err(e) => Err(EmbedError::Fetch(describe(&e, id, name, &endpoint))),
         }
     };
-    get("modules.json", true)?;
+    // A cross-encoder has none; its config.json says what it is.
+    get("modules.json", false)?;
     let (required, optional) = wanted_files(staging)?;
     for name in required.iter().filter(|n| *n != "modules.json") {
         get(name, true)?;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::layout::{ModelLayout, OPTIONAL_FILES, REQUIRED_FILES};
+use crate::layout::{CROSS_ENCODER_FILES, ModelLayout, OPTIONAL_FILES, REQUIRED_FILES};
 use crate::registry::{self, KnownModel};
 use crate::{EmbedError, Result, io_err};
 
@@ -63,9 +63,8 @@ pub fn installed(models_dir: &Path) -> Vec<Manifest> {
 /// as is; anything else must be in the cache.
 pub fn resolve(models_dir: &Path, id: &str) -> Result<PathBuf> {
     let as_path = Path::new(id);
-    if (id.starts_with('.') || id.starts_with('/') || as_path.join("modules.json").exists())
-        && as_path.is_dir()
-    {
+    let is_model = as_path.join("modules.json").exists() || as_path.join("config.json").exists();
+    if (id.starts_with('.') || id.starts_with('/') || is_model) && as_path.is_dir() {
         return Ok(as_path.to_path_buf());
     }
     let dir = model_dir(models_dir, id);
@@ -173,14 +172,19 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
 }
 
 /// The files a model folder needs: fixed ones plus the pooling config named
-/// in `modules.json` (which must already be in `dir`).
+/// in `modules.json` (which must already be in `dir`). Without a
+/// `modules.json` the model is a cross-encoder, whose `config.json` says
+/// so once it is loaded.
 pub(crate) fn wanted_files(dir: &Path) -> Result<(Vec<String>, Vec<String>)> {
+    let optional = || OPTIONAL_FILES.iter().map(|s| s.to_string()).collect();
+    if !dir.join("modules.json").is_file() {
+        let required = CROSS_ENCODER_FILES.iter().map(|s| s.to_string()).collect();
+        return Ok((required, optional()));
+    }
     let mut required: Vec<String> = REQUIRED_FILES.iter().map(|s| s.to_string()).collect();
     required.extend(ModelLayout::module_files(&dir.join("modules.json"))?);
-    Ok((
-        required,
-        OPTIONAL_FILES.iter().map(|s| s.to_string()).collect(),
-    ))
+    required.dedup();
+    Ok((required, optional()))
 }
 
 fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
@@ -192,13 +196,16 @@ fn copy_dir(src: &Path, dst: &Path) -> Result<()> {
         )));
     }
     let modules = src.join("modules.json");
-    if !modules.is_file() {
+    if modules.is_file() {
+        std::fs::copy(&modules, dst.join("modules.json")).map_err(io_err(&modules))?;
+    } else if !src.join("config.json").is_file() {
         return Err(EmbedError::ModelFile {
             path: modules,
-            message: "missing; a sentence-transformers model directory has one".into(),
+            message: "missing; a sentence-transformers model directory has one (a \
+                      cross-encoder has a config.json instead)"
+                .into(),
         });
     }
-    std::fs::copy(&modules, dst.join("modules.json")).map_err(io_err(&modules))?;
     let (required, optional) = wanted_files(dst)?;
     for (name, needed) in required
         .iter()

@@ -48,7 +48,12 @@ pub(super) fn read_config(path: &Path, raw: Value) -> Result<Config> {
 /// Embeds a batch with the reference model. Sequences are right-padded to
 /// the longest; the attention mask keeps padding out of attention and
 /// pooling, so a text's vector does not depend on its batch-mates.
-pub(super) fn forward(model: &BertModel, batch: &[&[u32]], pass: &Pass) -> Result<Vec<Vec<f32>>> {
+pub(super) fn forward(
+    model: &BertModel,
+    batch: &[&[u32]],
+    segments: Option<&[usize]>,
+    pass: &Pass,
+) -> Result<Vec<Vec<f32>>> {
     let Pass {
         pooling,
         normalize,
@@ -59,13 +64,17 @@ pub(super) fn forward(model: &BertModel, batch: &[&[u32]], pass: &Pass) -> Resul
     let n = batch.len();
     let mut ids = vec![pad_id; n * len];
     let mut mask = vec![0f32; n * len];
+    let mut types = vec![0u32; n * len];
     for (row, seq) in batch.iter().enumerate() {
         ids[row * len..row * len + seq.len()].copy_from_slice(seq);
         mask[row * len..row * len + seq.len()].fill(1.0);
+        if let Some(second) = segments.map(|s| s[row].min(seq.len())) {
+            types[row * len + second..row * len + seq.len()].fill(1);
+        }
     }
     let ids = Tensor::from_vec(ids, (n, len), device)?;
     let mask = Tensor::from_vec(mask, (n, len), device)?;
-    let types = ids.zeros_like()?;
+    let types = Tensor::from_vec(types, (n, len), device)?;
     let hidden = model.forward(&ids, &types, Some(&mask))?;
     let mask3 = mask.unsqueeze(2)?;
     let pooled = match pooling {

@@ -42,7 +42,9 @@ impl Architecture {
             })
             .unwrap_or_default();
         match model_type {
-            "bert" => Ok(Self::Bert(bert::read_config(path, raw)?)),
+            // RoBERTa and XLM-RoBERTa (bge-reranker-base) are BERT with
+            // offset positions; see [`position_offset`].
+            "bert" | "roberta" | "xlm-roberta" => Ok(Self::Bert(bert::read_config(path, raw)?)),
             "" if archs.iter().any(|a| a.starts_with("Bert")) => {
                 Ok(Self::Bert(bert::read_config(path, raw)?))
             }
@@ -50,7 +52,7 @@ impl Architecture {
                 path: path.to_path_buf(),
                 message: format!(
                     "unsupported architecture (model_type {model_type:?}, architectures {archs:?}); \
-                     Quarry loads BERT-family models (MiniLM, BGE, E5, GTE)"
+                     Quarry loads BERT-family models (MiniLM, BGE, E5, GTE, XLM-RoBERTa)"
                 ),
             }),
         }
@@ -90,6 +92,16 @@ impl Architecture {
     }
 }
 
+/// Where a model's positions start. RoBERTa's position ids count from
+/// `pad_token_id + 1` (HF's `create_position_ids_from_input_ids`, for
+/// unpadded input), so the rows before are never used.
+pub(crate) fn position_offset(config: &candle_transformers::models::bert::Config) -> usize {
+    match config.model_type.as_deref() {
+        Some("roberta" | "xlm-roberta") => config.pad_token_id + 1,
+        _ => 0,
+    }
+}
+
 /// How a batch is laid out and pooled, whichever encoder runs it.
 #[derive(Debug, Clone)]
 pub(crate) struct Pass {
@@ -126,6 +138,14 @@ impl Encoder {
         if fast && let Some(f) = crate::fast::FastBert::load(vb.clone(), config, bf16)? {
             return Ok(Self::Fast(f));
         }
+        if position_offset(config) > 0 {
+            // candle-transformers' BERT counts positions from 0.
+            return Err(candle_core::Error::Msg(
+                "the reference engine does not run RoBERTa-family models; unset \
+                 QUARRY_ENGINE=candle to use the fast one"
+                    .into(),
+            ));
+        }
         Ok(Self::Candle(BertModel::load(vb, config)?))
     }
 
@@ -140,10 +160,18 @@ impl Encoder {
         matches!(self, Self::Fast(f) if f.is_bf16())
     }
 
-    pub(crate) fn forward(&self, batch: &[&[u32]], pass: &Pass) -> Result<Vec<Vec<f32>>> {
+    /// Pooled vectors; with `segments`, sequence `i`'s tokens from
+    /// `segments[i]` on are token type 1 (a cross-encoder's second text).
+    pub(crate) fn forward(
+        &self,
+        batch: &[&[u32]],
+        segments: Option<&[usize]>,
+        pass: &Pass,
+        pause: Option<&dyn Fn()>,
+    ) -> Result<Vec<Vec<f32>>> {
         match self {
-            Self::Fast(f) => Ok(f.embed(batch, pass.pooling, pass.normalize)),
-            Self::Candle(model) => bert::forward(model, batch, pass),
+            Self::Fast(f) => Ok(f.embed(batch, segments, pass.pooling, pass.normalize, pause)),
+            Self::Candle(model) => bert::forward(model, batch, segments, pass),
         }
     }
 }
