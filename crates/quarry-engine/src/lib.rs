@@ -13,6 +13,7 @@
 //! - [`retriever`] turns a query into hits: dense, BM25 or both fused, from
 //!   the model each collection was built with, with filters typed all the
 //!   way down to the store.
+//! - [`rerank`] optionally rescores the best hits with a cross-encoder.
 //! - [`context`] packs the best hits into a token budget with citations.
 //! - [`service`] owns one of each, built from the configuration, plus what
 //!   a front end must not decide for itself: request validation, sync jobs,
@@ -31,6 +32,7 @@ pub mod migrate;
 pub mod models;
 pub mod reindex;
 pub mod report;
+pub mod rerank;
 pub mod retriever;
 pub mod service;
 pub mod sync;
@@ -41,6 +43,7 @@ pub use context::{Context, ContextOptions, Passage, TokenCounter};
 pub use degrade::{DegradePolicy, Degraded};
 pub use filter::{Filter, OneOrMany};
 pub use report::{ReportError, SyncReport};
+pub use rerank::RerankerLoader;
 pub use retriever::{
     Hit, Mode, ModelLoader, Retriever, RetrieverSettings, SearchOptions, Searched,
 };

@@ -13,6 +13,21 @@ use crate::{EngineError, ModelLoader, Result};
 /// `model.source` when it is not in the cache yet.
 pub fn load(config: &Config, model_id: Option<&str>) -> Result<Model> {
     let id = model_id.unwrap_or(&config.model.id);
+    let dir = fetched(config, id)?;
+    let options = LoadOptions {
+        model_id: Some(id.to_string()),
+        query_prefix: config.model.query_prefix.clone(),
+        passage_prefix: config.model.passage_prefix.clone(),
+        max_seq_length: config.model.max_seq_length,
+        precision: config.model.precision,
+        ..Default::default()
+    };
+    Ok(Model::load(&dir, &options)?)
+}
+
+/// The folder of `id` in the model cache, fetched from `model.source`
+/// when it is not there yet.
+fn fetched(config: &Config, id: &str) -> Result<std::path::PathBuf> {
     let failed = EngineError::ModelLoad;
     let models_dir = quarry_core::paths::models_dir().map_err(|e| failed(e.to_string()))?;
     let dir = match fetch::resolve(&models_dir, id) {
@@ -31,15 +46,7 @@ pub fn load(config: &Config, model_id: Option<&str>) -> Result<Model> {
         }
         Err(e) => return Err(e.into()),
     };
-    let options = LoadOptions {
-        model_id: Some(id.to_string()),
-        query_prefix: config.model.query_prefix.clone(),
-        passage_prefix: config.model.passage_prefix.clone(),
-        max_seq_length: config.model.max_seq_length,
-        precision: config.model.precision,
-        ..Default::default()
-    };
-    Ok(Model::load(&dir, &options)?)
+    Ok(dir)
 }
 
 /// Loads a model and starts its batching worker.
@@ -57,5 +64,29 @@ pub fn loader(config: &Config) -> ModelLoader {
             .as_str()
             .ok_or_else(|| format!("the collection's model has no id: {model}"))?;
         start(&config, Some(id)).map_err(|e| e.to_string())
+    })
+}
+
+/// Starts cross-encoders (rerankers) by id, fetched like the embedding
+/// model when the cache lacks them.
+pub fn reranker_loader(config: &Config) -> crate::RerankerLoader {
+    let config = config.clone();
+    Arc::new(move |id: &str| {
+        // The embedding model's prefixes and truncation are not the
+        // cross-encoder's; only the precision carries over.
+        let options = LoadOptions {
+            model_id: Some(id.to_string()),
+            precision: config.model.precision,
+            ..Default::default()
+        };
+        let dir = fetched(&config, id).map_err(|e| e.to_string())?;
+        let model = Model::load(&dir, &options).map_err(|e| e.to_string())?;
+        if model.cross_encoder().is_none() {
+            return Err(format!(
+                "{id} is an embedding model, not a cross-encoder; a reranker is a \
+                 sequence-classification model such as cross-encoder/ms-marco-MiniLM-L-6-v2"
+            ));
+        }
+        Embedder::start(model, config.embed.clone()).map_err(|e| e.to_string())
     })
 }

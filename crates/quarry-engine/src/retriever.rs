@@ -5,6 +5,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use quarry_core::PointId;
+use quarry_core::config::Rerank;
 use quarry_core::payload::ChunkPayload;
 use quarry_embed::Embedder;
 use quarry_store::{Query, ScoredPoint, SearchRequest, VectorStore};
@@ -14,6 +15,7 @@ use serde_json::Value;
 use crate::degrade::{DegradePolicy, Degraded, fallback};
 use crate::filter::Filter;
 use crate::fusion::{self, Fusion};
+use crate::rerank::{RerankerLoader, Rerankers};
 use crate::{EngineError, Result, blocking};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -63,6 +65,9 @@ pub struct SearchOptions {
     /// Hybrid's fusion for this request; default the collection's, then
     /// `retrieval.fusion`.
     pub fusion: Option<Fusion>,
+    /// A cross-encoder stage for this request (see [`crate::rerank`]);
+    /// default the collection's, then `retrieval.rerank`.
+    pub rerank: Option<Rerank>,
 }
 
 /// Hits, and how they were served if not as asked.
@@ -110,6 +115,7 @@ impl Default for SearchOptions {
             per_doc_limit: None,
             degrade: None,
             fusion: None,
+            rerank: None,
         }
     }
 }
@@ -130,6 +136,10 @@ pub struct Hit {
     pub end: usize,
     pub headings: Vec<String>,
     pub page: Option<u32>,
+    /// The first stage's score, when a cross-encoder reranked the hit
+    /// (`score` is then the cross-encoder's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retrieval_score: Option<f32>,
     /// Whitespace between the previous chunk and this one (for merging).
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
@@ -151,6 +161,7 @@ impl Hit {
             end: p.end,
             headings: p.headings,
             page: p.page,
+            retrieval_score: None,
             gap_before: p.gap_before,
         }
     }
@@ -176,6 +187,12 @@ pub struct RetrieverSettings {
     /// Collections' own fusion (`[retrieval.collections.NAME]`).
     #[serde(skip)]
     pub collection_fusion: std::collections::BTreeMap<String, Fusion>,
+    /// The rerank stage, unless a request or the collection says otherwise.
+    #[serde(skip)]
+    pub rerank: Option<Rerank>,
+    /// Collections' own rerank stage.
+    #[serde(skip)]
+    pub collection_rerank: std::collections::BTreeMap<String, Rerank>,
 }
 
 impl Default for RetrieverSettings {
@@ -188,6 +205,8 @@ impl Default for RetrieverSettings {
             degrade: DegradePolicy::default(),
             fusion: Fusion::default(),
             collection_fusion: std::collections::BTreeMap::new(),
+            rerank: None,
+            collection_rerank: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -226,6 +245,7 @@ pub struct Retriever {
     default_model: Value,
     loader: Option<ModelLoader>,
     others: Arc<tokio::sync::Mutex<HashMap<String, Embedder>>>,
+    rerankers: Arc<Rerankers>,
 }
 
 impl std::fmt::Debug for Retriever {
@@ -261,7 +281,21 @@ impl Retriever {
             default_model,
             loader: None,
             others: Arc::default(),
+            rerankers: Arc::new(Rerankers::new(
+                settings.rerank.clone(),
+                settings.collection_rerank.clone(),
+            )),
         }
+    }
+
+    /// Lets searches load the cross-encoders their rerank stage names.
+    pub fn with_reranker_loader(self, loader: RerankerLoader) -> Self {
+        self.rerankers.set_loader(loader);
+        self
+    }
+
+    pub(crate) fn rerankers(&self) -> &Rerankers {
+        &self.rerankers
     }
 
     /// Lets searches embed queries for collections built with other models.
@@ -384,9 +418,9 @@ impl Retriever {
         Ok(self.search_full(collection, query, options).await?.hits)
     }
 
-    /// [`Self::search`], saying whether it degraded to BM25 (only with
-    /// `options.degrade`).
-    pub async fn search_full(
+    /// The first stage: dense, BM25 or fused hits, saying whether it
+    /// degraded to BM25 (only with `options.degrade`).
+    pub(crate) async fn first_stage(
         &self,
         collection: &str,
         query: &str,

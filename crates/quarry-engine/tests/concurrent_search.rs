@@ -58,6 +58,7 @@ async fn searches_during_a_replacing_sync_see_each_document_exactly_once() {
                     per_doc_limit: None,
                     degrade: None,
                     fusion: None,
+                    rerank: None,
                 };
                 let hits = retriever
                     .search("docs", "topic paragraph revision", &options)

@@ -17,6 +17,8 @@ use crate::{EvalError, Result};
 /// Documents retrieved per query: enough for Recall@100 and MAP@100.
 pub const DEPTH: usize = 100;
 
+// One backend lives per evaluation run, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Backend {
     Local {
@@ -122,6 +124,10 @@ fn http_search(url: &str, key: Option<&str>, body: &serde_json::Value) -> Result
                 end: 0,
                 headings: Vec::new(),
                 page: None,
+                retrieval_score: h
+                    .get("retrieval_score")
+                    .and_then(|x| x.as_f64())
+                    .map(|x| x as f32),
                 gap_before: String::new(),
             }
         })

@@ -139,6 +139,9 @@ impl From<EngineError> for ApiError {
             EngineError::Conflict(m) => Self::Conflict(m),
             EngineError::Source(e) => Self::BadRequest(e.to_string()),
             EngineError::Embed(EmbedError::Overloaded) => Self::Overloaded,
+            // Asking a model for what it cannot do (rerank with an
+            // embedding model): the request, or the configuration it names.
+            EngineError::Embed(EmbedError::Unsupported(m)) => Self::BadRequest(m),
             EngineError::Embed(other) => Self::Internal(other.to_string()),
             EngineError::Store(StoreError::NoCollection(c)) => {
                 Self::NotFound(format!("collection {c:?} does not exist"))

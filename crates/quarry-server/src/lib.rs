@@ -39,7 +39,7 @@ use auth::SecurityAddon;
 pub use auth::{Caller, Keys};
 use error::{ApiError, ErrorBody};
 pub use extract::{ApiPath, JsonBody};
-use routes::{documents, jobs, openai, search, status};
+use routes::{documents, jobs, openai, rerank, search, status};
 
 /// Limits of the server itself; what a request may ask for is the
 /// service's to check.
@@ -155,6 +155,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(jobs::get_job))
         .routes(routes!(openai::embeddings))
         .routes(routes!(openai::models))
+        .routes(routes!(rerank::rerank))
         .routes(routes!(status::healthz))
         .routes(routes!(status::livez))
         .routes(routes!(status::readyz))

@@ -122,6 +122,12 @@ impl RetrieverSettings {
                 .iter()
                 .filter_map(|(name, c)| Some((name.clone(), c.fusion?)))
                 .collect(),
+            rerank: r.rerank.clone(),
+            collection_rerank: r
+                .collections
+                .iter()
+                .filter_map(|(name, c)| Some((name.clone(), c.rerank.clone()?)))
+                .collect(),
         }
     }
 }
@@ -166,7 +172,8 @@ impl Service {
             embedder,
             &RetrieverSettings::from_config(config),
         )
-        .with_model_loader(models::loader(config));
+        .with_model_loader(models::loader(config))
+        .with_reranker_loader(models::reranker_loader(config));
         Ok(Self {
             store,
             retriever,

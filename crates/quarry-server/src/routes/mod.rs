@@ -4,6 +4,7 @@
 pub(crate) mod documents;
 pub(crate) mod jobs;
 pub(crate) mod openai;
+pub(crate) mod rerank;
 pub(crate) mod search;
 pub(crate) mod status;
 

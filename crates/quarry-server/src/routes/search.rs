@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use quarry_core::CollectionName;
+use quarry_core::config::Rerank;
 use quarry_engine::context::{Context, ContextOptions};
 use quarry_engine::fusion::Fusion;
 use quarry_engine::{Degraded, Filter, Hit, Mode, SearchOptions};
@@ -40,6 +41,11 @@ pub struct SearchBody {
     /// How hybrid mode fuses its two rankings (default: the collection's,
     /// then `retrieval.fusion`).
     pub fusion: Option<Fusion>,
+    /// Rescore the best `top_n` hits with a cross-encoder and return its
+    /// best `top_k` (default: the collection's, then `retrieval.rerank`;
+    /// `{"top_n": 0}` turns it off). A reranked hit's `score` is the
+    /// cross-encoder's, 0 to 1, and `retrieval_score` the first stage's.
+    pub rerank: Option<Rerank>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -75,6 +81,8 @@ pub struct ContextBody {
     pub timeout_ms: Option<u64>,
     /// How hybrid mode fuses its two rankings.
     pub fusion: Option<Fusion>,
+    /// Rerank the candidates with a cross-encoder before packing them.
+    pub rerank: Option<Rerank>,
 }
 
 /// A deadline of 0 ms could never be met.
@@ -108,12 +116,14 @@ fn candidates(
     filter: Filter,
     score_threshold: Option<f32>,
     fusion: Option<Fusion>,
+    rerank: Option<Rerank>,
 ) -> SearchOptions {
     SearchOptions {
         mode,
         filter,
         score_threshold,
         fusion,
+        rerank,
         degrade: Some(state.service.retriever().degrade_policy()),
         ..SearchOptions::default()
     }
@@ -154,6 +164,7 @@ pub(crate) async fn run_search(
             body.filter.clone(),
             body.score_threshold,
             body.fusion,
+            body.rerank.clone(),
         )
     };
     let retriever = state.service.retriever();
@@ -164,7 +175,12 @@ pub(crate) async fn run_search(
         .await?;
         Ok(Answer {
             degraded: searched.degraded.clone(),
-            best: searched.hits.first().map(|h| h.score),
+            // Coverage is judged on the first stage's scale.
+            best: searched
+                .hits
+                .iter()
+                .map(|h| h.retrieval_score.unwrap_or(h.score))
+                .reduce(f32::max),
             body: SearchResponse {
                 hits: searched.hits,
                 degraded: searched.degraded,
@@ -215,6 +231,7 @@ pub(crate) async fn run_context(
                 body.filter.clone(),
                 body.score_threshold,
                 body.fusion,
+                body.rerank.clone(),
             )
         },
         max_tokens: body.max_tokens,
