@@ -43,6 +43,8 @@ enum Command {
     Model(cmd::model::ModelCommand),
     /// Embed texts and print their vectors.
     Embed(cmd::embed::EmbedArgs),
+    /// Score texts against a query with a cross-encoder (a reranker).
+    Rerank(cmd::rerank::RerankArgs),
     /// Measure performance.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -121,6 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Model(c) => cmd::model::run(&config, c),
         Command::Embed(args) => runtime.block_on(cmd::embed::run(&config, args)),
+        Command::Rerank(args) => runtime.block_on(cmd::rerank::run(&config, args)),
         Command::Bench(c) => runtime.block_on(cmd::bench::run(&config, c)),
         Command::Sync(args) => runtime.block_on(cmd::index::sync(&config, args)),
         Command::Search(args) => runtime.block_on(cmd::index::search(&config, args)),

@@ -13,6 +13,8 @@ use serde::Serialize;
 pub enum BenchCommand {
     /// Embedding throughput on the first N documents of a BEIR corpus.
     Embed(EmbedBenchArgs),
+    /// The latency a cross-encoder rerank stage adds, and its pairs/s.
+    Rerank(super::bench_rerank::RerankBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,7 +112,10 @@ fn run_peer(command: &str) -> anyhow::Result<serde_json::Value> {
 }
 
 pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitCode> {
-    let BenchCommand::Embed(args) = command;
+    let args = match command {
+        BenchCommand::Embed(args) => args,
+        BenchCommand::Rerank(args) => return super::bench_rerank::run(config, args).await,
+    };
     if args.runs == 0 || args.limit == 0 {
         bail!("--runs and --limit must be at least 1");
     }
@@ -274,7 +279,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let mid = v.len() / 2;
@@ -287,7 +292,7 @@ fn median(values: &[f64]) -> f64 {
 
 /// `title + " " + text` of the first `limit` documents, as the
 /// sentence-transformers peer builds them.
-fn read_corpus(dataset: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) fn read_corpus(dataset: &Path, limit: usize) -> anyhow::Result<Vec<String>> {
     let path = if dataset.is_dir() {
         dataset.join("corpus.jsonl")
     } else {

@@ -127,7 +127,9 @@ async fn emit(
 
 /// Reads one text per line, or JSON Lines when the first non-empty line is a
 /// JSON object. Lines are checked one by one so an error names its line.
-fn read_inputs(path: &PathBuf) -> anyhow::Result<impl Iterator<Item = anyhow::Result<String>>> {
+pub(crate) fn read_inputs(
+    path: &PathBuf,
+) -> anyhow::Result<impl Iterator<Item = anyhow::Result<String>>> {
     let (name, reader): (String, Box<dyn BufRead>) = if path.as_os_str() == "-" {
         (
             "stdin".into(),

@@ -2,7 +2,6 @@
 //! through the retriever (or a server), score, report, compare and gate.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,8 +12,8 @@ use clap::{Args, Subcommand};
 use quarry_core::Config;
 use quarry_embed::Embedder;
 use quarry_engine::{Indexer, IndexerSettings, Mode, Retriever, RetrieverSettings};
-use quarry_eval::report::{self, Summary};
-use quarry_eval::{Backend, Dataset, compare, run};
+use quarry_eval::report;
+use quarry_eval::{Backend, Dataset, run};
 use quarry_store::VectorStore;
 use serde_json::json;
 
@@ -100,36 +99,26 @@ pub struct RunArgs {
     /// Treat dataset issues (unknown documents, unjudged queries) as errors.
     #[arg(long)]
     strict: bool,
+    /// Choose the hybrid fusion on half the queries and keep it only when
+    /// it beats the default significantly on the other half; writes a file
+    /// quarry.toml can `include`.
+    #[arg(long, conflicts_with_all = ["sweep", "endpoint", "baseline"])]
+    tune: bool,
+    /// The file --tune writes (default OUT/tuned.toml).
+    #[arg(long, value_name = "FILE", requires = "tune")]
+    tune_file: Option<PathBuf>,
+    /// The collection the tuned file configures (default the dataset's name).
+    #[arg(long, value_name = "NAME", requires = "tune")]
+    tune_collection: Option<String>,
 }
 
 pub async fn run(config: &Config, args: EvalArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        Some(EvalCommand::Compare { a, b, alpha, json }) => compare_runs(&a, &b, alpha, json),
+        Some(EvalCommand::Compare { a, b, alpha, json }) => {
+            super::eval_gate::compare_runs(&a, &b, alpha, json)
+        }
         None => evaluate(config, args.run).await,
     }
-}
-
-fn compare_runs(a: &Path, b: &Path, alpha: f64, json: bool) -> anyhow::Result<ExitCode> {
-    let sa = report::load_summary(a)?;
-    let sb = report::load_summary(b)?;
-    let deltas = compare::compare(&sa, &sb);
-    if deltas.is_empty() {
-        bail!("the two runs have no mode in common");
-    }
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{}", json!({ "alpha": alpha, "deltas": deltas }))?;
-    } else {
-        writeln!(out, "A = {}\nB = {}\n", a.display(), b.display())?;
-        write!(out, "{}", compare::table(&deltas, alpha))?;
-        writeln!(
-            out,
-            "\np: two-sided paired randomisation test, {} permutations, seed {:#x}",
-            quarry_eval::stats::PERMUTATIONS,
-            quarry_eval::stats::SEED
-        )?;
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -205,6 +194,29 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    if args.tune {
+        let Some((embedder, tokenizer, store)) = &local else {
+            bail!("--tune runs locally; it cannot run against --endpoint");
+        };
+        let base = &sweep.combos[0];
+        let collection = match &existing {
+            Some(c) => c.clone(),
+            None => {
+                let indexer = indexer_for(config, embedder, tokenizer, store, base)?;
+                ensure_index(&indexer, config, &dataset, base).await?.0
+            }
+        };
+        let tune = super::eval_tune::Tune {
+            store,
+            embedder,
+            collection: &collection,
+            out_dir: &out_dir,
+            alpha: args.alpha,
+            file: args.tune_file.clone(),
+            target: args.tune_collection.clone(),
+        };
+        return super::eval_tune::run(config, &dataset, tune).await;
+    }
     let mut rows = Vec::new();
     let mut last = None;
     for combo in &sweep.combos {
@@ -307,53 +319,15 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
         eprintln!("baseline written to {}", path.display());
     }
     match &args.baseline {
-        Some(path) => gate(path, &eval.summary, &args),
+        Some(path) => super::eval_gate::gate(
+            path,
+            &eval.summary,
+            &args.gate_metrics,
+            args.max_drop,
+            args.alpha,
+        ),
         None => Ok(ExitCode::SUCCESS),
     }
-}
-
-fn gate(path: &Path, current: &Summary, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let baseline = report::load_summary(path)
-        .with_context(|| format!("reading the baseline {}", path.display()))?;
-    for key in ["chunking", "model"] {
-        let (b, c) = (&baseline.config[key], &current.config[key]);
-        if b != c && !b.is_null() {
-            eprintln!("note: the baseline's {key} differs: baseline {b}, now {c}");
-        }
-    }
-    let deltas = compare::compare(&baseline, current);
-    let missing: Vec<&String> = baseline
-        .modes
-        .keys()
-        .filter(|m| !current.modes.contains_key(*m))
-        .collect();
-    if !missing.is_empty() {
-        eprintln!("note: the baseline has modes this run skipped: {missing:?}");
-    }
-    let failed = compare::gate(&deltas, &args.gate_metrics, args.max_drop, args.alpha);
-    println!(
-        "\ngate against {} (max drop {}, alpha {}):",
-        path.display(),
-        args.max_drop,
-        args.alpha
-    );
-    print!("{}", compare::table(&deltas, args.alpha));
-    if failed.is_empty() {
-        println!("gate: passed");
-        return Ok(ExitCode::SUCCESS);
-    }
-    for d in &failed {
-        println!(
-            "gate: FAILED {} {} dropped {:.4} (from {:.4} to {:.4}, p = {:.4})",
-            d.mode,
-            d.metric,
-            -d.delta,
-            d.a,
-            d.b,
-            d.p_value.unwrap_or(f64::NAN)
-        );
-    }
-    Ok(ExitCode::from(EXIT_REGRESSION))
 }
 
 /// The chunking an existing collection was built with, from a stored point.

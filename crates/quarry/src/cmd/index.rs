@@ -62,6 +62,13 @@ pub struct SearchArgs {
     /// collection's, then `retrieval.fusion`).
     #[arg(long)]
     fusion: Option<quarry_core::config::FusionMethod>,
+    /// Rescore the best N hits with a cross-encoder (default: the
+    /// collection's, then `retrieval.rerank`; 0 turns it off).
+    #[arg(long, value_name = "N")]
+    rerank: Option<usize>,
+    /// The cross-encoder for --rerank (one the configuration names).
+    #[arg(long, value_name = "ID", requires = "rerank")]
+    rerank_model: Option<String>,
     #[arg(long)]
     json: bool,
 }
@@ -276,6 +283,10 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
         fusion: args.fusion.map(|method| quarry_core::config::Fusion {
             method,
             ..Default::default()
+        }),
+        rerank: args.rerank.map(|n| quarry_core::config::Rerank {
+            model: args.rerank_model.clone(),
+            top_n: Some(n),
         }),
     };
     let hits = service

@@ -1,12 +1,16 @@
 pub mod bench;
+pub mod bench_rerank;
 pub mod embed;
 pub mod eval;
+pub mod eval_gate;
 pub mod eval_sweep;
+pub mod eval_tune;
 pub mod index;
 pub mod mcp;
 pub mod migrate;
 pub mod model;
 pub mod reindex;
+pub mod rerank;
 pub mod serve;
 
 use quarry_core::Config;
