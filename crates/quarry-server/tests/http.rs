@@ -290,7 +290,7 @@ async fn openapi_lists_every_route_and_loopback_http_works() {
             continue; // starting a sync is covered in documents_and_sync_jobs
         }
         let uri = p.replace("{name}", "docs").replace("{id}", "x");
-        let posted = ["search", "context", "embeddings", "/mcp"];
+        let posted = ["search", "context", "embeddings", "/mcp", "/rerank"];
         let method = if posted.iter().any(|p| uri.ends_with(p)) {
             "POST"
         } else {
