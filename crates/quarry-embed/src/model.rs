@@ -323,6 +323,12 @@ impl Model {
         }
     }
 
+    /// The kernels its dense layers run on: `"amx"`, `"avx512-bf16"`,
+    /// `"avx512"`, `"avx2"`, `"gemm"` (the fast encoder) or `"candle"`.
+    pub fn kernels(&self) -> &'static str {
+        self.net.encoder.kernels()
+    }
+
     /// The encoder that runs: `"fast"` or `"candle"`.
     pub fn engine(&self) -> &'static str {
         self.net.encoder.name()

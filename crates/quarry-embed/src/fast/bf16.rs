@@ -7,6 +7,9 @@
 //! k-pairs, the order the instruction consumes them; activations are
 //! rounded to bf16 pairs per multiply (a cheap, vectorised pass).
 //!
+//! Where the CPU has AMX, [`amx`](super::amx) runs the same packed
+//! operands on tiles instead, for every width that is whole tiles.
+//!
 //! There is no scalar version of this kernel: on CPUs without AVX-512 BF16
 //! the encoder keeps its f32 path, which is the portable fallback.
 
@@ -82,6 +85,37 @@ impl PackedWeight {
     }
 }
 
+/// `dst[i]` = bf16 of `src[2i]` (low half) and `src[2i + 1]` (high half),
+/// rounded to nearest even: a bf16 array in `src`'s order, which
+/// `vcvtneps2bf16` writes sixteen at a time. (It treats denormal inputs as
+/// zero, which activations never are in any way that matters.)
+fn to_pairs(src: &[f32], dst: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if supported() {
+        // SAFETY: the CPU has AVX-512 BF16 (checked).
+        unsafe { to_pairs_native(src, dst) };
+        return;
+    }
+    super::kernels::to_bf16_pairs(src, dst);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bf16")]
+unsafe fn to_pairs_native(src: &[f32], dst: &mut [u32]) {
+    let n = dst.len().min(src.len() / 2);
+    let whole = n / 8 * 8;
+    for i in (0..whole).step_by(8) {
+        // SAFETY: 16 floats from 2i and 8 pairs from i are in bounds
+        // (i + 8 ≤ n).
+        unsafe {
+            let v = _mm512_loadu_ps(src.as_ptr().add(2 * i));
+            let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+            _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), b);
+        }
+    }
+    super::kernels::to_bf16_pairs(&src[2 * whole..2 * n], &mut dst[whole..n]);
+}
+
 /// Rows of `x` (`[rows, n_in]` f32) as bf16 pairs, `[rows, pairs]`.
 fn pack_rows(x: &[f32], rows: usize, n_in: usize, pairs: usize) -> Vec<u32> {
     let mut out = vec![0u32; rows * pairs];
@@ -89,7 +123,7 @@ fn pack_rows(x: &[f32], rows: usize, n_in: usize, pairs: usize) -> Vec<u32> {
         // Even rows: the matrix is one flat run of pairs.
         out.par_chunks_mut(8192)
             .zip(x.par_chunks(16384))
-            .for_each(|(d, s)| super::kernels::to_bf16_pairs(s, d));
+            .for_each(|(d, s)| to_pairs(s, d));
         return out;
     }
     out.par_chunks_mut(pairs.max(1) * 64)
@@ -106,6 +140,12 @@ fn pack_rows(x: &[f32], rows: usize, n_in: usize, pairs: usize) -> Vec<u32> {
     out
 }
 
+/// Whether [`matmul_add`] runs this weight on AMX tiles rather than
+/// `vdpbf16ps`.
+pub(crate) fn uses_amx(w: &PackedWeight) -> bool {
+    super::amx::covers(w.pairs)
+}
+
 /// `out[rows, n_out] += x[rows, n_in] · W` in bf16 with f32 accumulation.
 /// `out` already holds the bias. Call only when [`supported`].
 pub(crate) fn matmul_add(x: &[f32], rows: usize, n_in: usize, w: &PackedWeight, out: &mut [f32]) {
@@ -113,6 +153,10 @@ pub(crate) fn matmul_add(x: &[f32], rows: usize, n_in: usize, w: &PackedWeight, 
     assert_eq!(x.len(), rows * n_in);
     assert_eq!(out.len(), rows * w.n_out);
     let a = pack_rows(x, rows, n_in, w.pairs);
+    if uses_amx(w) {
+        super::amx::matmul_add(&a, rows, w.pairs, &w.data, out);
+        return;
+    }
     let (pairs, n_out) = (w.pairs, w.n_out);
     super::split_product(rows, n_in, out, n_out, |r0, r1, p, c| {
         // SAFETY: supported() checked the CPU; rows r0..r1 of `a` and panel
@@ -190,65 +234,85 @@ unsafe fn panel_product<const ADD: bool>(
 pub(crate) unsafe fn head_attention(head: Head<'_>, ctx: *mut f32, ldc: usize) {
     let Head { qkv, len, h, .. } = head;
     let Head { off, dh, scale, .. } = head;
-    use super::kernels::{interleave_bf16, scale_into, softmax_rows_coarse, to_bf16_pairs};
+    use super::kernels::{interleave_bf16, scale_into, softmax_rows_coarse};
     let row = |i: usize| &qkv[i * 3 * h..(i + 1) * 3 * h];
     let dp = dh / 2;
+    // On AMX, P V runs on tiles too, whose k-steps are 16 key pairs: the
+    // probabilities and V are padded with zeros to a whole step.
+    let amx = super::amx::covers(dp);
     // Q (scaled) as pairs; K as panels of 32 keys, zero beyond `len`.
     let mut q = vec![0u32; len * dp];
     let mut tmp = vec![0f32; dh];
     let mut pairs = vec![0u32; dp];
     for i in 0..len {
         scale_into(&row(i)[off..off + dh], scale, &mut tmp);
-        to_bf16_pairs(&tmp, &mut q[i * dp..(i + 1) * dp]);
+        to_pairs(&tmp, &mut q[i * dp..(i + 1) * dp]);
     }
     let lp = len.div_ceil(NR) * NR;
     let mut k = vec![0u32; lp * dp];
     for j in 0..len {
-        to_bf16_pairs(&row(j)[h + off..h + off + dh], &mut pairs);
+        to_pairs(&row(j)[h + off..h + off + dh], &mut pairs);
         let (p, c) = (j / NR, j % NR);
         for (kk, v) in pairs.iter().enumerate() {
             k[(p * dp + kk) * NR + c] = *v;
         }
     }
     let mut scores = vec![0f32; len * lp];
-    for p in 0..lp / NR {
-        // SAFETY: scores has len rows of lp ≥ (p + 1) · 32 columns.
-        unsafe {
-            panel_product::<false>(
-                &q,
-                len,
-                dp,
-                &k[p * dp * NR..(p + 1) * dp * NR],
-                scores.as_mut_ptr().add(p * NR),
-                lp,
-            )
-        };
+    // SAFETY: scores has len rows of lp columns, lp / 32 panels of K; the
+    // AMX product adds onto the zeros.
+    unsafe {
+        if amx {
+            super::amx::product_serial(&q, len, dp, &k, scores.as_mut_ptr(), lp);
+        } else {
+            for p in 0..lp / NR {
+                panel_product::<false>(
+                    &q,
+                    len,
+                    dp,
+                    &k[p * dp * NR..(p + 1) * dp * NR],
+                    scores.as_mut_ptr().add(p * NR),
+                    lp,
+                );
+            }
+        }
     }
     // P as pairs of keys (the row's padding columns are zero); V as
     // dh / 32 panels of key pairs.
-    let kp = len.div_ceil(2);
+    let kp = if amx { lp / 2 } else { len.div_ceil(2) };
     let mut probs = vec![0u32; len * kp];
     for i in 0..len {
         let s = &mut scores[i * lp..(i + 1) * lp];
         softmax_rows_coarse(&mut s[..len], len);
         s[len..].fill(0.0);
-        to_bf16_pairs(&s[..2 * kp], &mut probs[i * kp..(i + 1) * kp]);
+        to_pairs(&s[..2 * kp], &mut probs[i * kp..(i + 1) * kp]);
     }
     let zeros = vec![0f32; dh];
     let mut v = vec![0u32; dh * kp];
     let mut inter = vec![0u32; dh];
-    for kk in 0..kp {
-        let r0 = &row(2 * kk)[2 * h + off..2 * h + off + dh];
-        let r1 = if 2 * kk + 1 < len {
-            &row(2 * kk + 1)[2 * h + off..2 * h + off + dh]
+    let value = |i: usize| {
+        if i < len {
+            &row(i)[2 * h + off..2 * h + off + dh]
         } else {
             &zeros[..]
-        };
-        interleave_bf16(r0, r1, &mut inter);
+        }
+    };
+    for kk in 0..kp.min(len.div_ceil(2)) {
+        interleave_bf16(value(2 * kk), value(2 * kk + 1), &mut inter);
         for p in 0..dh / NR {
             v[(p * kp + kk) * NR..(p * kp + kk + 1) * NR]
                 .copy_from_slice(&inter[p * NR..(p + 1) * NR]);
         }
+    }
+    if amx {
+        // SAFETY: the caller's contract on `ctx` (len rows of dh floats,
+        // ldc apart); the product adds onto the zeros written first.
+        unsafe {
+            for i in 0..len {
+                std::ptr::write_bytes(ctx.add(i * ldc), 0, dh);
+            }
+            super::amx::product_serial(&probs, len, kp, &v, ctx, ldc);
+        }
+        return;
     }
     for p in 0..dh / NR {
         // SAFETY: as above, columns p·32..p·32+32 < dh.
@@ -362,6 +426,65 @@ mod tests {
                         "{rows}x{n_in}x{n_out} at ({r},{c}): {got} vs {exact}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn head_attention_matches_an_f64_reference_within_bf16_rounding() {
+        if !supported() {
+            quarry_core::skip_test("this CPU has no AVX-512 BF16");
+            return;
+        }
+        // On AMX CPUs this is the tile path (lengths with every kind of
+        // tail; two panels and two k-steps at dh 64), elsewhere vdpbf16ps.
+        for (h, dh, off) in [(96, 32, 32), (128, 64, 64)] {
+            for len in [1, 5, 17, 33, 70] {
+                let qkv: Vec<f32> = (0..len * 3 * h)
+                    .map(|i| ((i * 29 % 83) as f32 - 41.0) / 30.0)
+                    .collect();
+                let mut ctx = vec![f32::NAN; len * h];
+                let scale = 1.0 / (dh as f32).sqrt();
+                let head = Head {
+                    qkv: &qkv,
+                    len,
+                    h,
+                    off,
+                    dh,
+                    scale,
+                };
+                // SAFETY: the CPU check is above; ctx has len rows of h ≥ off + dh.
+                unsafe { head_attention(head, ctx.as_mut_ptr().add(off), h) };
+                let at = |i: usize, j: usize| f64::from(qkv[i * 3 * h + j]);
+                for i in 0..len {
+                    let s: Vec<f64> = (0..len)
+                        .map(|j| {
+                            (0..dh)
+                                .map(|d| at(i, off + d) * at(j, h + off + d))
+                                .sum::<f64>()
+                        })
+                        .map(|s| s * f64::from(scale))
+                        .collect();
+                    let m = s.iter().copied().fold(f64::MIN, f64::max);
+                    let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for d in 0..dh {
+                        let want: f64 = (0..len).map(|j| e[j] / z * at(j, 2 * h + off + d)).sum();
+                        let got = f64::from(ctx[i * h + off + d]);
+                        // Q, K, P and V each rounded to 8 mantissa bits,
+                        // on values up to 1.4 in size.
+                        assert!(
+                            (got - want).abs() < 0.05,
+                            "dh {dh} len {len} ({i},{d}): {got} vs {want}"
+                        );
+                    }
+                }
+                // The columns of the other heads are untouched.
+                assert!(
+                    ctx.iter()
+                        .enumerate()
+                        .all(|(i, v)| (i % h >= off && i % h < off + dh) != v.is_nan())
+                );
             }
         }
     }

@@ -28,6 +28,7 @@
 //! The candle-transformers model stays as the reference: the tests hold this
 //! one to it, and `QUARRY_ENGINE=candle` selects it.
 
+pub mod amx;
 pub mod bf16;
 pub mod kernels;
 mod matmul;
@@ -332,6 +333,18 @@ impl FastBert {
             Act::Relu => kernels::relu,
         };
         par_rows(x, self.inter, f);
+    }
+
+    /// The kernels the dense layers run on: `"amx"`, `"avx512-bf16"`,
+    /// `"avx512"`, `"avx2"` or `"gemm"`.
+    pub(crate) fn kernels(&self) -> &'static str {
+        match self.layers.first().map(|l| &l.qkv) {
+            Some(Dense { bf16: Some(p), .. }) if bf16::uses_amx(p) => "amx",
+            Some(Dense { bf16: Some(_), .. }) => "avx512-bf16",
+            Some(Dense { f32p: Some(_), .. }) if kernels::level() >= 2 => "avx512",
+            Some(Dense { f32p: Some(_), .. }) => "avx2",
+            _ => "gemm",
+        }
     }
 
     /// Whether the dense layers run in bf16.

@@ -156,6 +156,13 @@ impl Encoder {
         }
     }
 
+    pub(crate) fn kernels(&self) -> &'static str {
+        match self {
+            Self::Fast(f) => f.kernels(),
+            Self::Candle(_) => "candle",
+        }
+    }
+
     pub(crate) fn is_bf16(&self) -> bool {
         matches!(self, Self::Fast(f) if f.is_bf16())
     }
