@@ -15,6 +15,8 @@ pub enum BenchCommand {
     Embed(EmbedBenchArgs),
     /// The latency a cross-encoder rerank stage adds, and its pairs/s.
     Rerank(super::bench_rerank::RerankBenchArgs),
+    /// Sync cost, full, unchanged and after a small change, against a peer.
+    Sync(super::bench_sync::SyncBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -65,6 +67,9 @@ struct Report {
     engine: String,
     /// The precision that ran: "f32", or "bf16" where asked and supported.
     precision: String,
+    /// The kernels the dense layers ran on: "amx", "avx512-bf16",
+    /// "avx512", "avx2", "gemm" or "candle".
+    kernels: String,
     /// Encoder GFLOP/s achieved, and as a fraction of the matmul peak
     /// measured on this machine with the same kernels.
     gflops: f64,
@@ -90,7 +95,9 @@ struct PeerReport {
 }
 
 /// Runs the peer command once and reads its `tokens_per_s`.
-fn run_peer(command: &str) -> anyhow::Result<serde_json::Value> {
+/// Runs a peer's command and returns the JSON it printed last, which must
+/// hold a number under each of `keys`.
+pub(crate) fn run_peer(command: &str, keys: &[&str]) -> anyhow::Result<serde_json::Value> {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(command)
@@ -105,8 +112,8 @@ fn run_peer(command: &str) -> anyhow::Result<serde_json::Value> {
     let v: serde_json::Value = last
         .and_then(|l| serde_json::from_str(l).ok())
         .with_context(|| format!("the peer printed no JSON line: {text}"))?;
-    if v["tokens_per_s"].as_f64().is_none() {
-        bail!("the peer's JSON has no tokens_per_s: {v}");
+    if let Some(k) = keys.iter().find(|k| v[**k].as_f64().is_none()) {
+        bail!("the peer's JSON has no number {k}: {v}");
     }
     Ok(v)
 }
@@ -115,6 +122,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
     let args = match command {
         BenchCommand::Embed(args) => args,
         BenchCommand::Rerank(args) => return super::bench_rerank::run(config, args).await,
+        BenchCommand::Sync(args) => return super::bench_sync::run(config, args).await,
     };
     if args.runs == 0 || args.limit == 0 {
         bail!("--runs and --limit must be at least 1");
@@ -127,6 +135,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
     let config = &config;
     let model = super::load_model(config, args.model.as_deref())?;
     let precision = model.precision().to_string();
+    let kernels = model.kernels().to_string();
     let bert = model.layout().architecture.bert().clone();
     let engine = model.engine().to_string();
     let embedder = quarry_embed::Embedder::start(model, config.embed.clone())?;
@@ -148,7 +157,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
     for _ in 0..args.runs {
         // Alternate with the peer so both see the same machine state.
         if let Some(cmd) = &args.peer {
-            peer_runs.push(run_peer(cmd)?);
+            peer_runs.push(run_peer(cmd, &["tokens_per_s"])?);
         }
         let start = Instant::now();
         let s0 = embedder.stats();
@@ -225,6 +234,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         peak_rss_mib: peak_rss_kib() as f64 / 1024.0,
         engine,
         precision,
+        kernels,
         gflops,
         matmul_peak_gflops: peak,
         peak_fraction: gflops / peak,
@@ -258,9 +268,10 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         );
         println!("peak RSS         {:.0} MiB", report.peak_rss_mib);
         println!(
-            "compute          {} encoder ({}), {:.1} GFLOP/s = {:.0}% of the {:.1} GFLOP/s matmul peak measured here with the same kernels",
+            "compute          {} encoder ({}, {} kernels), {:.1} GFLOP/s = {:.0}% of the {:.1} GFLOP/s matmul peak measured here with the same kernels",
             report.engine,
             report.precision,
+            report.kernels,
             report.gflops,
             report.peak_fraction * 100.0,
             report.matmul_peak_gflops
