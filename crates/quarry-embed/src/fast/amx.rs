@@ -27,16 +27,12 @@
 use std::arch::asm;
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
-
 use super::SendPtr;
 
 /// Pairs of bf16 per activation tile row (64 bytes).
 const KP: usize = 16;
 /// Columns per weight panel, as [`bf16`](super::bf16) packs them.
 const NR: usize = 32;
-/// Rows per parallel task: each task loads its tile configuration once.
-const TASK_ROWS: usize = 128;
 
 /// Whether this CPU and OS run AMX bf16 tiles (checked, and the tile state
 /// requested, once).
@@ -142,26 +138,9 @@ pub(crate) fn matmul_add(a: &[u32], rows: usize, pairs: usize, panels: &[u32], o
             rows_by_panels(a, pairs, panels, c.0, n_out, r0..r1, p0..p1)
         };
     };
-    let panel_count = n_out / NR;
-    let threads = rayon::current_num_threads();
-    if rows > TASK_ROWS && threads > 1 {
-        (0..rows.div_ceil(TASK_ROWS)).into_par_iter().for_each(|b| {
-            task(
-                b * TASK_ROWS,
-                ((b + 1) * TASK_ROWS).min(rows),
-                0,
-                panel_count,
-            )
-        });
-    } else if threads > 1 && panel_count > 1 && rows * pairs * n_out >= 1 << 17 {
-        // A few rows (a query): each core streams its share of the weight.
-        let per = panel_count.div_ceil(threads.min(panel_count));
-        (0..panel_count.div_ceil(per))
-            .into_par_iter()
-            .for_each(|g| task(0, rows, g * per, ((g + 1) * per).min(panel_count)));
-    } else {
-        task(0, rows, 0, panel_count);
-    }
+    // Blocks of rows, or of panels for a few rows, as the other packed
+    // kernels share theirs: each task loads its tile configuration once.
+    super::split_blocks(rows, pairs, n_out, task);
 }
 
 /// `c[rows, n_out] += a[rows, pairs] · W` on this thread alone, for
@@ -368,33 +347,9 @@ mod tests {
             (32, 1536, 384),
             (333, 384, 1536),
         ] {
-            let x: Vec<f32> = (0..rows * n_in)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                .collect();
-            let w: Vec<f32> = (0..n_in * n_out)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0)
-                .collect();
-            let bias: Vec<f32> = (0..n_out).map(|i| i as f32 / 10.0).collect();
-            let packed = bf16::PackedWeight::pack(&w, n_in, n_out).unwrap();
-            assert!(bf16::uses_amx(&packed), "{n_in} inputs should run on AMX");
-            let mut out: Vec<f32> = bias.repeat(rows);
-            bf16::matmul_add(&x, rows, n_in, &packed, &mut out);
-            for r in 0..rows {
-                for c in 0..n_out {
-                    let mut exact = f64::from(bias[c]);
-                    let mut scale = 0.0f64;
-                    for k in 0..n_in {
-                        let p = f64::from(x[r * n_in + k]) * f64::from(w[k * n_out + c]);
-                        exact += p;
-                        scale += p.abs();
-                    }
-                    let got = f64::from(out[r * n_out + c]);
-                    assert!(
-                        (got - exact).abs() <= scale * 2f64.powi(-8) + 1e-4,
-                        "{rows}x{n_in}x{n_out} at ({r},{c}): {got} vs {exact}"
-                    );
-                }
-            }
+            bf16::tests::assert_matmul_matches_f64(rows, n_in, n_out, |packed| {
+                assert!(bf16::uses_amx(packed), "{n_in} inputs should run on AMX");
+            });
         }
     }
 

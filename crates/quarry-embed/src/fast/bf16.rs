@@ -388,7 +388,7 @@ fn cast_bh(v: __m512i) -> __m512bh {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -399,33 +399,45 @@ mod tests {
         }
         // Odd sizes: a remainder tile, an odd k, several panels and blocks.
         for &(rows, n_in, n_out) in &[(1, 7, 32), (13, 384, 64), (203, 385, 96)] {
-            let x: Vec<f32> = (0..rows * n_in)
-                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
-                .collect();
-            let w: Vec<f32> = (0..n_in * n_out)
-                .map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0)
-                .collect();
-            let bias: Vec<f32> = (0..n_out).map(|i| i as f32 / 10.0).collect();
-            let packed = PackedWeight::pack(&w, n_in, n_out).unwrap();
-            let mut out: Vec<f32> = bias.repeat(rows);
-            matmul_add(&x, rows, n_in, &packed, &mut out);
-            for r in 0..rows {
-                for c in 0..n_out {
-                    let mut exact = f64::from(bias[c]);
-                    let mut scale = 0.0f64;
-                    for k in 0..n_in {
-                        let p = f64::from(x[r * n_in + k]) * f64::from(w[k * n_out + c]);
-                        exact += p;
-                        scale += p.abs();
-                    }
-                    let got = f64::from(out[r * n_out + c]);
-                    // Two inputs rounded to 8 mantissa bits: each product
-                    // is within 2^-8 of exact, relative.
-                    assert!(
-                        (got - exact).abs() <= scale * 2f64.powi(-8) + 1e-4,
-                        "{rows}x{n_in}x{n_out} at ({r},{c}): {got} vs {exact}"
-                    );
+            assert_matmul_matches_f64(rows, n_in, n_out, |_| {});
+        }
+    }
+
+    /// Runs [`matmul_add`] on deterministic inputs of this shape (calling
+    /// `check_packed` on the packed weight first) and holds every output
+    /// to an f64 reference: two inputs rounded to 8 mantissa bits put each
+    /// product within 2^-8 of exact, relative.
+    pub(crate) fn assert_matmul_matches_f64(
+        rows: usize,
+        n_in: usize,
+        n_out: usize,
+        check_packed: impl Fn(&PackedWeight),
+    ) {
+        let x: Vec<f32> = (0..rows * n_in)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let w: Vec<f32> = (0..n_in * n_out)
+            .map(|i| ((i * 53 % 97) as f32 - 48.0) / 40.0)
+            .collect();
+        let bias: Vec<f32> = (0..n_out).map(|i| i as f32 / 10.0).collect();
+        let packed = PackedWeight::pack(&w, n_in, n_out).unwrap();
+        check_packed(&packed);
+        let mut out: Vec<f32> = bias.repeat(rows);
+        matmul_add(&x, rows, n_in, &packed, &mut out);
+        for r in 0..rows {
+            for c in 0..n_out {
+                let mut exact = f64::from(bias[c]);
+                let mut scale = 0.0f64;
+                for k in 0..n_in {
+                    let p = f64::from(x[r * n_in + k]) * f64::from(w[k * n_out + c]);
+                    exact += p;
+                    scale += p.abs();
                 }
+                let got = f64::from(out[r * n_out + c]);
+                assert!(
+                    (got - exact).abs() <= scale * 2f64.powi(-8) + 1e-4,
+                    "{rows}x{n_in}x{n_out} at ({r},{c}): {got} vs {exact}"
+                );
             }
         }
     }
@@ -455,24 +467,13 @@ mod tests {
                 };
                 // SAFETY: the CPU check is above; ctx has len rows of h ≥ off + dh.
                 unsafe { head_attention(head, ctx.as_mut_ptr().add(off), h) };
-                let at = |i: usize, j: usize| f64::from(qkv[i * 3 * h + j]);
+                let want = super::super::sgemm::tests::attention_reference(head);
                 for i in 0..len {
-                    let s: Vec<f64> = (0..len)
-                        .map(|j| {
-                            (0..dh)
-                                .map(|d| at(i, off + d) * at(j, h + off + d))
-                                .sum::<f64>()
-                        })
-                        .map(|s| s * f64::from(scale))
-                        .collect();
-                    let m = s.iter().copied().fold(f64::MIN, f64::max);
-                    let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-                    let z: f64 = e.iter().sum();
                     for d in 0..dh {
-                        let want: f64 = (0..len).map(|j| e[j] / z * at(j, 2 * h + off + d)).sum();
                         let got = f64::from(ctx[i * h + off + d]);
                         // Q, K, P and V each rounded to 8 mantissa bits,
                         // on values up to 1.4 in size.
+                        let want = want[i * dh + d];
                         assert!(
                             (got - want).abs() < 0.05,
                             "dh {dh} len {len} ({i},{d}): {got} vs {want}"

@@ -79,11 +79,11 @@ pub(crate) fn gemm_add(
 /// reused across a block's micro-tiles while it is in L2.
 const MATMUL_ROWS: usize = 96;
 
-/// Computes `out[rows, n_out]` panel by panel on every core: by blocks of
-/// rows, or, for a few rows (a query), by columns, so each core streams its
-/// share of the weight. `panel(r0, r1, p, c)` computes rows `r0..r1` of the
-/// 32 columns of weight panel `p`; `c` points at `out[r0][32 · p]`, rows
-/// `n_out` apart, and no other call writes those values.
+/// Computes `out[rows, n_out]` panel by panel on every core, as
+/// [`split_blocks`] shares it out. `panel(r0, r1, p, c)` computes rows
+/// `r0..r1` of the 32 columns of weight panel `p`; `c` points at
+/// `out[r0][32 · p]`, rows `n_out` apart, and no other call writes those
+/// values.
 pub(crate) fn split_product(
     rows: usize,
     k: usize,
@@ -93,16 +93,29 @@ pub(crate) fn split_product(
 ) {
     assert!(n_out.is_multiple_of(32) && out.len() == rows * n_out);
     let c = SendPtr(out.as_mut_ptr());
-    let part = |r0: usize, r1: usize, p0: usize, p1: usize| {
+    split_blocks(rows, k, n_out, |r0, r1, p0, p1| {
         // The whole wrapper, not its raw field, so the closure is Send.
         #[allow(clippy::redundant_locals)]
         let c = c;
         for p in p0..p1 {
             // SAFETY: r0 < rows and p < n_out / 32, so the offset is in
-            // `out` (asserted); parts cover disjoint (row, panel) blocks.
+            // `out` (asserted); blocks are disjoint.
             panel(r0, r1, p, unsafe { c.0.add(r0 * n_out + p * 32) });
         }
-    };
+    });
+}
+
+/// Shares a product of `rows` rows, `k` deep, into `n_out / 32` column
+/// panels out on every core: by blocks of rows, or, for a few rows (a
+/// query), by panels, so each core streams its share of the weight.
+/// `part(r0, r1, p0, p1)` computes rows `r0..r1` of panels `p0..p1`; no two
+/// calls overlap.
+pub(crate) fn split_blocks(
+    rows: usize,
+    k: usize,
+    n_out: usize,
+    part: impl Fn(usize, usize, usize, usize) + Sync,
+) {
     let panels = n_out / 32;
     let threads = rayon::current_num_threads();
     if rows > MATMUL_ROWS && threads > 1 {

@@ -36,7 +36,7 @@ pub mod sgemm;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use matmul::{SendPtr, encoder_flops, split_product};
+pub(crate) use matmul::{SendPtr, encoder_flops, split_blocks, split_product};
 pub use matmul::{matmul_peak_gflops, matmul_peak_gflops_bf16};
 
 use candle_core::{DType, Tensor};

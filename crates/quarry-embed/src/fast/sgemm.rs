@@ -346,7 +346,7 @@ unsafe fn tile_avx2<const M: usize, const ADD: bool>(
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -466,22 +466,11 @@ mod tests {
                 scale,
             };
             unsafe { head_attention(head, ctx.as_mut_ptr().add(off), h) };
-            let at = |i: usize, j: usize| f64::from(qkv[i * 3 * h + j]);
+            let want = attention_reference(head);
             for i in 0..len {
-                let s: Vec<f64> = (0..len)
-                    .map(|j| {
-                        (0..dh)
-                            .map(|d| at(i, off + d) * at(j, h + off + d))
-                            .sum::<f64>()
-                    })
-                    .map(|s| s * f64::from(scale))
-                    .collect();
-                let m = s.iter().copied().fold(f64::MIN, f64::max);
-                let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
-                let z: f64 = e.iter().sum();
                 for d in 0..dh {
-                    let want: f64 = (0..len).map(|j| e[j] / z * at(j, 2 * h + off + d)).sum();
                     let got = f64::from(ctx[i * h + off + d]);
+                    let want = want[i * dh + d];
                     assert!(
                         (got - want).abs() < 1e-5,
                         "len {len} ({i},{d}): {got} vs {want}"
@@ -489,5 +478,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// `softmax(scale · Q Kᵀ) V` of one head in f64, `[len, dh]` row-major.
+    pub(crate) fn attention_reference(head: Head<'_>) -> Vec<f64> {
+        let Head {
+            qkv,
+            len,
+            h,
+            off,
+            dh,
+            scale,
+        } = head;
+        let at = |i: usize, j: usize| f64::from(qkv[i * 3 * h + j]);
+        let mut out = Vec::with_capacity(len * dh);
+        for i in 0..len {
+            let s: Vec<f64> = (0..len)
+                .map(|j| {
+                    (0..dh)
+                        .map(|d| at(i, off + d) * at(j, h + off + d))
+                        .sum::<f64>()
+                })
+                .map(|s| s * f64::from(scale))
+                .collect();
+            let m = s.iter().copied().fold(f64::MIN, f64::max);
+            let e: Vec<f64> = s.iter().map(|v| (v - m).exp()).collect();
+            let z: f64 = e.iter().sum();
+            for d in 0..dh {
+                out.push((0..len).map(|j| e[j] / z * at(j, 2 * h + off + d)).sum());
+            }
+        }
+        out
     }
 }
