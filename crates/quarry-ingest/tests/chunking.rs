@@ -77,3 +77,25 @@ fn a_padding_and_truncating_tokenizer_json_does_not_distort_sizes() {
     assert_eq!(chunker.count_tokens("hello world"), 2);
     assert_eq!(chunker.count_tokens(&"word ".repeat(300)), 300);
 }
+
+#[test]
+fn a_listing_that_fits_stays_whole_in_one_chunk() {
+    let chunker = Chunker::new(&tokenizer(), 120, 16).unwrap();
+    let code = "fn main() {\n    let total: u32 = (1..10).sum();\n    println!(\"{total}\");\n}";
+    let prose = "Quarry keeps listings whole when they fit a chunk. ".repeat(12);
+    let md = format!("# Code\n\n{prose}\n\n```rust\n{code}\n```\n\n{prose}\n");
+    let mut html =
+        format!("<html><body><main><h1>Code</h1><p>{prose}</p><pre><code class=\"language-rust\">");
+    // Escaped as an HTML page would have it; the parser unescapes it.
+    html.push_str(&code.replace('"', "&quot;"));
+    html.push_str(&format!("</code></pre><p>{prose}</p></main></body></html>"));
+    for (name, text) in [("c.md", md), ("c.html", html)] {
+        let chunks = chunker.chunk(&parsed(name, &text)).unwrap();
+        let fenced = format!("```rust\n{code}\n```");
+        assert!(
+            chunks.iter().any(|c| c.text.contains(&fenced)),
+            "{name}: no chunk holds the whole listing: {:#?}",
+            chunks.iter().map(|c| &c.text).collect::<Vec<_>>()
+        );
+    }
+}

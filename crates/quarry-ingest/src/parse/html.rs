@@ -44,9 +44,10 @@ pub fn html_line_keys(html: &Html) -> Vec<u64> {
     }
     out.flush(false);
     let mut seen = HashSet::new();
+    let mut fence = Fence::default();
     out.out
         .lines()
-        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !fence.inside(l) && !l.trim().is_empty())
         .map(line_key)
         .filter(|k| seen.insert(*k))
         .collect()
@@ -164,6 +165,11 @@ impl HtmlText {
                         }
                         continue;
                     }
+                    if let Some(listing) = Listing::of(el) {
+                        self.flush(true);
+                        listing.write(&mut self.out);
+                        continue;
+                    }
                     let block = BLOCK.contains(&name);
                     if block {
                         self.flush(name != "li" && name != "tr" && name != "br");
@@ -210,7 +216,16 @@ impl HtmlText {
         self.flush(false);
         let mut s = String::new();
         let mut blank = 0;
+        let mut fence = Fence::default();
         for line in self.out.lines() {
+            // A listing is kept as it is: its blank lines and its `}` lines
+            // are code, not a page's spacing or a site's boilerplate.
+            if fence.inside(line) {
+                s.push_str(line);
+                s.push('\n');
+                blank = 0;
+                continue;
+            }
             if !boilerplate.is_empty()
                 && !line.trim().is_empty()
                 && boilerplate.contains(&line_key(line))
@@ -236,4 +251,92 @@ fn heading_level(name: &str) -> Option<usize> {
     name.strip_prefix('h')
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| (1..=6).contains(l))
+}
+
+/// A code listing: `<pre>`, `<textarea>`, or a `<code>` that spans lines
+/// outside a `<pre>`. Its text keeps its line breaks and indentation, and
+/// is written as a Markdown fence, so the chunker keeps it whole where it
+/// fits and readers of a hit see real code.
+struct Listing {
+    language: Option<String>,
+    text: String,
+}
+
+impl Listing {
+    fn of(el: ElementRef<'_>) -> Option<Self> {
+        let name = el.value().name();
+        let text: String = el.text().collect();
+        let is_listing = match name {
+            "pre" | "textarea" => true,
+            "code" => text.trim().contains('\n'),
+            _ => false,
+        };
+        if !is_listing {
+            return None;
+        }
+        // `class="language-rust"` on the `<pre>` or its `<code>`, as
+        // highlight.js, Prism and mdBook write it.
+        let language = std::iter::once(el)
+            .chain(el.children().filter_map(ElementRef::wrap))
+            .flat_map(|e| e.value().classes().collect::<Vec<_>>())
+            .find_map(|c| c.strip_prefix("language-").or(c.strip_prefix("lang-")))
+            .filter(|l| {
+                l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-_#".contains(c))
+            })
+            .map(str::to_string);
+        Some(Self { language, text })
+    }
+
+    fn write(&self, out: &mut String) {
+        // HTML drops the line break right after `<pre>`; trailing blank
+        // lines are layout.
+        let body = self
+            .text
+            .strip_prefix("\r\n")
+            .or(self.text.strip_prefix('\n'));
+        let body = body.unwrap_or(&self.text).trim_end();
+        if body.trim().is_empty() {
+            return;
+        }
+        // A fence longer than any run of backticks in the listing, so the
+        // listing cannot close it.
+        let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+        let fence = "`".repeat(longest.max(2) + 1);
+        out.push_str(&fence);
+        out.push_str(self.language.as_deref().unwrap_or(""));
+        out.push('\n');
+        for line in body.lines() {
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out.push_str(&fence);
+        out.push_str("\n\n");
+    }
+}
+
+/// Whether a line of the walk's output is inside (or is a delimiter of) a
+/// fence that [`Listing::write`] wrote; fed the lines in order.
+#[derive(Default)]
+struct Fence {
+    open: Option<usize>,
+}
+
+impl Fence {
+    fn inside(&mut self, line: &str) -> bool {
+        let ticks = line.len() - line.trim_start_matches('`').len();
+        match self.open {
+            Some(n) => {
+                if ticks >= n && line[ticks..].trim().is_empty() {
+                    self.open = None;
+                }
+                true
+            }
+            None if ticks >= 3 => {
+                self.open = Some(ticks);
+                true
+            }
+            None => false,
+        }
+    }
 }

@@ -279,15 +279,19 @@ pub fn parse_markdown(input: &str) -> ParsedDocument {
         ..Default::default()
     };
     let mut offset = 0; // chars
-    let mut fence: Option<&str> = None;
+    // The open fence's character and length: as in CommonMark, only a run
+    // of the same character at least as long closes it, so a ```` fence
+    // can show ``` lines.
+    let mut fence: Option<(char, usize)> = None;
     for line in body.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if let Some(f) = fence {
-            if trimmed.starts_with(f) {
+        let run = |c: char| trimmed.len() - trimmed.trim_start_matches(c).len();
+        if let Some((c, n)) = fence {
+            if run(c) >= n && trimmed[run(c)..].trim().is_empty() {
                 fence = None;
             }
-        } else if trimmed.starts_with("```") || trimmed.starts_with("~~~") {
-            fence = Some(&trimmed[..3]);
+        } else if let Some(c) = ['`', '~'].into_iter().find(|&c| run(c) >= 3) {
+            fence = Some((c, run(c)));
         } else if let Some(h) = atx_heading(line) {
             doc.headings.push((offset, h.0, h.1));
         }
@@ -406,6 +410,51 @@ mod tests {
             d.text
         );
         assert!(d.text.contains("- one\n- two"), "{}", d.text);
+    }
+
+    #[test]
+    fn html_listings_keep_their_lines_and_indentation() {
+        let html = "<html><body><main><p>Open a file:</p><pre><code class=\"language-rust\">use std::fs::File;\n\nfn main() {\n    let f = File::open(\"a\");\n}\n</code></pre><p>After.</p><pre>```\nnested fence\n```</pre><code>one\n  two</code></main></body></html>";
+        let d = doc(parse("x.html", html.as_bytes(), None));
+        assert!(
+            d.text.contains("```rust\nuse std::fs::File;\n\nfn main() {\n    let f = File::open(\"a\");\n}\n```\n"),
+            "{}",
+            d.text
+        );
+        assert!(
+            d.text.contains("````\n```\nnested fence\n```\n````"),
+            "{}",
+            d.text
+        );
+        assert!(d.text.contains("```\none\n  two\n```"), "{}", d.text);
+        // A heading-like line inside a listing is code, not a heading.
+        let d = doc(parse(
+            "y.html",
+            b"<body><pre># not a heading\n</pre><h2>Real</h2></body>",
+            None,
+        ));
+        assert_eq!(
+            d.headings.iter().map(|h| h.2.as_str()).collect::<Vec<_>>(),
+            ["Real"]
+        );
+    }
+
+    #[test]
+    fn listings_are_not_boilerplate() {
+        // `}` closes code on every page of a site; it must not be dropped
+        // as a repeated line.
+        let boiler: HashSet<u64> = ["}", "Menu"].iter().map(|l| html::line_key(l)).collect();
+        let d = html::parse_html_within(
+            "<body><p>Menu</p><pre>fn a() {\n}\n</pre></body>",
+            &Budget::unlimited(),
+            &boiler,
+        )
+        .unwrap();
+        assert_eq!(d.text, "```\nfn a() {\n}\n```");
+        let keys = html::html_line_keys(&scraper::Html::parse_document(
+            "<body><pre>}\n</pre><p>x</p></body>",
+        ));
+        assert_eq!(keys, vec![html::line_key("x")]);
     }
 
     #[test]
