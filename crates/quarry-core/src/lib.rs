@@ -46,7 +46,7 @@ pub enum CoreError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid config file {path}: {message}")]
+    #[error("invalid config file {path}:\n{message}")]
     ParseConfig {
         path: std::path::PathBuf,
         message: String,

@@ -25,6 +25,7 @@
 //! code goes through the blocking pool.
 
 pub mod context;
+mod dedupe;
 pub mod degrade;
 pub mod filter;
 pub mod fusion;
@@ -42,13 +43,13 @@ pub mod testing;
 pub use context::{Context, ContextOptions, Passage, TokenCounter};
 pub use degrade::{DegradePolicy, Degraded};
 pub use filter::{Filter, OneOrMany};
-pub use report::{ReportError, SyncReport};
+pub use report::{ChangedDocuments, DuplicateDocuments, ReasonCount, ReportError, SyncReport};
 pub use rerank::RerankerLoader;
 pub use retriever::{
     Hit, Mode, ModelLoader, Retriever, RetrieverSettings, SearchOptions, Searched,
 };
 pub use service::{CollectionInfo, Service};
-pub use sync::{Indexer, IndexerSettings, ProgressFn, SyncProgress};
+pub use sync::{Indexer, IndexerSettings, ProgressFn, SyncProgress, SyncStage};
 
 use std::sync::Arc;
 

@@ -1,16 +1,18 @@
 //! What a sync did.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReportError {
     pub uri: String,
     pub reason: String,
     /// `skipped` (deliberately not indexed) or `failed`.
-    pub kind: &'static str,
+    pub kind: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// Deserialisable so the CLI can show a report a server sent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SyncReport {
     pub source: String,
     pub collection: String,
@@ -24,6 +26,15 @@ pub struct SyncReport {
     pub renamed: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// The documents behind `added`, `updated`, `renamed` and `deleted`,
+    /// the first [`NAMED`] of each.
+    pub changed: ChangedDocuments,
+    /// The skips grouped by reason, most frequent first: a re-sync of a
+    /// tree with many images reads as one line, not one per image.
+    pub skipped_by_reason: Vec<ReasonCount>,
+    /// Listed documents with identical content, the first [`NAMED`] groups:
+    /// all are indexed, and searches fold their passages into one hit.
+    pub duplicates: Vec<DuplicateDocuments>,
     pub errors: Vec<ReportError>,
     pub chunks_embedded: usize,
     pub chunks_reused: usize,
@@ -33,14 +44,53 @@ pub struct SyncReport {
     pub seconds: Durations,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+/// How many document ids each list of [`ChangedDocuments`] keeps; the
+/// counts in [`SyncReport`] are always whole.
+pub const NAMED: usize = 100;
+
+/// Document ids by what the sync did to them, each list capped at
+/// [`NAMED`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangedDocuments {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    /// The new ids of renamed documents.
+    pub renamed: Vec<String>,
+    pub deleted: Vec<String>,
+}
+
+/// Documents whose content is byte for byte the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DuplicateDocuments {
+    pub documents: Vec<String>,
+}
+
+/// One reason documents were skipped, and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub count: usize,
+}
+
+/// Seconds per stage. Parsing, embedding and writing overlap, so their sum
+/// exceeds `total`: each is that stage's own time.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Durations {
     pub list: f64,
     pub plan: f64,
+    /// Reading, parsing and chunking, in the parser thread.
     pub parse_chunk: f64,
     pub embed: f64,
     pub write: f64,
     pub total: f64,
+}
+
+/// Adds `id` to `list` unless the list is full.
+pub(crate) fn name(list: &mut Vec<String>, id: &str) {
+    if list.len() < NAMED {
+        list.push(id.to_string());
+    }
 }
 
 impl SyncReport {
@@ -54,8 +104,60 @@ impl SyncReport {
         self.note(uri, reason.into(), "failed");
     }
 
-    fn note(&mut self, uri: &str, reason: String, kind: &'static str) {
-        let uri = uri.to_string();
+    /// Fills [`Self::skipped_by_reason`] from the skips noted so far.
+    pub(crate) fn summarise_skips(&mut self) {
+        let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+        for e in self.errors.iter().filter(|e| e.kind == "skipped") {
+            *counts.entry(e.reason.as_str()).or_default() += 1;
+        }
+        let mut by_reason: Vec<ReasonCount> = counts
+            .into_iter()
+            .map(|(reason, count)| ReasonCount {
+                reason: reason.to_string(),
+                count,
+            })
+            .collect();
+        by_reason.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
+        self.skipped_by_reason = by_reason;
+    }
+
+    fn note(&mut self, uri: &str, reason: String, kind: &str) {
+        let (uri, kind) = (uri.to_string(), kind.to_string());
         self.errors.push(ReportError { uri, reason, kind });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skips_are_grouped_by_reason_and_names_are_capped() {
+        let mut r = SyncReport::default();
+        for i in 0..63 {
+            r.skip(&format!("img/{i}.png"), "binary file type .png");
+        }
+        r.skip("empty.md", "empty file");
+        r.fail("bad.pdf", "broken xref");
+        r.summarise_skips();
+        assert_eq!(
+            r.skipped_by_reason,
+            vec![
+                ReasonCount {
+                    reason: "binary file type .png".into(),
+                    count: 63
+                },
+                ReasonCount {
+                    reason: "empty file".into(),
+                    count: 1
+                },
+            ]
+        );
+        let mut list = Vec::new();
+        for i in 0..NAMED + 5 {
+            name(&mut list, &format!("doc{i}"));
+        }
+        assert_eq!(list.len(), NAMED);
+        assert_eq!(list[0], "doc0");
     }
 }

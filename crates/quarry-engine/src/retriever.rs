@@ -68,6 +68,9 @@ pub struct SearchOptions {
     /// A cross-encoder stage for this request (see [`crate::rerank`]);
     /// default the collection's, then `retrieval.rerank`.
     pub rerank: Option<Rerank>,
+    /// Fold near-identical passages of different documents into one hit
+    /// (see [`crate::dedupe`]); default `retrieval.dedupe`.
+    pub dedupe: Option<bool>,
 }
 
 /// Hits, and how they were served if not as asked.
@@ -116,6 +119,7 @@ impl Default for SearchOptions {
             degrade: None,
             fusion: None,
             rerank: None,
+            dedupe: None,
         }
     }
 }
@@ -140,6 +144,9 @@ pub struct Hit {
     /// (`score` is then the cross-encoder's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retrieval_score: Option<f32>,
+    /// Other documents with a near-identical passage, folded into this hit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub duplicates: Vec<String>,
     /// Whitespace between the previous chunk and this one (for merging).
     #[serde(skip)]
     #[cfg_attr(feature = "openapi", schema(ignore))]
@@ -162,6 +169,7 @@ impl Hit {
             headings: p.headings,
             page: p.page,
             retrieval_score: None,
+            duplicates: Vec::new(),
             gap_before: p.gap_before,
         }
     }
@@ -193,6 +201,9 @@ pub struct RetrieverSettings {
     /// Collections' own rerank stage.
     #[serde(skip)]
     pub collection_rerank: std::collections::BTreeMap<String, Rerank>,
+    /// Fold near-duplicate hits, unless a request says otherwise.
+    #[serde(default = "folds")]
+    pub dedupe: bool,
 }
 
 impl Default for RetrieverSettings {
@@ -207,8 +218,13 @@ impl Default for RetrieverSettings {
             collection_fusion: std::collections::BTreeMap::new(),
             rerank: None,
             collection_rerank: std::collections::BTreeMap::new(),
+            dedupe: true,
         }
     }
+}
+
+fn folds() -> bool {
+    true
 }
 
 type QueryCache = Mutex<lru::LruCache<String, Arc<Vec<f32>>>>;
@@ -239,6 +255,7 @@ pub struct Retriever {
     max_top_k: usize,
     degrade: DegradePolicy,
     fusion: Fusion,
+    dedupe: bool,
     collection_fusion: Arc<std::collections::BTreeMap<String, Fusion>>,
     targets: Arc<Mutex<HashMap<String, Target>>>,
     /// The default embedder's fingerprint, as collection specs store it.
@@ -276,6 +293,7 @@ impl Retriever {
             max_top_k: settings.max_top_k.max(1),
             degrade: settings.degrade,
             fusion: settings.fusion,
+            dedupe: settings.dedupe,
             collection_fusion: Arc::new(settings.collection_fusion.clone()),
             targets: Arc::default(),
             default_model,
@@ -430,10 +448,15 @@ impl Retriever {
             return Err(EngineError::Invalid("the query is empty".into()));
         }
         options.validate(self.max_top_k)?;
-        // With a per-document cap, fetch more so the cap still leaves top_k.
-        let limit = match options.per_doc_limit {
-            Some(_) => options.top_k.saturating_mul(4).max(options.top_k + 20),
-            None => options.top_k,
+        // With a per-document cap or folded duplicates, fetch more so that
+        // top_k remain.
+        let dedupe = options.dedupe.unwrap_or(self.dedupe);
+        let limit = if options.per_doc_limit.is_some() {
+            options.top_k.saturating_mul(4).max(options.top_k + 20)
+        } else if dedupe {
+            options.top_k.saturating_mul(2).max(options.top_k + 10)
+        } else {
+            options.top_k
         };
         let text = query;
         let mut fresh = false;
@@ -519,9 +542,17 @@ impl Retriever {
             }
         };
         let mut per_doc: HashMap<String, usize> = HashMap::new();
-        let hits = points
+        let hits: Vec<Hit> = points
             .into_iter()
             .map(|p| Hit::new(p.id, p.score, p.payload))
+            .collect();
+        let hits = if dedupe {
+            crate::dedupe::collapse(hits)
+        } else {
+            hits
+        };
+        let hits = hits
+            .into_iter()
             .filter(|h| match options.per_doc_limit {
                 Some(cap) => {
                     let n = per_doc.entry(h.doc_id.clone()).or_default();

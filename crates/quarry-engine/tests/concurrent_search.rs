@@ -59,6 +59,7 @@ async fn searches_during_a_replacing_sync_see_each_document_exactly_once() {
                     degrade: None,
                     fusion: None,
                     rerank: None,
+                    dedupe: None,
                 };
                 let hits = retriever
                     .search("docs", "topic paragraph revision", &options)

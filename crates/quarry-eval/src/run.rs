@@ -52,10 +52,13 @@ impl Backend {
                 retriever,
                 collection,
             } => {
+                // Qrels judge every document, a duplicate included: folding
+                // one into another would score as a miss.
                 let options = SearchOptions {
                     mode,
                     top_k: DEPTH,
                     per_doc_limit,
+                    dedupe: Some(false),
                     ..Default::default()
                 };
                 Ok(retriever.search(collection, query, &options).await?)
@@ -74,6 +77,7 @@ impl Backend {
                     "top_k": DEPTH,
                     "mode": mode,
                     "per_doc_limit": per_doc_limit,
+                    "dedupe": false,
                 });
                 let key = api_key.clone();
                 tokio::task::spawn_blocking(move || http_search(&url, key.as_deref(), &body))
@@ -128,6 +132,7 @@ fn http_search(url: &str, key: Option<&str>, body: &serde_json::Value) -> Result
                     .get("retrieval_score")
                     .and_then(|x| x.as_f64())
                     .map(|x| x as f32),
+                duplicates: Vec::new(),
                 gap_before: String::new(),
             }
         })

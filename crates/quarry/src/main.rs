@@ -75,11 +75,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("QUARRY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,qdrant_edge=error")),
-        )
+        .with_env_filter(log_filter(std::env::var("QUARRY_LOG").ok().as_deref()))
+        // Colour codes only where a terminal draws them, not in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -89,6 +89,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `QUARRY_LOG`, else warnings and the server's access log. Qdrant's
+/// "Feature flags not initialized!" warning is noise at every level: the
+/// embedded shard has no way to set them, and the defaults are what it
+/// means to use.
+fn log_filter(spec: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let spec = spec.unwrap_or("warn,quarry::access=info,qdrant_edge=error");
+    let filter = tracing_subscriber::EnvFilter::try_new(spec).unwrap_or_else(|e| {
+        eprintln!("warning: QUARRY_LOG={spec:?} is not a log filter ({e}); using warn");
+        tracing_subscriber::EnvFilter::new("warn")
+    });
+    match "qdrant_edge::common::flags=off".parse() {
+        Ok(quiet) => filter.add_directive(quiet),
+        Err(_) => filter,
     }
 }
 
@@ -120,7 +136,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    match cli.command {
+    let data_dir = config.data_dir.clone();
+    let result = match cli.command {
         Command::Model(c) => cmd::model::run(&config, c),
         Command::Embed(args) => runtime.block_on(cmd::embed::run(&config, args)),
         Command::Rerank(args) => runtime.block_on(cmd::rerank::run(&config, args)),
@@ -135,5 +152,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => runtime.block_on(cmd::eval::run(&config, *args)),
         Command::Migrate(args) => cmd::migrate::run(&config, args),
         Command::Reindex(args) => runtime.block_on(cmd::reindex::run(&config, args)),
+    };
+    result.map_err(|e| cmd::remote::explain_locked(e, &data_dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn the_log_filter_silences_qdrant_flags_and_shows_the_access_log() {
+        for spec in [
+            None,
+            Some("info"),
+            Some("debug,quarry=trace"),
+            Some("not a filter["),
+        ] {
+            let f = log_filter(spec).to_string();
+            assert!(
+                f.contains("qdrant_edge::common::flags=off"),
+                "{spec:?}: {f}"
+            );
+        }
+        assert!(log_filter(None).to_string().contains("quarry::access=info"));
     }
 }

@@ -246,7 +246,9 @@ impl Config {
     }
 
     pub fn from_toml(text: &str) -> std::result::Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().replace('\n', " "))
+        // The message keeps its lines: toml draws a caret under the error,
+        // which only lines up on a line of its own.
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
     }
 
     /// `QUARRY_DATA_DIR`, `QUARRY_MODEL`, `QUARRY_MODEL_SOURCE`, `QUARRY_PRECISION`,
@@ -409,6 +411,8 @@ mod tests {
     #[test]
     fn unknown_field_is_named() {
         let err = Config::from_toml("[model]\nidd = \"x\"\n").unwrap_err();
+        // The caret drawing stays under the line it points at.
+        assert!(err.contains("\n2 | idd = \"x\"\n  | ^^^\n"), "{err}");
         assert!(err.contains("idd"), "{err}");
     }
 

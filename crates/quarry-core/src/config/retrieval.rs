@@ -108,6 +108,9 @@ pub struct RetrievalConfig {
     pub fusion: Fusion,
     /// A cross-encoder stage after retrieval (default none).
     pub rerank: Option<Rerank>,
+    /// Fold near-identical passages of different documents (a page and its
+    /// print view) into one hit that names the others (default true).
+    pub dedupe: bool,
     /// Per-collection overrides: `[retrieval.collections.NAME]`.
     pub collections: std::collections::BTreeMap<String, CollectionRetrieval>,
 }
@@ -123,6 +126,7 @@ impl Default for RetrievalConfig {
             low_score: LowScore::default(),
             fusion: Fusion::default(),
             rerank: None,
+            dedupe: true,
             collections: std::collections::BTreeMap::new(),
         }
     }

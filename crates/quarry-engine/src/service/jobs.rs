@@ -9,7 +9,7 @@ use serde::Serialize;
 use quarry_core::config::SourceConfig;
 
 use crate::report::SyncReport;
-use crate::sync::SyncProgress;
+use crate::sync::{SyncProgress, SyncStage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -27,10 +27,18 @@ pub struct Job {
     pub id: String,
     pub source: String,
     pub state: JobState,
-    /// Documents to parse and embed (added or changed).
+    /// Where a running sync is.
+    pub stage: SyncStage,
+    /// Documents the source listed (0 while listing).
+    pub listed: usize,
+    /// Listed documents that needed no work.
+    pub unchanged: usize,
+    /// Documents to parse and embed (added, changed or renamed).
     pub total: usize,
     pub done: usize,
     pub chunks_embedded: usize,
+    /// The document being read now.
+    pub current: Option<String>,
     pub started_at_unix: u64,
     pub finished_at_unix: Option<u64>,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
@@ -175,9 +183,13 @@ impl JobRegistry {
                 id: id.clone(),
                 source: source.to_string(),
                 state: JobState::Running,
+                stage: SyncStage::Listing,
+                listed: 0,
+                unchanged: 0,
                 total: 0,
                 done: 0,
                 chunks_embedded: 0,
+                current: None,
                 started_at_unix: now_unix(),
                 finished_at_unix: None,
                 report: None,
@@ -187,9 +199,11 @@ impl JobRegistry {
         Ok(id)
     }
 
-    pub(crate) fn progress(&self, id: &str, p: SyncProgress) {
+    pub(crate) fn progress(&self, id: &str, p: &SyncProgress) {
         if let Some(j) = lock(&self.jobs).get_mut(id) {
+            (j.stage, j.listed, j.unchanged) = (p.stage, p.listed, p.unchanged);
             (j.total, j.done, j.chunks_embedded) = (p.total, p.done, p.chunks_embedded);
+            j.current.clone_from(&p.current);
         }
     }
 
@@ -199,6 +213,7 @@ impl JobRegistry {
             return;
         };
         j.finished_at_unix = Some(now_unix());
+        j.current = None;
         match result {
             Ok(report) => {
                 j.state = JobState::Succeeded;

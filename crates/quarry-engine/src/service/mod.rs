@@ -123,6 +123,7 @@ impl RetrieverSettings {
                 .filter_map(|(name, c)| Some((name.clone(), c.fusion?)))
                 .collect(),
             rerank: r.rerank.clone(),
+            dedupe: r.dedupe,
             collection_rerank: r
                 .collections
                 .iter()
@@ -369,7 +370,8 @@ impl Service {
         opened: Option<Box<dyn quarry_ingest::Source>>,
     ) -> Result<SyncReport> {
         let (service, job) = (Arc::clone(self), id.to_string());
-        let progress: ProgressFn = Arc::new(move |p| service.jobs.progress(&job, p));
+        let progress: ProgressFn =
+            Arc::new(move |p: &crate::SyncProgress| service.jobs.progress(&job, p));
         let result = self.sync_with(config, opened, Some(progress)).await;
         self.jobs.finish(
             id,

@@ -28,6 +28,7 @@ mod manifest;
 mod payload;
 mod pipeline;
 mod plan;
+mod progress;
 mod reuse;
 
 use std::collections::HashMap;
@@ -43,6 +44,8 @@ use quarry_store::{CollectionSpec, Condition, Fields, ScrollRequest, VectorStore
 use serde_json::{Value, json};
 
 pub(crate) use journal::write_json;
+use progress::Tracker;
+pub use progress::{ProgressFn, SyncProgress, SyncStage};
 
 use crate::report::SyncReport;
 use crate::{EngineError, Result, blocking};
@@ -74,17 +77,6 @@ impl IndexerSettings {
         }
     }
 }
-
-/// Progress of the changed documents of one sync.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SyncProgress {
-    /// Documents to parse and embed (added or changed).
-    pub total: usize,
-    pub done: usize,
-    pub chunks_embedded: usize,
-}
-
-pub type ProgressFn = Arc<dyn Fn(SyncProgress) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Indexer {
@@ -155,12 +147,6 @@ impl Indexer {
     pub fn with_progress(mut self, f: ProgressFn) -> Self {
         self.progress = Some(f);
         self
-    }
-
-    fn report_progress(&self, progress: SyncProgress) {
-        if let Some(f) = &self.progress {
-            f(progress);
-        }
     }
 
     pub fn store(&self) -> &Arc<dyn VectorStore> {
@@ -273,6 +259,8 @@ impl Indexer {
     ) -> Result<SyncReport> {
         let _guard = self.lock(collection).await;
         let started = Instant::now();
+        let tracker = Tracker::new(self.progress.clone());
+        tracker.update(|p| p.stage = SyncStage::Listing);
         let mut report = SyncReport {
             source: source.name().into(),
             collection: collection.into(),
@@ -286,6 +274,10 @@ impl Indexer {
             .await
             .map_err(|e| EngineError::Task(e.to_string()))??;
         report.seconds.list = t.elapsed().as_secs_f64();
+        tracker.update(|p| {
+            p.stage = SyncStage::Planning;
+            p.listed = listing.docs.len();
+        });
 
         let t = Instant::now();
         let (name, source_name) = (collection.to_string(), source.name().to_string());
@@ -297,6 +289,11 @@ impl Indexer {
         let salt = payload::salt(&self.chunking, tags);
         let plan = plan::plan(listing, manifest, &salt, only, &mut report);
         report.seconds.plan = t.elapsed().as_secs_f64();
+        tracker.update(|p| {
+            p.stage = SyncStage::Indexing;
+            p.unchanged = report.unchanged;
+            p.total = plan.work.len();
+        });
 
         let mut run = pipeline::Run {
             indexer: self,
@@ -307,6 +304,7 @@ impl Indexer {
             to_delete: plan.to_delete,
             report,
             salt,
+            tracker: tracker.clone(),
             options: PrepareOptions {
                 tags: tags.to_vec(),
                 ..self.limits.clone()
@@ -322,6 +320,9 @@ impl Indexer {
         } = run;
 
         let t = Instant::now();
+        if !to_delete.is_empty() {
+            tracker.update(|p| p.stage = SyncStage::Deleting);
+        }
         let name = collection.to_string();
         blocking(&self.store, move |s| {
             for ids in to_delete.chunks(4096) {
@@ -335,6 +336,7 @@ impl Indexer {
         report.points = blocking(&self.store, move |s| s.count(&name)).await?;
         report.documents = report.added + report.updated + report.renamed + report.unchanged;
         report.seconds.total = started.elapsed().as_secs_f64();
+        report.summarise_skips();
         Ok(report)
     }
 }

@@ -12,9 +12,10 @@ use quarry_ingest::{DocumentRef, PrepareOptions, Prepared, Source};
 use quarry_store::VectorStore;
 use tokio::sync::mpsc;
 
+use super::Indexer;
 use super::journal::{self, Journal};
+use super::progress::Tracker;
 use super::reuse::{self, WriteGroup};
-use super::{Indexer, SyncProgress};
 use crate::report::SyncReport;
 use crate::{EngineError, Result};
 
@@ -26,6 +27,8 @@ const GROUP_CHUNKS: usize = 512;
 pub(super) struct Parsed {
     pub doc: DocumentRef,
     pub outcome: Prepared,
+    /// What reading, parsing and chunking it took.
+    pub seconds: f64,
 }
 
 impl Parsed {
@@ -51,6 +54,7 @@ pub(super) struct Run<'a> {
     pub report: SyncReport,
     /// Everything but content that the stored version covers.
     pub salt: String,
+    pub tracker: Tracker,
     pub options: PrepareOptions,
 }
 
@@ -60,26 +64,27 @@ impl Run<'_> {
         source: Arc<dyn Source>,
         work: Vec<DocumentRef>,
     ) -> Result<()> {
-        let mut progress = SyncProgress {
-            total: work.len(),
-            ..Default::default()
-        };
-        self.indexer.report_progress(progress);
         let mut rx = self.spawn_parser(source, work)?;
         let (wtx, writer) = self.spawn_writer();
 
         // Stage 2: here. Group documents, embed what is new, hand to the writer.
-        let parse_started = Instant::now();
+        let mut parse_seconds = 0.0;
         let mut pending: Vec<Parsed> = Vec::new();
         let mut done = false;
         while !done {
             match rx.recv().await {
-                Some(p) => pending.push(p),
+                Some(p) => {
+                    parse_seconds += p.seconds;
+                    pending.push(p);
+                }
                 None => done = true,
             }
             while pending.len() < GROUP_DOCS {
                 match rx.try_recv() {
-                    Ok(p) => pending.push(p),
+                    Ok(p) => {
+                        parse_seconds += p.seconds;
+                        pending.push(p);
+                    }
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         done = true;
@@ -94,16 +99,20 @@ impl Run<'_> {
                 continue;
             }
             let group = std::mem::take(&mut pending);
-            progress.done += group.len();
+            let docs = group.len();
             let write = reuse::embed_group(self, group).await?;
-            progress.chunks_embedded = self.report.chunks_embedded;
-            self.indexer.report_progress(progress);
+            let chunks = self.report.chunks_embedded;
+            self.tracker.update(|p| {
+                p.done += docs;
+                p.chunks_embedded = chunks;
+            });
             if !write.points.is_empty() && wtx.send(write).await.is_err() {
                 break; // the writer failed; its error is reported below
             }
         }
         drop(wtx);
-        self.report.seconds.parse_chunk = parse_started.elapsed().as_secs_f64();
+        // The parser's own time: it overlaps embedding and writing.
+        self.report.seconds.parse_chunk = parse_seconds;
         self.report.seconds.write += writer
             .await
             .map_err(|e| EngineError::Task(e.to_string()))??;
@@ -119,15 +128,27 @@ impl Run<'_> {
         let (tx, rx) = mpsc::channel::<Parsed>(GROUP_DOCS * 2);
         let chunker = self.indexer.chunker.clone();
         let options = self.options.clone();
+        let tracker = self.tracker.clone();
         std::thread::Builder::new()
             .name("quarry-parse".into())
             .spawn(move || {
                 for doc in work {
+                    tracker.update(|p| p.current = Some(doc.uri.clone()));
+                    let t = Instant::now();
                     let outcome = quarry_ingest::prepare(source.as_ref(), &doc, &chunker, &options);
-                    if tx.blocking_send(Parsed { doc, outcome }).is_err() {
+                    let seconds = t.elapsed().as_secs_f64();
+                    if tx
+                        .blocking_send(Parsed {
+                            doc,
+                            outcome,
+                            seconds,
+                        })
+                        .is_err()
+                    {
                         break; // the sync was abandoned
                     }
                 }
+                tracker.update(|p| p.current = None);
             })
             .map_err(|e| EngineError::Task(e.to_string()))?;
         Ok(rx)

@@ -46,6 +46,7 @@ pub(super) fn plan(
             keep.extend(issue.id);
         }
     }
+    report.duplicates = duplicates(&listing.docs);
     let listed: Vec<DocumentRef> = listing
         .docs
         .into_iter()
@@ -66,6 +67,9 @@ pub(super) fn plan(
     plan.added.extend(not_moved.into_iter().map(|r| r.to));
     report.unchanged = plan.unchanged;
     report.deleted = plan.deleted.len();
+    for id in &plan.deleted {
+        crate::report::name(&mut report.changed.deleted, id);
+    }
     let to_delete = plan
         .deleted
         .iter()
@@ -88,5 +92,62 @@ pub(super) fn plan(
         stored_points: manifest.points,
         to_delete,
         renamed_from,
+    }
+}
+
+/// Groups of listed documents with the same content version, in listing
+/// order, capped at [`crate::report::NAMED`] groups of at most ten names.
+fn duplicates(docs: &[DocumentRef]) -> Vec<crate::report::DuplicateDocuments> {
+    let mut by_version: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    // Empty files are all alike, and are skipped anyway.
+    for d in docs.iter().filter(|d| d.size > 0) {
+        let ids = by_version.entry(d.version.as_str()).or_default();
+        if ids.is_empty() {
+            order.push(d.version.as_str());
+        }
+        ids.push(d.id.as_str());
+    }
+    order
+        .into_iter()
+        .filter_map(|v| {
+            let ids = &by_version[v];
+            (ids.len() > 1).then(|| crate::report::DuplicateDocuments {
+                documents: ids.iter().take(10).map(|s| s.to_string()).collect(),
+            })
+        })
+        .take(crate::report::NAMED)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(id: &str, version: &str) -> DocumentRef {
+        DocumentRef {
+            id: id.into(),
+            uri: id.into(),
+            version: version.into(),
+            path: None,
+            size: 10,
+        }
+    }
+
+    #[test]
+    fn identical_documents_are_grouped_in_listing_order() {
+        let docs = [
+            doc("a.html", "v1"),
+            doc("b.html", "v2"),
+            doc("print/a.html", "v1"),
+            doc("c.html", "v3"),
+            doc("mirror/a.html", "v1"),
+        ];
+        let groups = duplicates(&docs);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(
+            groups[0].documents,
+            ["a.html", "print/a.html", "mirror/a.html"]
+        );
     }
 }

@@ -157,13 +157,15 @@ pub(super) async fn embed_group(run: &mut Run<'_>, group: Vec<Parsed>) -> Result
         write.points.extend(points);
         write.old_ids.extend(ready.old);
         run.report.chunks_reused += reused_here;
-        if ready.moved.is_some() {
-            run.report.renamed += 1;
+        let (count, names) = if ready.moved.is_some() {
+            (&mut run.report.renamed, &mut run.report.changed.renamed)
         } else if run.was_stored.contains(&ready.doc.id) {
-            run.report.updated += 1;
+            (&mut run.report.updated, &mut run.report.changed.updated)
         } else {
-            run.report.added += 1;
-        }
+            (&mut run.report.added, &mut run.report.changed.added)
+        };
+        *count += 1;
+        crate::report::name(names, &ready.doc.id);
     }
     Ok(write)
 }

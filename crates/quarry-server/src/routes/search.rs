@@ -46,6 +46,10 @@ pub struct SearchBody {
     /// `{"top_n": 0}` turns it off). A reranked hit's `score` is the
     /// cross-encoder's, 0 to 1, and `retrieval_score` the first stage's.
     pub rerank: Option<Rerank>,
+    /// Fold near-identical passages of different documents into one hit,
+    /// which names the others in `duplicates` (default
+    /// `retrieval.dedupe`, true).
+    pub dedupe: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -83,6 +87,9 @@ pub struct ContextBody {
     pub fusion: Option<Fusion>,
     /// Rerank the candidates with a cross-encoder before packing them.
     pub rerank: Option<Rerank>,
+    /// Fold near-identical passages of different documents (default
+    /// `retrieval.dedupe`, true).
+    pub dedupe: Option<bool>,
 }
 
 /// A deadline of 0 ms could never be met.
@@ -158,6 +165,7 @@ pub(crate) async fn run_search(
     let options = SearchOptions {
         top_k: body.top_k.unwrap_or(10),
         per_doc_limit: body.per_doc_limit,
+        dedupe: body.dedupe,
         ..candidates(
             state,
             body.mode,
@@ -225,6 +233,7 @@ pub(crate) async fn run_context(
     let options = ContextOptions {
         search: SearchOptions {
             top_k: body.candidates.unwrap_or(50),
+            dedupe: body.dedupe,
             ..candidates(
                 state,
                 body.mode,

@@ -415,7 +415,7 @@ async fn ensure_index(
         dataset.corpus_path.display()
     );
     let started = Instant::now();
-    let (progress, bar) = super::index::progress(&collection);
+    let (progress, bar) = super::progress::progress(&collection);
     let report = indexer
         .clone()
         .with_progress(progress)

@@ -9,11 +9,36 @@ use anyhow::{Context, bail};
 use clap::Args;
 use quarry_core::Config;
 use quarry_core::config::{FsSourceConfig, SourceConfig};
-use quarry_engine::{Mode, SearchOptions, Service, SyncReport};
+use quarry_engine::{Mode, SearchOptions, Service};
 use quarry_store::{Fields, ScrollRequest, VectorStore};
 
 /// Exit status when some documents failed but the rest were indexed.
 pub const EXIT_PARTIAL: u8 = 3;
+
+/// Where a command runs: in this process, or through a running server.
+#[derive(Debug, Clone, Args)]
+pub struct EndpointArgs {
+    /// Send the request to a running `quarry serve` (e.g.
+    /// http://127.0.0.1:7700) instead of opening the index here: the way to
+    /// use an index while a server holds it.
+    #[arg(long, value_name = "URL")]
+    endpoint: Option<String>,
+    /// API key for --endpoint.
+    #[arg(
+        long,
+        env = "QUARRY_API_KEY",
+        hide_env_values = true,
+        requires = "endpoint"
+    )]
+    api_key: Option<String>,
+}
+
+impl EndpointArgs {
+    fn remote(&self) -> Option<super::remote::Remote> {
+        let url = self.endpoint.as_deref()?;
+        Some(super::remote::Remote::new(url, self.api_key.clone()))
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
@@ -38,6 +63,8 @@ pub struct SyncArgs {
     /// Print the report as one JSON object per source.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    at: EndpointArgs,
 }
 
 #[derive(Debug, Args)]
@@ -69,8 +96,14 @@ pub struct SearchArgs {
     /// The cross-encoder for --rerank (one the configuration names).
     #[arg(long, value_name = "ID", requires = "rerank")]
     rerank_model: Option<String>,
+    /// Keep near-identical passages of different documents as separate
+    /// hits (by default they fold into one that names the others).
+    #[arg(long)]
+    no_dedupe: bool,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    at: EndpointArgs,
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +126,8 @@ pub struct ContextArgs {
     candidates: usize,
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    at: EndpointArgs,
 }
 
 fn parse_filter(json: Option<&str>) -> anyhow::Result<quarry_engine::Filter> {
@@ -173,6 +208,9 @@ fn chosen_sources(config: &Config, args: &SyncArgs) -> anyhow::Result<Vec<Source
 }
 
 pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = args.at.remote() {
+        return sync_remote(remote, args).await;
+    }
     let sources = chosen_sources(config, &args)?;
     for s in &sources {
         quarry_core::config::check_name("collection", s.collection())?;
@@ -180,7 +218,7 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     let service = open_service(config)?;
     let mut partial = false;
     for source_config in &sources {
-        let (progress, bar) = progress(source_config.name());
+        let (progress, bar) = super::progress::progress(source_config.name());
         let report = service
             .sync(source_config, Some(progress))
             .await
@@ -189,7 +227,36 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
             bar.finish_and_clear();
         }
         partial |= report.failed > 0;
-        print_report(&report, args.json)?;
+        super::progress::print_report(&report, args.json)?;
+    }
+    Ok(if partial {
+        ExitCode::from(EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+/// `quarry sync --endpoint`: the server syncs its configured sources.
+async fn sync_remote(remote: super::remote::Remote, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    if args.path.is_some() || args.beir.is_some() {
+        bail!(
+            "--path and --beir sync into this process's index; with --endpoint, name a source the server's configuration has (--source NAME)"
+        );
+    }
+    let json = args.json;
+    let reports = tokio::task::spawn_blocking(move || {
+        let (progress, bar) = super::progress::progress("server");
+        let show = |_: &str, p: &quarry_engine::SyncProgress| progress(p);
+        let reports = remote.sync(args.source.as_deref(), &show);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        reports
+    })
+    .await??;
+    let mut partial = false;
+    for report in &reports {
+        partial |= report.failed > 0;
+        super::progress::print_report(report, json)?;
     }
     Ok(if partial {
         ExitCode::from(EXIT_PARTIAL)
@@ -198,79 +265,89 @@ pub async fn sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// A progress bar on a terminal; otherwise a plain line every few seconds.
-pub(super) fn progress(
-    source: &str,
-) -> (quarry_engine::ProgressFn, Option<indicatif::ProgressBar>) {
-    use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(0);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix} [{bar:30}] {pos}/{len} documents, {msg} ({eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(source.to_string());
-        let b = bar.clone();
-        let f: quarry_engine::ProgressFn = Arc::new(move |p| {
-            b.set_length(p.total as u64);
-            b.set_position(p.done as u64);
-            b.set_message(format!("{} chunks embedded", p.chunks_embedded));
-        });
-        (f, Some(bar))
-    } else {
-        let name = source.to_string();
-        let last = std::sync::Mutex::new(std::time::Instant::now());
-        let f: quarry_engine::ProgressFn = Arc::new(move |p| {
-            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-            if last.elapsed().as_secs() >= 10 && p.done < p.total {
-                *last = std::time::Instant::now();
-                eprintln!(
-                    "sync {name}: {}/{} documents, {} chunks embedded",
-                    p.done, p.total, p.chunks_embedded
-                );
-            }
-        });
-        (f, None)
-    }
-}
-
-fn print_report(r: &SyncReport, json: bool) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{}", serde_json::to_string(r)?)?;
-        return Ok(());
-    }
-    writeln!(
-        out,
-        "synced source {} into collection {} in {:.2}s",
-        r.source, r.collection, r.seconds.total
-    )?;
-    writeln!(
-        out,
-        "  added {}, updated {}, renamed {}, unchanged {}, deleted {}, skipped {}, failed {}",
-        r.added, r.updated, r.renamed, r.unchanged, r.deleted, r.skipped, r.failed
-    )?;
-    writeln!(
-        out,
-        "  chunks embedded {} ({} tokens), reused {}; {} documents, {} points",
-        r.chunks_embedded, r.tokens_embedded, r.chunks_reused, r.documents, r.points
-    )?;
-    let s = &r.seconds;
-    writeln!(
-        out,
-        "  seconds: list {:.2}, plan {:.2}, parse+chunk {:.2}, embed {:.2}, write {:.2}",
-        s.list, s.plan, s.parse_chunk, s.embed, s.write
-    )?;
-    for e in &r.errors {
-        writeln!(out, "  {:<8} {}: {}", e.kind, e.uri, e.reason)?;
-    }
-    Ok(())
-}
-
 pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let hits = match args.at.remote() {
+        Some(remote) => search_remote(remote, &args).await?,
+        None => search_local(config, &args).await?,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::json!({ "hits": hits }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (i, h) in hits.iter().enumerate() {
+        let preview: String = h["text"]
+            .as_str()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(160)
+            .collect();
+        let headings: Vec<&str> = h["headings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        writeln!(
+            out,
+            "{:>2}. {:.4}  {}  {}",
+            i + 1,
+            h["score"].as_f64().unwrap_or_default(),
+            h["doc_id"].as_str().unwrap_or_default(),
+            headings.join(" › ")
+        )?;
+        writeln!(out, "    {preview}")?;
+    }
+    if hits.is_empty() {
+        writeln!(out, "no hits")?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The filter argument as the JSON the server takes.
+fn filter_json(json: Option<&str>) -> anyhow::Result<serde_json::Value> {
+    parse_filter(json)?;
+    Ok(match json {
+        Some(s) => serde_json::from_str(s)?,
+        None => serde_json::json!({}),
+    })
+}
+
+async fn search_remote(
+    remote: super::remote::Remote,
+    args: &SearchArgs,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut body = serde_json::json!({
+        "query": args.query,
+        "top_k": args.top_k,
+        "mode": args.mode,
+        "filter": filter_json(args.filter.as_deref())?,
+        "score_threshold": args.score_threshold,
+        "per_doc_limit": args.per_doc_limit,
+        "dedupe": args.no_dedupe.then_some(false),
+    });
+    if let Some(method) = args.fusion {
+        body["fusion"] = serde_json::json!({ "method": method });
+    }
+    if let Some(n) = args.rerank {
+        body["rerank"] = serde_json::json!({ "top_n": n, "model": args.rerank_model });
+    }
+    let collection = args.collection.clone();
+    let answer = tokio::task::spawn_blocking(move || {
+        let collection = remote.pick_collection(collection.as_deref())?;
+        remote.post(&format!("/v1/collections/{collection}/search"), &body)
+    })
+    .await??;
+    Ok(answer["hits"].as_array().cloned().unwrap_or_default())
+}
+
+async fn search_local(
+    config: &Config,
+    args: &SearchArgs,
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let service = open_service(config)?;
     let collection = service.pick_collection(args.collection.as_deref()).await?;
     let options = SearchOptions {
@@ -288,42 +365,42 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
             model: args.rerank_model.clone(),
             top_n: Some(n),
         }),
+        dedupe: args.no_dedupe.then_some(false),
     };
     let hits = service
         .retriever()
         .search(&collection, &args.query, &options)
         .await?;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        writeln!(out, "{}", serde_json::json!({ "hits": hits }))?;
-    } else {
-        for (i, h) in hits.iter().enumerate() {
-            let preview: String = h
-                .text
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" ")
-                .chars()
-                .take(160)
-                .collect();
-            writeln!(
-                out,
-                "{:>2}. {:.4}  {}  {}",
-                i + 1,
-                h.score,
-                h.doc_id,
-                h.headings.join(" › ")
-            )?;
-            writeln!(out, "    {preview}")?;
-        }
-        if hits.is_empty() {
-            writeln!(out, "no hits")?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    Ok(hits
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<Result<_, _>>()?)
 }
 
 pub async fn context(config: &Config, args: ContextArgs) -> anyhow::Result<ExitCode> {
+    if let Some(remote) = args.at.remote() {
+        let body = serde_json::json!({
+            "query": args.query,
+            "max_tokens": args.max_tokens,
+            "mode": args.mode,
+            "filter": filter_json(args.filter.as_deref())?,
+            "per_doc_limit": args.per_doc_limit,
+            "candidates": args.candidates,
+        });
+        let collection = args.collection.clone();
+        let ctx = tokio::task::spawn_blocking(move || {
+            let collection = remote.pick_collection(collection.as_deref())?;
+            remote.post(&format!("/v1/collections/{collection}/context"), &body)
+        })
+        .await??;
+        let mut out = std::io::stdout().lock();
+        if args.json {
+            writeln!(out, "{ctx}")?;
+        } else {
+            writeln!(out, "{}", ctx["text"].as_str().unwrap_or_default())?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let service = open_service(config)?;
     let collection = service.pick_collection(args.collection.as_deref()).await?;
     let options = quarry_engine::ContextOptions {

@@ -10,7 +10,9 @@ pub mod index;
 pub mod mcp;
 pub mod migrate;
 pub mod model;
+mod progress;
 pub mod reindex;
+pub mod remote;
 pub mod rerank;
 pub mod serve;
 

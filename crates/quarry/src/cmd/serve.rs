@@ -28,10 +28,12 @@ pub async fn run(config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    // Tells a CLI command that finds the index locked where to go instead.
+    let _announced = super::remote::announce(&config.data_dir, &url)?;
     eprintln!(
-        "quarry serving {} on http://{} ({}; {} sources on a schedule)",
+        "quarry serving {} on {url} ({}; {} sources on a schedule)",
         config.data_dir.display(),
-        listener.local_addr()?,
         if keys.enabled() {
             "API keys required"
         } else {

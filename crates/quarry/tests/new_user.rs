@@ -1,0 +1,348 @@
+//! What a new user trips over, tried as one would: the CLI while a server
+//! holds the index, sync reports that name what changed, code listings
+//! kept, duplicate passages folded, log files without colour codes, and
+//! configuration errors that point at the line. Real binary, real model,
+//! real shard, real HTTP on loopback.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const OWNERSHIP: &str = "Each value in Rust has an owner. There can only be one owner at a time. When the owner goes out of scope, the value will be dropped, and its memory is returned to the allocator.";
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn post(url: &str, body: serde_json::Value) -> serde_json::Value {
+    ureq::post(url)
+        .send_json(body)
+        .unwrap()
+        .into_json()
+        .unwrap()
+}
+
+#[test]
+fn the_cli_names_the_server_holding_the_index_and_goes_through_it_with_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, data) = (dir.path().join("tree"), dir.path().join("data"));
+    write(
+        &tree,
+        "ownership.md",
+        &format!("# Ownership\n\n{OWNERSHIP}\n"),
+    );
+    write(
+        &tree,
+        "cargo.md",
+        "# Cargo\n\nCargo builds the code and downloads its dependencies.\n",
+    );
+    let config = dir.path().join("quarry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[sources]]\nname = \"book\"\ntype = \"fs\"\npath = \"{}\"\ncollection = \"book\"\n",
+            tree.display()
+        ),
+    )
+    .unwrap();
+    let local = ["--config", s(&config), "--data-dir", s(&data)];
+    quarry_ok(&[&["sync"][..], &local].concat());
+    let (child, url) = quarry_serve(&local);
+    let _server = Killed(child);
+    // The server opens the shard on its first search.
+    let hits = post(
+        &format!("{url}/v1/collections/book/search"),
+        serde_json::json!({"query": "who owns a value", "mode": "bm25"}),
+    );
+    assert_eq!(hits["hits"][0]["doc_id"], "ownership.md");
+
+    let out = quarry_home(&[&["search", "who owns a value", "-c", "book"][..], &local].concat());
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("`quarry serve` (process "), "{err}");
+    assert!(err.contains(&format!("--endpoint {url}")), "{err}");
+
+    let out = quarry_ok(&[
+        "search",
+        "who owns a value",
+        "-c",
+        "book",
+        "--endpoint",
+        &url,
+        "--json",
+    ]);
+    let found = success_json(&out);
+    assert_eq!(found["hits"][0]["doc_id"], "ownership.md", "{found}");
+    // Without -c, the server's only collection.
+    let out = quarry_ok(&[
+        "search",
+        "dependencies",
+        "--endpoint",
+        &url,
+        "--mode",
+        "bm25",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("cargo.md"), "{text}");
+
+    write(
+        &tree,
+        "borrowing.md",
+        "# Borrowing\n\nA reference borrows a value without owning it.\n",
+    );
+    let out = quarry_ok(&["sync", "--endpoint", &url, "--source", "book", "--json"]);
+    let report = success_json(&out);
+    assert_eq!(report["added"], 1, "{report}");
+    assert_eq!(report["unchanged"], 2, "{report}");
+    assert_eq!(
+        report["changed"]["added"],
+        serde_json::json!(["borrowing.md"]),
+        "{report}"
+    );
+    let out = quarry_home(&["sync", "--endpoint", &url, "--path", s(&tree), "-c", "x"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--source NAME"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_sync_report_names_changed_documents_and_groups_skips_by_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, data) = (dir.path().join("tree"), dir.path().join("data"));
+    write(&tree, "a.md", &format!("# A\n\n{OWNERSHIP}\n"));
+    write(&tree, "b.md", "# B\n\nBorrowing lends a value out.\n");
+    write(&tree, "copy/a.md", &format!("# A\n\n{OWNERSHIP}\n"));
+    for i in 0..3 {
+        std::fs::write(
+            tree.join(format!("img{i}.png")),
+            [0x89, b'P', b'N', b'G', 0, 1, 2, i],
+        )
+        .unwrap();
+    }
+    let out = quarry_ok(&sync_args(&tree, "book", &data));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("  added: a.md, b.md, copy/a.md\n"), "{text}");
+    assert!(
+        text.contains("  skipped: binary file type .png (3)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("img0.png"), "{text}");
+    assert!(text.contains("identical documents (1 groups"), "{text}");
+    assert!(text.contains("a.md = copy/a.md"), "{text}");
+
+    std::fs::remove_file(tree.join("b.md")).unwrap();
+    write(&tree, "a.md", "# A\n\nOwnership, revised.\n");
+    let out = quarry_ok(&[&sync_args(&tree, "book", &data)[..], &["--json"]].concat());
+    let report = success_json(&out);
+    assert_eq!(
+        report["changed"]["updated"],
+        serde_json::json!(["a.md"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["changed"]["deleted"],
+        serde_json::json!(["b.md"]),
+        "{report}"
+    );
+    assert_eq!(
+        report["skipped_by_reason"],
+        serde_json::json!([{"reason": "binary file type .png", "count": 3}])
+    );
+    // Parsing is timed in the parser, not as the whole pipeline.
+    assert!(
+        report["seconds"]["parse_chunk"].as_f64().unwrap()
+            < report["seconds"]["total"].as_f64().unwrap()
+    );
+}
+
+#[test]
+fn listings_keep_their_lines_and_copies_fold_into_one_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, data) = (dir.path().join("tree"), dir.path().join("data"));
+    write(
+        &tree,
+        "ch01.html",
+        &format!("<html><body><main><h1>Ownership</h1><p>{OWNERSHIP}</p></main></body></html>"),
+    );
+    // The print view holds the same chapter, with the next one's title.
+    write(
+        &tree,
+        "print.html",
+        &format!(
+            "<html><body><main><h1>Ownership</h1><p>{OWNERSHIP}</p><h1>Next chapter</h1></main></body></html>"
+        ),
+    );
+    write(
+        &tree,
+        "files.html",
+        "<html><body><main><h1>Files</h1><p>Opening a file:</p><pre><code class=\"language-rust\">use std::fs::File;\n\nfn main() {\n    let f = File::open(\"hello.txt\");\n}\n</code></pre></main></body></html>",
+    );
+    write(
+        &tree,
+        "other.md",
+        "# Other\n\nThreads run code at the same time.\n",
+    );
+    quarry_ok(&sync_args(&tree, "book", &data));
+    let search = |extra: &[&str]| {
+        let args = [
+            &[
+                "search",
+                "value owner goes out of scope",
+                "-c",
+                "book",
+                "--data-dir",
+                s(&data),
+                "--json",
+                "--mode",
+                "bm25",
+            ][..],
+            extra,
+        ]
+        .concat();
+        success_json(&quarry_ok(&args))["hits"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let hits = search(&[]);
+    let ownership: Vec<&serde_json::Value> = hits
+        .iter()
+        .filter(|h| {
+            h["text"]
+                .as_str()
+                .unwrap()
+                .contains("There can only be one owner")
+        })
+        .collect();
+    assert_eq!(ownership.len(), 1, "{hits:#?}");
+    let (kept, folded) = match ownership[0]["doc_id"].as_str().unwrap() {
+        "ch01.html" => ("ch01.html", "print.html"),
+        _ => ("print.html", "ch01.html"),
+    };
+    assert_eq!(ownership[0]["doc_id"], kept);
+    assert_eq!(ownership[0]["duplicates"], serde_json::json!([folded]));
+    let all = search(&["--no-dedupe"]);
+    let copies = all
+        .iter()
+        .filter(|h| {
+            h["text"]
+                .as_str()
+                .unwrap()
+                .contains("There can only be one owner")
+        })
+        .count();
+    assert_eq!(copies, 2, "{all:#?}");
+
+    let args = [
+        "search",
+        "open a file hello.txt",
+        "-c",
+        "book",
+        "--data-dir",
+        s(&data),
+        "--json",
+        "--mode",
+        "bm25",
+    ];
+    let hits = success_json(&quarry_ok(&args))["hits"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let code = hits.iter().find(|h| h["doc_id"] == "files.html").unwrap();
+    assert!(
+        code["text"].as_str().unwrap().contains("```rust\nuse std::fs::File;\n\nfn main() {\n    let f = File::open(\"hello.txt\");\n}\n```"),
+        "{code}"
+    );
+}
+
+#[test]
+fn a_log_file_has_no_colour_codes_shows_requests_and_no_qdrant_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tree, data) = (dir.path().join("tree"), dir.path().join("data"));
+    write(&tree, "a.md", "# A\n\nA passage about logs.\n");
+    quarry_ok(&sync_args(&tree, "logs", &data));
+    let log = dir.path().join("serve.log");
+    let child = quarry_command(&["serve", "--addr", "127.0.0.1:0", "--data-dir", s(&data)])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _server = Killed(child);
+    let started = Instant::now();
+    let url = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if let Some(rest) = text.split("on http://").nth(1) {
+            break format!("http://{}", rest.split_whitespace().next().unwrap());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no listen line: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let hits = post(
+        &format!("{url}/v1/collections/logs/search"),
+        serde_json::json!({"query": "logs"}),
+    );
+    assert_eq!(hits["hits"][0]["doc_id"], "a.md");
+    let started = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        if text.contains("/v1/collections/{name}/search")
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+    assert!(
+        text.contains("quarry::access") && text.contains("status=200"),
+        "{text}"
+    );
+    assert!(!text.contains("Feature flags"), "{text}");
+}
+
+#[test]
+fn a_configuration_error_keeps_its_caret_under_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("quarry.toml");
+    std::fs::write(
+        &config,
+        "data_dir = \"d\"\n[retrieval]\nrrf_k = \"sixty\"\n",
+    )
+    .unwrap();
+    let out = quarry_home(&["collections", "--config", s(&config)]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    let lines: Vec<&str> = err.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("3 | rrf_k"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        lines[at + 1].trim_start_matches(' ').starts_with("| "),
+        "{err}"
+    );
+    assert!(lines[at + 1].contains('^'), "{err}");
+    assert!(err.contains(s(&config)), "{err}");
+}
