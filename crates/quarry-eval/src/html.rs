@@ -39,12 +39,12 @@ pre {{ background: #f4f4f4; padding: 8px; white-space: pre-wrap; overflow-wrap: 
 .swatch {{ display: inline-block; width: 12px; height: 12px; margin-right: 4px; vertical-align: middle; }}
 </style></head><body>
 <h1>Evaluation: {name} <small>({split})</small></h1>
-<p>{q} queries scored over {docs} documents.</p>
+<p>{q} queries scored over {docs}.</p>
 "#,
         name = esc(&d.name),
         split = esc(&d.split),
         q = d.queries_scored,
-        docs = d.corpus_documents
+        docs = esc(&searched(s))
     );
     let modes: Vec<&String> = s.modes.keys().collect();
     out.push_str("<h2>Metrics per mode</h2>\n");
@@ -63,6 +63,7 @@ pre {{ background: #f4f4f4; padding: 8px; white-space: pre-wrap; overflow-wrap: 
             }
         }
     }
+    out.push_str(&per_query_table(s, &modes));
     out.push_str("<h2>Query latency</h2>\n");
     out.push_str(&latency_bars(s, &modes));
     let _ = write!(
@@ -79,6 +80,70 @@ pre {{ background: #f4f4f4; padding: 8px; white-space: pre-wrap; overflow-wrap: 
         out.push_str("</ul>\n");
     }
     out.push_str("</body></html>\n");
+    out
+}
+
+/// What the queries ran over: the collection's documents when the index
+/// says (a server's collection need not hold the whole corpus), else the
+/// corpus file's.
+fn searched(s: &Summary) -> String {
+    let collection = s.index.get("collection").and_then(|c| c.as_str());
+    match (
+        s.index.get("documents").and_then(|n| n.as_u64()),
+        collection,
+    ) {
+        (Some(n), Some(c)) => format!(
+            "the {n} documents of collection {c} (the corpus file lists {})",
+            s.dataset.corpus_documents
+        ),
+        (Some(n), None) => format!("{n} indexed documents"),
+        _ => format!("{} documents", s.dataset.corpus_documents),
+    }
+}
+
+/// Every query's nDCG@10 and Recall@100 per mode, the worst answered first:
+/// where to look for what the corpus or the retriever misses.
+fn per_query_table(s: &Summary, modes: &[&String]) -> String {
+    let Some(first) = modes.first().and_then(|m| s.per_query.get(*m)) else {
+        return String::new();
+    };
+    let metric = |mode: &str, q: &str, m: &str| {
+        s.per_query
+            .get(mode)
+            .and_then(|p| p.get(q))
+            .and_then(|sc| sc.get(m))
+            .copied()
+    };
+    let best = |q: &str| {
+        modes
+            .iter()
+            .filter_map(|m| metric(m, q, "ndcg@10"))
+            .fold(0.0f64, f64::max)
+    };
+    let mut queries: Vec<&String> = first.keys().collect();
+    queries.sort_by(|a, b| best(a).total_cmp(&best(b)).then(a.cmp(b)));
+    let mut out = String::from(
+        "<h2>Per query</h2>\n<p>Worst first: the queries no mode answers well lead.</p>\n<table><tr><th>query</th>",
+    );
+    for m in modes {
+        let _ = write!(out, "<th>{m} nDCG@10</th><th>{m} R@100</th>", m = esc(m));
+    }
+    out.push_str("</tr>\n");
+    for q in queries {
+        let _ = write!(out, "<tr><td>{}</td>", esc(q));
+        for m in modes {
+            for name in ["ndcg@10", "recall@100"] {
+                match metric(m, q, name) {
+                    Some(v) => {
+                        let _ = write!(out, "<td>{v:.4}</td>");
+                    }
+                    None => out.push_str("<td>–</td>"),
+                }
+            }
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</table>\n");
     out
 }
 

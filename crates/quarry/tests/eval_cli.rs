@@ -220,6 +220,32 @@ fn evaluating_a_running_server_gives_the_in_process_numbers() {
     let (a, b) = (metrics(&local), metrics(&remote));
     // Identical rankings, not merely close: the server adds nothing.
     assert_eq!(b["index"]["endpoint"], url.as_str());
+    // The remote run describes the server's collection, not this
+    // machine's settings.
+    assert_eq!(
+        b["config"]["model"]["model_id"],
+        a["config"]["model"]["model_id"]
+    );
+    assert_eq!(b["config"]["retrieval"], "the server's configuration");
+    assert!(b["config"].get("fusion").is_none() && b["config"].get("rrf_k").is_none());
+    let documents = b["index"]["documents"].as_u64().unwrap();
+    assert_eq!(documents, 25);
+    let html = std::fs::read_to_string(remote.join("report.html")).unwrap();
+    assert!(
+        html.contains("the 25 documents of collection guide"),
+        "{:.600}",
+        html
+    );
+    let rows = html.split("<h2>Per query</h2>").nth(1).unwrap_or_default();
+    let scored = b["dataset"]["queries_scored"].as_u64().unwrap() as usize;
+    assert_eq!(
+        rows.split("<table>")
+            .nth(1)
+            .unwrap()
+            .matches("<tr><td>")
+            .count(),
+        scored
+    );
     for mode in ["dense", "bm25", "hybrid"] {
         for (k, v) in a["modes"][mode].as_object().unwrap() {
             let (x, y) = (v.as_f64().unwrap(), b["modes"][mode][k].as_f64().unwrap());

@@ -144,11 +144,37 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
     let out_dir = args.out.clone().unwrap_or_else(|| {
         PathBuf::from("evals/runs").join(format!("{}-{}", utc_stamp(), dataset.name))
     });
-    let backend_http = args.endpoint.as_ref().map(|endpoint| Backend::Http {
-        endpoint: endpoint.clone(),
-        collection: args.collection.clone().unwrap_or_default(),
-        api_key: args.api_key.clone(),
-    });
+    // With --endpoint the run describes the server's collection, not this
+    // machine's configuration.
+    let served = match &args.endpoint {
+        Some(endpoint) => {
+            let remote = super::remote::Remote::new(endpoint, args.api_key.clone());
+            let wanted = args.collection.clone();
+            let served = tokio::task::spawn_blocking(move || {
+                let name = remote.pick_collection(wanted.as_deref())?;
+                let listing = remote.get("/v1/collections")?;
+                let info = listing["collections"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["name"] == name.as_str())
+                    .cloned()
+                    .unwrap_or_default();
+                anyhow::Ok((name, info))
+            })
+            .await??;
+            Some(served)
+        }
+        None => None,
+    };
+    let backend_http = match (&args.endpoint, &served) {
+        (Some(endpoint), Some((collection, _))) => Some(Backend::Http {
+            endpoint: endpoint.clone(),
+            collection: collection.clone(),
+            api_key: args.api_key.clone(),
+        }),
+        _ => None,
+    };
     if backend_http.is_some() && sweep.combos.len() > 1 {
         bail!("--sweep rebuilds indexes, so it cannot run against --endpoint");
     }
@@ -226,12 +252,21 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             out_dir.clone()
         };
         let (backend, index, model, chunking) = match (&backend_http, &local) {
-            (Some(b), _) => (
-                b.clone(),
-                json!({"endpoint": args.endpoint, "collection": args.collection}),
-                json!(null),
-                json!(null),
-            ),
+            (Some(b), _) => {
+                let (collection, info) = served.clone().unwrap_or_default();
+                (
+                    b.clone(),
+                    json!({
+                        "endpoint": args.endpoint,
+                        "collection": collection,
+                        "existing": true,
+                        "documents": info["documents"],
+                        "points": info["points"],
+                    }),
+                    info["model"].clone(),
+                    json!(null),
+                )
+            }
             (None, Some((embedder, tokenizer, store))) => {
                 let (collection, index, chunking) = match &existing {
                     Some(c) => {
@@ -283,14 +318,24 @@ async fn evaluate(config: &Config, args: RunArgs) -> anyhow::Result<ExitCode> {
             let r = run::run_mode(&backend, &dataset, *mode, &progress).await?;
             runs.insert(name.to_string(), r);
         }
-        let settings = json!({
-            "model": model,
-            "chunking": chunking,
-            "rrf_k": combo.rrf_k,
-            "hybrid_prefetch_factor": combo.prefetch,
-            "fusion": combo.fusion.as_str(),
-            "depth": run::DEPTH,
-        });
+        let settings = match &args.endpoint {
+            // Fusion and chunking are the server's own, which it does not
+            // publish: the run says so rather than repeat this machine's.
+            Some(endpoint) => json!({
+                "endpoint": endpoint,
+                "model": model,
+                "retrieval": "the server's configuration",
+                "depth": run::DEPTH,
+            }),
+            None => json!({
+                "model": model,
+                "chunking": chunking,
+                "rrf_k": combo.rrf_k,
+                "hybrid_prefetch_factor": combo.prefetch,
+                "fusion": combo.fusion.as_str(),
+                "depth": run::DEPTH,
+            }),
+        };
         let eval = report::score(&dataset, &runs, settings, index);
         report::write_run_dir(&dir, &eval)
             .with_context(|| format!("writing the run directory {}", dir.display()))?;
