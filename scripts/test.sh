@@ -62,8 +62,5 @@ if [ -s "$skips" ]; then
   echo "skipped here:"
   sort -u "$skips" | sed 's/^/  /; s/\t/: /'
 fi
-awk -v skipped="$(cut -f1 "$skips" | sort -u | wc -l)" -v api="$api" \
-  '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i; if ($(i+1) ~ /^ignored/) s += $i } }
-     END { if (api == 0) p += 1; else if (api > 0) f += 1;
-           printf "summary: %d passed, %d failed, %d skipped\n", p - skipped, f, s + skipped }' "$log"
+awk -v skipped="$(cut -f1 "$skips" | sort -u | wc -l)" -v api="$api" -f scripts/test-summary.awk "$log"
 exit "$status"

@@ -80,6 +80,7 @@ mod tests {
             doc_id: doc.into(),
             chunk_id: format!("{doc}-0"),
             score: 1.0,
+            relevance: 0.5,
             text: text.into(),
             uri: doc.into(),
             title: None,

@@ -32,6 +32,7 @@ pub mod fusion;
 pub mod migrate;
 pub mod models;
 pub mod reindex;
+mod relevance;
 pub mod report;
 pub mod rerank;
 pub mod retriever;

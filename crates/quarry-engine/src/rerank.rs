@@ -161,6 +161,8 @@ impl Retriever {
         };
         let mut first = options.clone();
         first.top_k = options.top_k.max(plan.top_n);
+        // The threshold applies to the reranked relevance.
+        first.min_relevance = None;
         let mut searched = self.first_stage(collection, query, &first).await?;
         let texts: Vec<&str> = searched.hits.iter().map(|h| h.text.as_str()).collect();
         let scored: Result<Vec<Scored>> = async {
@@ -190,7 +192,10 @@ impl Retriever {
         for (hit, Scored { score, .. }) in searched.hits.iter_mut().zip(scored) {
             hit.retrieval_score = Some(hit.score);
             hit.score = score;
+            hit.relevance = crate::relevance::of_cross_encoder(score);
         }
+        let min = options.min_relevance.unwrap_or(0.0);
+        searched.hits.retain(|h| h.relevance >= min);
         // Stable: ties keep the first stage's order.
         searched.hits.sort_by(|a, b| b.score.total_cmp(&a.score));
         searched.hits.truncate(options.top_k);

@@ -71,6 +71,9 @@ pub struct SearchOptions {
     /// Fold near-identical passages of different documents into one hit
     /// (see [`crate::dedupe`]); default `retrieval.dedupe`.
     pub dedupe: Option<bool>,
+    /// Drop hits whose `relevance` (0 to 1, one scale for every mode) is
+    /// under this.
+    pub min_relevance: Option<f32>,
 }
 
 /// Hits, and how they were served if not as asked.
@@ -99,6 +102,14 @@ impl SearchOptions {
                 "per_doc_limit must be at least 1".into(),
             ));
         }
+        if self
+            .min_relevance
+            .is_some_and(|r| !(0.0..=1.0).contains(&r))
+        {
+            return Err(EngineError::Invalid(
+                "min_relevance must be between 0 and 1".into(),
+            ));
+        }
         if self.score_threshold.is_some_and(|t| !t.is_finite()) {
             return Err(EngineError::Invalid(
                 "score_threshold must be a finite number".into(),
@@ -120,6 +131,7 @@ impl Default for SearchOptions {
             fusion: None,
             rerank: None,
             dedupe: None,
+            min_relevance: None,
         }
     }
 }
@@ -130,7 +142,11 @@ impl Default for SearchOptions {
 pub struct Hit {
     pub doc_id: String,
     pub chunk_id: String,
+    /// The mode's own score (cosine, BM25, fused, or the cross-encoder's).
     pub score: f32,
+    /// 0 to 1 on one scale for every mode: an estimate of the chance the
+    /// hit is relevant (see `crate::relevance`).
+    pub relevance: f32,
     pub text: String,
     pub uri: String,
     pub title: Option<String>,
@@ -159,6 +175,7 @@ impl Hit {
             doc_id: p.doc_id,
             chunk_id: id.to_string(),
             score,
+            relevance: 0.0,
             text: p.text,
             uri: p.uri,
             title: p.title,
@@ -221,6 +238,21 @@ impl Default for RetrieverSettings {
             dedupe: true,
         }
     }
+}
+
+/// What the first stage found: the hits, and for a hybrid search each
+/// side's own score of them (what their relevance reads).
+struct Stage {
+    points: Vec<ScoredPoint>,
+    sides: HashMap<PointId, SideScores>,
+}
+
+/// A hybrid candidate's score on each side; 0 where a side did not return
+/// it.
+#[derive(Debug, Clone, Copy, Default)]
+struct SideScores {
+    dense: f32,
+    bm25: f32,
 }
 
 fn folds() -> bool {
@@ -510,6 +542,14 @@ impl Retriever {
                     };
                     let by_dense = s.search_ids(&name, &side(Query::Dense(dense.clone())))?;
                     let by_bm25 = s.search_ids(&name, &side(Query::Bm25(text.clone())))?;
+                    // Each side's own score, for the hits' relevance.
+                    let mut sides: HashMap<PointId, SideScores> = HashMap::new();
+                    for h in &by_dense {
+                        sides.entry(h.id).or_default().dense = h.score;
+                    }
+                    for h in &by_bm25 {
+                        sides.entry(h.id).or_default().bm25 = h.score;
+                    }
                     let kept = fusion::fused(&fusion, rrf_k, by_dense, by_bm25, &request);
                     // Payloads only for the hits kept, in the fused order.
                     let ids: Vec<PointId> = kept.iter().map(|h| h.id).collect();
@@ -518,7 +558,7 @@ impl Retriever {
                         .into_iter()
                         .map(|p| (p.id, p.payload))
                         .collect();
-                    Ok(kept
+                    let points = kept
                         .into_iter()
                         .filter_map(|h| {
                             let payload = payloads.remove(&h.id)?;
@@ -528,9 +568,13 @@ impl Retriever {
                                 payload,
                             })
                         })
-                        .collect())
+                        .collect();
+                    Ok(Stage { points, sides })
                 }
-                _ => s.search(&name, &request),
+                _ => Ok(Stage {
+                    points: s.search(&name, &request)?,
+                    sides: HashMap::new(),
+                }),
             })
             .await;
             match searched {
@@ -542,9 +586,30 @@ impl Retriever {
             }
         };
         let mut per_doc: HashMap<String, usize> = HashMap::new();
+        let served = if degraded.is_some() {
+            Mode::Bm25
+        } else {
+            options.mode
+        };
+        let scale = crate::relevance::Scale::new(query);
+        let min_relevance = options.min_relevance.unwrap_or(0.0);
+        let Stage { points, sides } = points;
         let hits: Vec<Hit> = points
             .into_iter()
-            .map(|p| Hit::new(p.id, p.score, p.payload))
+            .map(|p| {
+                let relevance = match served {
+                    Mode::Dense => scale.dense(p.score),
+                    Mode::Bm25 => scale.bm25(p.score),
+                    Mode::Hybrid => {
+                        let side = sides.get(&p.id).copied().unwrap_or_default();
+                        scale.hybrid(side.dense, side.bm25)
+                    }
+                };
+                let mut hit = Hit::new(p.id, p.score, p.payload);
+                hit.relevance = relevance;
+                hit
+            })
+            .filter(|h| h.relevance >= min_relevance)
             .collect();
         let hits = if dedupe {
             crate::dedupe::collapse(hits)

@@ -60,6 +60,7 @@ async fn searches_during_a_replacing_sync_see_each_document_exactly_once() {
                     fusion: None,
                     rerank: None,
                     dedupe: None,
+                    min_relevance: None,
                 };
                 let hits = retriever
                     .search("docs", "topic paragraph revision", &options)

@@ -119,6 +119,7 @@ fn http_search(url: &str, key: Option<&str>, body: &serde_json::Value) -> Result
                 doc_id: s("doc_id"),
                 chunk_id: s("chunk_id"),
                 score: h.get("score").and_then(|x| x.as_f64()).unwrap_or(f64::NAN) as f32,
+                relevance: h.get("relevance").and_then(|x| x.as_f64()).unwrap_or(0.0) as f32,
                 text: String::new(),
                 uri: s("uri"),
                 title: None,

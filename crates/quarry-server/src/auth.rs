@@ -236,6 +236,9 @@ fn needs(method: &Method, path: &str) -> Scope {
         Scope::Admin
     } else if matches!(*method, Method::PUT | Method::DELETE | Method::PATCH)
         || path.starts_with("/v1/sources/")
+        // Creating a collection, and batch writes of documents.
+        || (*method == Method::POST
+            && (path == "/v1/collections" || path.ends_with("/documents")))
     {
         Scope::Write
     } else {

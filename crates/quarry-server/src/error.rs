@@ -143,9 +143,9 @@ impl From<EngineError> for ApiError {
             // embedding model): the request, or the configuration it names.
             EngineError::Embed(EmbedError::Unsupported(m)) => Self::BadRequest(m),
             EngineError::Embed(other) => Self::Internal(other.to_string()),
-            EngineError::Store(StoreError::NoCollection(c)) => {
-                Self::NotFound(format!("collection {c:?} does not exist"))
-            }
+            EngineError::Store(StoreError::NoCollection(c)) => Self::NotFound(format!(
+                "collection {c:?} does not exist; create it with POST /v1/collections, or sync a source into it"
+            )),
             EngineError::Store(StoreError::Invalid(m)) => Self::BadRequest(m),
             EngineError::Store(StoreError::Name(e)) => Self::BadRequest(e.to_string()),
             EngineError::Store(e @ StoreError::DiskFull { .. }) => {

@@ -39,7 +39,7 @@ use auth::SecurityAddon;
 pub use auth::{Caller, Keys};
 use error::{ApiError, ErrorBody};
 pub use extract::{ApiPath, JsonBody};
-use routes::{documents, jobs, openai, rerank, search, status};
+use routes::{collections, documents, jobs, openai, rerank, search, status};
 
 /// Limits of the server itself; what a request may ask for is the
 /// service's to check.
@@ -59,6 +59,8 @@ pub struct ServerSettings {
     pub query_log: bool,
     /// Hosts `/mcp` answers for on an open server, besides loopback.
     pub allowed_hosts: Vec<String>,
+    /// Documents one batch write may carry.
+    pub max_batch: usize,
 }
 
 impl Default for ServerSettings {
@@ -73,6 +75,7 @@ impl Default for ServerSettings {
             low_score: quarry_core::config::LowScore::default(),
             query_log: false,
             allowed_hosts: Vec::new(),
+            max_batch: 100,
         }
     }
 }
@@ -90,6 +93,7 @@ impl ServerSettings {
             low_score: retrieval.low_score,
             query_log: s.query_log,
             allowed_hosts: s.allowed_hosts.clone(),
+            max_batch: s.max_batch.max(1),
         }
     }
 }
@@ -143,7 +147,12 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(search::search))
         .routes(routes!(search::context))
-        .routes(routes!(status::collections))
+        .routes(routes!(status::collections, collections::create_collection))
+        .routes(routes!(collections::delete_collection))
+        .routes(routes!(
+            collections::list_documents,
+            collections::post_documents
+        ))
         .routes(routes!(status::collection_stats))
         .routes(routes!(
             documents::put_document,

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub max_concurrency: usize,
     /// The largest `top_k` a search may ask for.
     pub max_top_k: usize,
+    /// Documents one `POST /v1/collections/{name}/documents` may carry.
+    pub max_batch: usize,
     /// Keys allowed to read (search, context, list). With no keys at all,
     /// the API is open. Also `QUARRY_READ_KEYS` (comma-separated). Keys are
     /// never written back out: a dumped configuration carries no secrets.
@@ -101,6 +103,7 @@ impl Default for ServerConfig {
             request_timeout_secs: 30,
             max_concurrency: 64,
             max_top_k: 1000,
+            max_batch: 100,
             read_keys: Vec::new(),
             write_keys: Vec::new(),
             context_tokenizer: None,

@@ -8,11 +8,16 @@
 //! way and starts syncs the same way. Front ends only translate: arguments
 //! or JSON in, the types here out, [`EngineError`] to their own errors.
 
+mod collections;
 mod documents;
 mod embeddings;
 mod jobs;
 mod schedule;
 
+pub use collections::{
+    BatchDocument, BatchResult, ChunkingRequest, DocumentPage, DocumentSummary, NewCollection,
+    PageRequest,
+};
 pub use documents::{
     API_SOURCE, DeleteResponse, DocumentStatus, DocumentText, NewDocument, PutDocumentResponse,
     WriteResult,

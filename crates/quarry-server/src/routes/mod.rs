@@ -1,6 +1,7 @@
 //! One file per group of routes; each handler turns its request into the
 //! service's types and the service's answer into JSON.
 
+pub(crate) mod collections;
 pub(crate) mod documents;
 pub(crate) mod jobs;
 pub(crate) mod openai;

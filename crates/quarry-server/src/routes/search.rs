@@ -50,6 +50,10 @@ pub struct SearchBody {
     /// which names the others in `duplicates` (default
     /// `retrieval.dedupe`, true).
     pub dedupe: Option<bool>,
+    /// Drop hits whose `relevance` (0 to 1, the same scale in every mode)
+    /// is under this.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub min_relevance: Option<f32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -90,6 +94,9 @@ pub struct ContextBody {
     /// Fold near-identical passages of different documents (default
     /// `retrieval.dedupe`, true).
     pub dedupe: Option<bool>,
+    /// Leave out candidates whose `relevance` is under this.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub min_relevance: Option<f32>,
 }
 
 /// A deadline of 0 ms could never be met.
@@ -166,6 +173,7 @@ pub(crate) async fn run_search(
         top_k: body.top_k.unwrap_or(10),
         per_doc_limit: body.per_doc_limit,
         dedupe: body.dedupe,
+        min_relevance: body.min_relevance,
         ..candidates(
             state,
             body.mode,
@@ -234,6 +242,7 @@ pub(crate) async fn run_context(
         search: SearchOptions {
             top_k: body.candidates.unwrap_or(50),
             dedupe: body.dedupe,
+            min_relevance: body.min_relevance,
             ..candidates(
                 state,
                 body.mode,

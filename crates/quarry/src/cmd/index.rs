@@ -79,9 +79,13 @@ pub struct SearchArgs {
     /// A filter as JSON: {"source", "doc_id", "path_prefix", "tags", "metadata"}.
     #[arg(long)]
     filter: Option<String>,
-    /// Drop hits scoring below this.
+    /// Drop hits scoring below this (the mode's own scale).
     #[arg(long)]
     score_threshold: Option<f32>,
+    /// Drop hits whose relevance (0 to 1, one scale for every mode) is
+    /// below this.
+    #[arg(long)]
+    min_relevance: Option<f32>,
     /// At most this many chunks per document.
     #[arg(long)]
     per_doc_limit: Option<usize>,
@@ -293,9 +297,10 @@ pub async fn search(config: &Config, args: SearchArgs) -> anyhow::Result<ExitCod
             .collect();
         writeln!(
             out,
-            "{:>2}. {:.4}  {}  {}",
+            "{:>2}. {:.4} (relevance {:.2})  {}  {}",
             i + 1,
             h["score"].as_f64().unwrap_or_default(),
+            h["relevance"].as_f64().unwrap_or_default(),
             h["doc_id"].as_str().unwrap_or_default(),
             headings.join(" › ")
         )?;
@@ -328,6 +333,7 @@ async fn search_remote(
         "score_threshold": args.score_threshold,
         "per_doc_limit": args.per_doc_limit,
         "dedupe": args.no_dedupe.then_some(false),
+        "min_relevance": args.min_relevance,
     });
     if let Some(method) = args.fusion {
         body["fusion"] = serde_json::json!({ "method": method });
@@ -366,6 +372,7 @@ async fn search_local(
             top_n: Some(n),
         }),
         dedupe: args.no_dedupe.then_some(false),
+        min_relevance: args.min_relevance,
     };
     let hits = service
         .retriever()
