@@ -101,9 +101,7 @@ impl Caller {
         if self.sees(collection) {
             Ok(())
         } else {
-            Err(ApiError::NotFound(format!(
-                "collection {collection:?} does not exist"
-            )))
+            Err(crate::error::no_collection(collection))
         }
     }
 }

@@ -143,9 +143,7 @@ impl From<EngineError> for ApiError {
             // embedding model): the request, or the configuration it names.
             EngineError::Embed(EmbedError::Unsupported(m)) => Self::BadRequest(m),
             EngineError::Embed(other) => Self::Internal(other.to_string()),
-            EngineError::Store(StoreError::NoCollection(c)) => Self::NotFound(format!(
-                "collection {c:?} does not exist; create it with POST /v1/collections, or sync a source into it"
-            )),
+            EngineError::Store(StoreError::NoCollection(c)) => no_collection(&c),
             EngineError::Store(StoreError::Invalid(m)) => Self::BadRequest(m),
             EngineError::Store(StoreError::Name(e)) => Self::BadRequest(e.to_string()),
             EngineError::Store(e @ StoreError::DiskFull { .. }) => {
@@ -180,6 +178,14 @@ impl From<JsonRejection> for ApiError {
             other => Self::BadRequest(other.body_text()),
         }
     }
+}
+
+/// The 404 for a collection that does not exist, and for one the caller's
+/// key may not see: the same words, so names do not leak.
+pub(crate) fn no_collection(name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "collection {name:?} does not exist; create it with POST /v1/collections, or sync a source into it"
+    ))
 }
 
 #[cfg(test)]

@@ -148,7 +148,10 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(search::search))
         .routes(routes!(search::context))
         .routes(routes!(status::collections, collections::create_collection))
-        .routes(routes!(collections::delete_collection))
+        .routes(routes!(
+            collections::get_collection,
+            collections::delete_collection
+        ))
         .routes(routes!(
             collections::list_documents,
             collections::post_documents

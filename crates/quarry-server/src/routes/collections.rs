@@ -31,6 +31,19 @@ pub(crate) async fn create_collection(
     Ok((StatusCode::CREATED, Json(info)))
 }
 
+/// One collection's model, dimension, documents and points.
+#[utoipa::path(get, path = "/v1/collections/{name}",
+    params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
+    responses((status = 200, body = CollectionInfo), (status = "4XX", body = ErrorBody)))]
+pub(crate) async fn get_collection(
+    State(state): St,
+    Extension(caller): Extension<Caller>,
+    ApiPath(name): ApiPath<CollectionName>,
+) -> Result<Json<CollectionInfo>, ApiError> {
+    caller.check(&name)?;
+    Ok(Json(state.service.collection_info(&name).await?))
+}
+
 /// Delete a collection and all its documents.
 #[utoipa::path(delete, path = "/v1/collections/{name}",
     params(("name" = String, Path, description = "Collection", pattern = r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,63}$")),
