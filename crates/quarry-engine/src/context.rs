@@ -69,6 +69,8 @@ pub struct Passage {
     pub start: usize,
     pub end: usize,
     pub score: f32,
+    /// The best of its hits' `relevance` (0 to 1, the same in every mode).
+    pub relevance: f32,
     pub chunk_ids: Vec<String>,
     pub text: String,
 }
@@ -114,6 +116,7 @@ fn passages_of(mut hits: Vec<Hit>) -> Vec<Passage> {
             }
             p.end = p.end.max(h.end);
             p.score = p.score.max(h.score);
+            p.relevance = p.relevance.max(h.relevance);
             p.chunk_ids.push(h.chunk_id);
             *last = h.chunk_index;
             continue;
@@ -130,6 +133,7 @@ fn passages_of(mut hits: Vec<Hit>) -> Vec<Passage> {
                 start: h.start,
                 end: h.end,
                 score: h.score,
+                relevance: h.relevance,
                 chunk_ids: vec![h.chunk_id],
                 text: h.text,
             },

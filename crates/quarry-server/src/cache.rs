@@ -21,6 +21,7 @@ use quarry_engine::Degraded;
 use serde::Serialize;
 
 use crate::AppState;
+use crate::coverage::Best;
 use crate::error::ApiError;
 
 /// What the cache counts, for `/metrics`.
@@ -118,19 +119,19 @@ fn respond(body: Bytes, cache: Option<&'static str>) -> Response {
     resp
 }
 
-/// A kept answer, and its best score for coverage monitoring.
+/// A kept answer, and its best hit for coverage monitoring.
 #[derive(Debug, Clone)]
 pub(crate) struct Cached {
     pub body: Bytes,
-    pub best: Option<f32>,
+    pub best: Option<Best>,
 }
 
 /// What a cacheable route computes: its answer, whether it degraded, and
-/// its best hit's score.
+/// its best hit.
 pub(crate) struct Answer<T> {
     pub body: T,
     pub degraded: Option<Degraded>,
-    pub best: Option<f32>,
+    pub best: Option<Best>,
 }
 
 /// The route's request: what the cache keys on and coverage records.
@@ -443,7 +444,10 @@ mod stale_tests {
         Ok(Answer {
             body: serde_json::json!({ "hits": [text] }),
             degraded: None,
-            best: Some(1.0),
+            best: Some(Best {
+                score: 1.0,
+                relevance: 1.0,
+            }),
         })
     }
 

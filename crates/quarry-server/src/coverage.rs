@@ -1,13 +1,15 @@
 //! Coverage monitoring: how well each collection answers what is asked.
 //!
-//! Every search and context request records its best hit's score, per
-//! collection and mode (scores of different modes are on different
-//! scales: cosine for dense, BM25's for bm25, reciprocal-rank fusion's for
-//! hybrid, so each mode has its own `retrieval.low_score` threshold). A
-//! query whose best score is under its threshold, or that found nothing, is
-//! a question the corpus may not answer; with `server.query_log = true`
-//! the most recent of them are kept, so data owners can see what is
-//! missing. Only the server sees queries; nothing is written to disk.
+//! Every search and context request records its best hit, per collection
+//! and mode. The histogram and the low-score test read the hit's
+//! `relevance`, which means the same in every mode (raw scores do not:
+//! cosine for dense, BM25's unbounded sum, a fused score), so one
+//! `retrieval.low_score` fits them all; a table of raw thresholds per mode
+//! is still accepted. A query whose best hit is low, or that found
+//! nothing, is a question the corpus may not answer; with
+//! `server.query_log = true` the most recent of them are kept, so data
+//! owners can see what is missing. Only the server sees queries; nothing
+//! is written to disk.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -17,12 +19,31 @@ use quarry_engine::Mode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// Upper bounds of the best-score histogram: wide enough for all three
-/// scales.
-pub(crate) const SCORE_BUCKETS: &[f64] = &[
-    0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 2.0, 5.0, 10.0, 20.0,
-    50.0,
+/// Upper bounds of the best-relevance histogram.
+pub(crate) const RELEVANCE_BUCKETS: &[f64] = &[
+    0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0,
 ];
+
+/// A query's best hit, as coverage reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Best {
+    /// The mode's raw score.
+    pub score: f32,
+    /// 0 to 1, the same in every mode.
+    pub relevance: f32,
+}
+
+impl Best {
+    /// The best of `hits`' (raw score, relevance) pairs; each is taken at
+    /// its own maximum, as a reranked list's order need not follow either.
+    pub fn of(hits: impl Iterator<Item = (f32, f32)>) -> Option<Self> {
+        hits.map(|(score, relevance)| Self { score, relevance })
+            .reduce(|a, b| Self {
+                score: a.score.max(b.score),
+                relevance: a.relevance.max(b.relevance),
+            })
+    }
+}
 /// Low-score queries kept per collection.
 const RECENT: usize = 100;
 
@@ -31,8 +52,10 @@ const RECENT: usize = 100;
 pub struct LowQuery {
     pub query: String,
     pub mode: Mode,
-    /// The best hit's score; none when nothing matched.
+    /// The best hit's raw score; none when nothing matched.
     pub best_score: Option<f32>,
+    /// The best hit's relevance (0 to 1); none when nothing matched.
+    pub best_relevance: Option<f32>,
     pub at_unix: u64,
 }
 
@@ -40,11 +63,12 @@ pub struct LowQuery {
 #[derive(Debug, Clone, Default, Serialize, ToSchema)]
 pub struct ModeCoverage {
     pub queries: u64,
-    /// Queries whose best score was under the mode's `retrieval.low_score`.
+    /// Queries whose best hit was under `retrieval.low_score`.
     pub low: u64,
-    /// Cumulative counts per upper bound of `bucket_bounds`.
+    /// Best relevances: cumulative counts per upper bound of
+    /// `bucket_bounds`.
     pub buckets: Vec<u64>,
-    pub score_sum: f64,
+    pub relevance_sum: f64,
 }
 
 /// What `GET /v1/collections/{name}/stats` answers.
@@ -85,37 +109,30 @@ impl Coverage {
         }
     }
 
-    fn threshold(&self, mode: Mode) -> f32 {
-        match mode {
-            Mode::Dense => self.low.dense,
-            Mode::Bm25 => self.low.bm25,
-            Mode::Hybrid => self.low.hybrid,
-        }
-    }
-
     /// Records one answered query: `served` is the mode that answered (a
-    /// degraded hybrid search is a BM25 one), `best` its top score.
-    pub fn observe(&self, collection: &str, served: Mode, query: &str, best: Option<f32>) {
-        let low = best.is_none_or(|s| s < self.threshold(served));
+    /// degraded hybrid search is a BM25 one), `best` its top hit.
+    pub fn observe(&self, collection: &str, served: Mode, query: &str, best: Option<Best>) {
+        let low = best.is_none_or(|b| self.low.is_low(served.as_str(), b.score, b.relevance));
         let mut all = self.collections.lock().unwrap_or_else(|e| e.into_inner());
         let c = all.entry(collection.to_string()).or_default();
         let m = c.by_mode.entry(served.as_str().to_string()).or_default();
         if m.buckets.is_empty() {
             // Also for a first query that found nothing.
-            m.buckets = vec![0; SCORE_BUCKETS.len()];
+            m.buckets = vec![0; RELEVANCE_BUCKETS.len()];
         }
         m.queries += 1;
         m.low += u64::from(low);
-        if let Some(s) = best {
-            let s = f64::from(s);
-            m.score_sum += s;
-            crate::metrics::fill(&mut m.buckets, SCORE_BUCKETS, s);
+        if let Some(b) = best {
+            let r = f64::from(b.relevance);
+            m.relevance_sum += r;
+            crate::metrics::fill(&mut m.buckets, RELEVANCE_BUCKETS, r);
         }
         if low && self.query_log {
             c.recent_low.push_front(LowQuery {
                 query: query.to_string(),
                 mode: served,
-                best_score: best,
+                best_score: best.map(|b| b.score),
+                best_relevance: best.map(|b| b.relevance),
                 at_unix: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map(|d| d.as_secs())
@@ -140,7 +157,7 @@ impl Coverage {
             } else {
                 low as f64 / queries as f64
             },
-            bucket_bounds: SCORE_BUCKETS.to_vec(),
+            bucket_bounds: RELEVANCE_BUCKETS.to_vec(),
             by_mode,
             recent_low: c
                 .map(|c| c.recent_low.iter().cloned().collect())

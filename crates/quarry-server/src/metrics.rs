@@ -235,15 +235,15 @@ pub(crate) fn render_cache(out: &mut String, s: &crate::cache::CacheStats) {
     }
 }
 
-/// Coverage: each collection's best-score histogram and low-score counts,
-/// by mode.
+/// Coverage: each collection's best-relevance histogram and low-score
+/// counts, by mode.
 pub(crate) fn render_coverage(out: &mut String, all: &[crate::coverage::CollectionStats]) {
-    let hist = "quarry_query_best_score";
+    let hist = "quarry_query_best_relevance";
     header(
         out,
         hist,
         "histogram",
-        "Each query's best hit score, by collection and mode.",
+        "Each query's best hit relevance (0 to 1), by collection and mode.",
     );
     for c in all {
         for (mode, m) in &c.by_mode {
@@ -253,13 +253,13 @@ pub(crate) fn render_coverage(out: &mut String, all: &[crate::coverage::Collecti
                 labels: &labels,
                 bounds: &c.bucket_bounds,
             };
-            histogram(out, &series, &m.buckets, m.score_sum, m.queries);
+            histogram(out, &series, &m.buckets, m.relevance_sum, m.queries);
         }
     }
     counter(
         out,
         "quarry_low_score_queries_total",
-        "Queries whose best score was under retrieval.low_score (or that found nothing).",
+        "Queries whose best hit was under retrieval.low_score (or that found nothing).",
         all.iter().flat_map(|c| {
             c.by_mode.iter().map(|(mode, m)| {
                 let labels = format!("collection=\"{}\",mode=\"{mode}\"", esc(&c.collection));

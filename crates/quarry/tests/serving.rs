@@ -500,8 +500,14 @@ fn collection_stats_show_the_questions_the_corpus_cannot_answer() {
         .collect();
     // Newest first; the answered question is not there.
     assert_eq!(logged, ["zzyzx qwerty", unanswerable], "{v}");
+    // Judged on the one relevance scale, whatever the mode.
+    let relevance = v["recent_low"][1]["best_relevance"].as_f64().unwrap();
     assert!(
-        v["recent_low"][1]["best_score"].as_f64().unwrap() < 0.3,
+        relevance < f64::from(quarry_core::config::LOW_RELEVANCE),
+        "{v}"
+    );
+    assert!(
+        v["recent_low"][1]["best_score"].as_f64().unwrap() > 0.0,
         "{v}"
     );
     assert_eq!(
@@ -516,7 +522,7 @@ fn collection_stats_show_the_questions_the_corpus_cannot_answer() {
     );
     assert_metric(
         &served.url,
-        "quarry_query_best_score_count{collection=\"support\",mode=\"dense\"} 2",
-        "best_score",
+        "quarry_query_best_relevance_count{collection=\"support\",mode=\"dense\"} 2",
+        "best_relevance",
     );
 }

@@ -20,8 +20,8 @@ mod store;
 pub use keys::{KeyConfig, RateConfig, Scope};
 pub use model::{ModelConfig, ModelSource, Precision};
 pub use retrieval::{
-    CollectionRetrieval, DenseFallback, Fusion, FusionMethod, LowScore, MAX_RERANK_TOP_N, Rerank,
-    RetrievalConfig,
+    CollectionRetrieval, DenseFallback, Fusion, FusionMethod, LOW_RELEVANCE, LowScore,
+    MAX_RERANK_TOP_N, ModeScores, Rerank, RetrievalConfig,
 };
 pub use source::{
     BeirSourceConfig, Every, FsSourceConfig, GitSourceConfig, S3SourceConfig, SourceConfig,

@@ -101,8 +101,8 @@ pub struct RetrievalConfig {
     /// `"bm25"`: dense searches fall back to BM25 too, instead of a 503.
     /// Default `"none"`.
     pub fallback: DenseFallback,
-    /// A query whose best score is under its mode's threshold is one the
-    /// corpus may not answer (coverage monitoring, `quarry serve`).
+    /// A query whose best hit is under this is one the corpus may not
+    /// answer (coverage monitoring, `quarry serve`): a relevance by default.
     pub low_score: LowScore,
     /// How hybrid search fuses dense and BM25 (default `adaptive`).
     pub fusion: Fusion,
@@ -132,10 +132,73 @@ impl Default for RetrievalConfig {
     }
 }
 
-/// Best-score thresholds per mode: their scores are on different scales.
+/// When a query's best hit counts as low (coverage monitoring): a question
+/// the corpus may not answer.
+///
+/// `low_score = 0.2` reads the best hit's `relevance` (0 to 1, the same
+/// in every mode; the default). `low_score = { dense = 0.3, bm25 = 3.0,
+/// hybrid = 0.3 }` reads each mode's raw score instead, for someone who
+/// has fitted thresholds of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum LowScore {
+    Relevance(f32),
+    PerMode(ModeScores),
+}
+
+impl<'de> Deserialize<'de> for LowScore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Relevance(f32),
+            PerMode(ModeScores),
+        }
+        let fix = "low_score must be a relevance from 0 to 1 (e.g. 0.2), \
+                   or raw scores per mode: { dense = 0.3, bm25 = 3.0, hybrid = 0.3 }";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(fix))? {
+            Raw::Relevance(t) if (0.0..=1.0).contains(&t) => Ok(Self::Relevance(t)),
+            Raw::Relevance(_) => Err(serde::de::Error::custom(fix)),
+            Raw::PerMode(m) => Ok(Self::PerMode(m)),
+        }
+    }
+}
+
+/// The best hit's relevance under which a query is low. Measured by
+/// `scripts/calibrate-low-score.py` on the shared sets: each set's own
+/// queries (which its corpus answers) against another set's (which it does
+/// not), and the threshold that best tells them apart in every mode.
+pub const LOW_RELEVANCE: f32 = 0.2;
+
+impl Default for LowScore {
+    fn default() -> Self {
+        Self::Relevance(LOW_RELEVANCE)
+    }
+}
+
+impl LowScore {
+    /// Whether a best hit of raw `score` and `relevance`, served by
+    /// `mode` ("dense", "bm25" or "hybrid"), is low.
+    pub fn is_low(&self, mode: &str, score: f32, relevance: f32) -> bool {
+        match self {
+            Self::Relevance(t) => relevance < *t,
+            Self::PerMode(m) => {
+                let t = match mode {
+                    "dense" => m.dense,
+                    "bm25" => m.bm25,
+                    _ => m.hybrid,
+                };
+                score < t
+            }
+        }
+    }
+}
+
+/// Raw best-score thresholds per mode: their scores are on different
+/// scales.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LowScore {
+#[serde(deny_unknown_fields)]
+pub struct ModeScores {
     /// Cosine similarity.
     pub dense: f32,
     /// BM25's score.
@@ -143,16 +206,6 @@ pub struct LowScore {
     /// The fused score, 0 to 1 for `adaptive`, `dbsf` and `convex` fusion
     /// (for `rrf`, about 0.02: 2 / (rrf_k + 1) is a hit first in both lists).
     pub hybrid: f32,
-}
-
-impl Default for LowScore {
-    fn default() -> Self {
-        Self {
-            dense: 0.3,
-            bm25: 3.0,
-            hybrid: 0.3,
-        }
-    }
 }
 
 /// What a dense search does when its query embedding is late or
@@ -245,4 +298,43 @@ pub(crate) fn validate(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn low(toml_text: &str) -> Result<LowScore, String> {
+        #[derive(Deserialize)]
+        struct R {
+            low_score: LowScore,
+        }
+        toml::from_str::<R>(toml_text)
+            .map(|r| r.low_score)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn low_score_is_one_relevance_or_raw_scores_per_mode() {
+        assert_eq!(
+            RetrievalConfig::default().low_score,
+            LowScore::Relevance(LOW_RELEVANCE)
+        );
+        let one = low("low_score = 0.4").unwrap();
+        assert_eq!(one, LowScore::Relevance(0.4));
+        // The relevance decides in every mode; the raw score is ignored.
+        assert!(one.is_low("bm25", 50.0, 0.3) && !one.is_low("dense", 0.1, 0.5));
+        let raw = low("low_score = { dense = 0.3, bm25 = 3.0, hybrid = 0.5 }").unwrap();
+        assert!(raw.is_low("bm25", 2.9, 0.99) && !raw.is_low("bm25", 3.1, 0.0));
+        assert!(raw.is_low("hybrid", 0.4, 0.99) && !raw.is_low("dense", 0.4, 0.0));
+        for bad in [
+            "low_score = 3.0",
+            "low_score = { dense = 0.3 }",
+            "low_score = \"x\"",
+        ] {
+            let err = low(bad).unwrap_err();
+            assert!(err.contains("relevance from 0 to 1"), "{bad}: {err}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ use super::St;
 use crate::AppState;
 use crate::auth::Caller;
 use crate::cache::{Answer, Asked, Served, bypassed, serve_cached};
+use crate::coverage::Best;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiPath, JsonBody};
 
@@ -191,12 +192,13 @@ pub(crate) async fn run_search(
         .await?;
         Ok(Answer {
             degraded: searched.degraded.clone(),
-            // Coverage is judged on the first stage's scale.
-            best: searched
-                .hits
-                .iter()
-                .map(|h| h.retrieval_score.unwrap_or(h.score))
-                .reduce(f32::max),
+            // A raw score on the first stage's scale.
+            best: Best::of(
+                searched
+                    .hits
+                    .iter()
+                    .map(|h| (h.retrieval_score.unwrap_or(h.score), h.relevance)),
+            ),
             body: SearchResponse {
                 hits: searched.hits,
                 degraded: searched.degraded,
@@ -262,7 +264,7 @@ pub(crate) async fn run_context(
         .await?;
         Ok(Answer {
             degraded: context.degraded.clone(),
-            best: context.passages.iter().map(|p| p.score).reduce(f32::max),
+            best: Best::of(context.passages.iter().map(|p| (p.score, p.relevance))),
             body: context,
         })
     };
