@@ -104,18 +104,18 @@ impl SyncReport {
         self.note(uri, reason.into(), "failed");
     }
 
-    /// Fills [`Self::skipped_by_reason`] from the skips noted so far.
+    /// Fills [`Self::skipped_by_reason`] from the skips noted so far. A
+    /// reason's parenthesised details are one file's own (a minified file's
+    /// line count and longest line), so the groups leave them out; each
+    /// skip in `errors` keeps them.
     pub(crate) fn summarise_skips(&mut self) {
-        let mut counts: std::collections::HashMap<&str, usize> = Default::default();
+        let mut counts: std::collections::HashMap<String, usize> = Default::default();
         for e in self.errors.iter().filter(|e| e.kind == "skipped") {
-            *counts.entry(e.reason.as_str()).or_default() += 1;
+            *counts.entry(reason_kind(&e.reason)).or_default() += 1;
         }
         let mut by_reason: Vec<ReasonCount> = counts
             .into_iter()
-            .map(|(reason, count)| ReasonCount {
-                reason: reason.to_string(),
-                count,
-            })
+            .map(|(reason, count)| ReasonCount { reason, count })
             .collect();
         by_reason.sort_by(|a, b| b.count.cmp(&a.count).then(a.reason.cmp(&b.reason)));
         self.skipped_by_reason = by_reason;
@@ -125,6 +125,26 @@ impl SyncReport {
         let (uri, kind) = (uri.to_string(), kind.to_string());
         self.errors.push(ReportError { uri, reason, kind });
     }
+}
+
+/// `reason` without its parenthesised parts.
+fn reason_kind(reason: &str) -> String {
+    let mut out = String::with_capacity(reason.len());
+    let mut depth = 0usize;
+    for c in reason.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' if depth > 0 => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    // "file (details); hint" leaves "file ; hint".
+    out.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" ;", ";")
+        .replace(" ,", ",")
 }
 
 #[cfg(test)]
@@ -138,6 +158,17 @@ mod tests {
             r.skip(&format!("img/{i}.png"), "binary file type .png");
         }
         r.skip("empty.md", "empty file");
+        // One group, whatever each minified file's own figures.
+        let hint = "set sync.skip_generated = false to index it";
+        r.skip(
+            "a.min.js",
+            format!("minified file (1 lines, the longest 113133 bytes); {hint}"),
+        );
+        r.skip(
+            "b.css",
+            format!("minified file (54 lines, the longest 19049 bytes); {hint}"),
+        );
+        r.skip("c.js", format!("minified file; {hint}"));
         r.fail("bad.pdf", "broken xref");
         r.summarise_skips();
         assert_eq!(
@@ -146,6 +177,10 @@ mod tests {
                 ReasonCount {
                     reason: "binary file type .png".into(),
                     count: 63
+                },
+                ReasonCount {
+                    reason: format!("minified file; {hint}"),
+                    count: 3
                 },
                 ReasonCount {
                     reason: "empty file".into(),
