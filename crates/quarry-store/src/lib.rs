@@ -26,6 +26,7 @@ pub use scroll::ScrollAll;
 pub use server::ServerStore;
 
 use quarry_core::PointId;
+pub use quarry_core::config::{IndexSettings, Quantization};
 use quarry_core::payload::ChunkPayload;
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +79,18 @@ pub struct CollectionSpec {
     pub dimension: usize,
     /// The model fingerprint (id, weights sha256, dimension, pooling, ...).
     pub model: serde_json::Value,
+    /// How the dense vectors are indexed, fixed at creation. `None`: a
+    /// collection created before `[index]` existed
+    /// ([`IndexSettings::legacy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexSettings>,
+}
+
+impl CollectionSpec {
+    /// The index the collection was created with.
+    pub fn index_settings(&self) -> IndexSettings {
+        self.index.clone().unwrap_or_else(IndexSettings::legacy)
+    }
 }
 
 /// A point to write.
@@ -118,6 +131,11 @@ pub struct SearchRequest {
     pub limit: usize,
     pub filter: Option<Condition>,
     pub score_threshold: Option<f32>,
+    /// Search every vector rather than the HNSW graph: the ground truth
+    /// that `quarry bench search` measures recall against.
+    pub exact: bool,
+    /// HNSW candidates for this search instead of the collection's `ef`.
+    pub ef: Option<usize>,
 }
 
 /// A hit without its payload: what fusion needs before it knows which
@@ -218,10 +236,6 @@ pub trait VectorStore: Send + Sync {
     fn switch_alias(&self, name: &str, target: &str) -> Result<()>;
     /// Deletes a collection (not an alias) and its points.
     fn drop_collection(&self, name: &str) -> Result<()>;
-    /// Takes, or renews, the lease `key` for `holder` for `ttl`: false while
-    /// another holder's lease is live. Replicas sharing a server store sync
-    /// each source under its lease; the edge store belongs to one process,
-    /// which holds every lease.
     /// A token that changes whenever what a search of `name` sees may
     /// have changed: a publish, a delete, an update in place, an alias
     /// switch. `None` where there is no cheap one (a server shared with
@@ -231,10 +245,41 @@ pub trait VectorStore: Send + Sync {
         Ok(None)
     }
 
+    /// Takes, or renews, the lease `key` for `holder` for `ttl`: false while
+    /// another holder's lease is live. Replicas sharing a server store sync
+    /// each source under its lease; the edge store belongs to one process,
+    /// which holds every lease.
     fn lease(&self, key: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
         let _ = (key, holder, ttl);
         Ok(true)
     }
+
+    /// Builds the indexes that writes left pending (the HNSW graph,
+    /// quantized vectors, merged segments), blocking until done; true if
+    /// anything was built. Searches keep working meanwhile. A Qdrant server
+    /// optimizes by itself, so there it does nothing.
+    fn optimize(&self, name: &str) -> Result<bool> {
+        let _ = name;
+        Ok(false)
+    }
+
+    /// How much of `name` its HNSW graph covers, where the store can say
+    /// cheaply.
+    fn index_info(&self, name: &str) -> Result<Option<IndexInfo>> {
+        let _ = name;
+        Ok(None)
+    }
+}
+
+/// What a collection's index covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IndexInfo {
+    pub segments: usize,
+    pub points: usize,
+    /// Vectors in indexed segments, dense and sparse together (Qdrant's
+    /// `indexed_vectors_count`): 0 until a segment is first indexed, and
+    /// up to `2 × points` (a dense and a BM25 vector each) after.
+    pub indexed_vectors: usize,
 }
 
 impl<'s> dyn VectorStore + 's {
@@ -250,8 +295,10 @@ impl<'s> dyn VectorStore + 's {
 }
 
 /// An existing collection may be reopened only for the spec it was built for.
+/// The index settings are not part of the match: a collection keeps the
+/// index it was created with, and its vectors are as valid under any.
 fn check_spec(name: &str, existing: &CollectionSpec, requested: &CollectionSpec) -> Result<()> {
-    if existing == requested {
+    if existing.dimension == requested.dimension && existing.model == requested.model {
         return Ok(());
     }
     Err(StoreError::Mismatch {

@@ -9,8 +9,8 @@ use quarry_core::ChunkPayload;
 use quarry_core::PointId;
 use quarry_core::config::ServerStoreConfig;
 use quarry_store::{
-    CollectionSpec, Condition, EdgeStore, Fields, MatchValue, Point, Query, Range, ScrollRequest,
-    SearchRequest, ServerStore, StoreError, VectorStore,
+    CollectionSpec, Condition, EdgeStore, Fields, IndexSettings, MatchValue, Point, Quantization,
+    Query, Range, ScrollRequest, SearchRequest, ServerStore, StoreError, VectorStore,
 };
 use serde_json::json;
 
@@ -20,6 +20,7 @@ fn spec(model: &str) -> CollectionSpec {
     CollectionSpec {
         dimension: DIM,
         model: json!({"id": model, "dimension": DIM}),
+        index: None,
     }
 }
 
@@ -111,6 +112,8 @@ fn search(
                 limit: 5,
                 filter,
                 score_threshold: None,
+                exact: false,
+                ef: None,
             },
         )
         .expect("search")
@@ -167,6 +170,8 @@ fn contract(store: &dyn VectorStore, label: &str) {
             limit: 5,
             filter: None,
             score_threshold: None,
+            exact: false,
+            ef: None,
         };
         let full = store.search(&name, &request).expect("search");
         let bare = store.search_ids(&name, &request).expect("search_ids");
@@ -224,6 +229,8 @@ fn contract(store: &dyn VectorStore, label: &str) {
                 limit: 12,
                 filter: None,
                 score_threshold: Some(0.99),
+                exact: false,
+                ef: None,
             },
         )
         .expect("threshold search");
@@ -307,6 +314,8 @@ fn contract(store: &dyn VectorStore, label: &str) {
                 limit: 1,
                 filter: None,
                 score_threshold: None,
+                exact: false,
+                ef: None,
             },
         )
         .unwrap_err();
@@ -370,6 +379,134 @@ fn server_store_meets_the_contract() {
     }
 }
 
+/// A pseudo-random unit vector: unlike `vector`, thousands of these have
+/// no near-ties, so exact and graph search can be told apart.
+fn scattered(seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let v: Vec<f32> = (0..DIM)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+/// A collection keeps the index it was created with; once optimized its
+/// vectors are in an HNSW graph, and graph search finds what exact search
+/// finds, which is what brute force in this test finds.
+fn indexed(store: &dyn VectorStore, label: &str) {
+    const N: usize = 3000;
+    let name = unique("indexed");
+    // 3000 × 8 dimensions × 4 bytes = 94 KiB, past a 16 KiB threshold.
+    let settings = IndexSettings {
+        m: 8,
+        indexing_threshold_kb: 16,
+        full_scan_threshold_kb: 1,
+        quantization: Quantization::Int8,
+        ..IndexSettings::default()
+    };
+    let with_index = CollectionSpec {
+        index: Some(settings.clone()),
+        ..spec("m1")
+    };
+    store.create_collection(&name, &with_index).expect("create");
+    // Reopening under other (or no) index settings keeps the stored ones.
+    store.open_collection(&name, &spec("m1")).expect("reopen");
+    let stored = store.collection_spec(&name).expect("spec").expect("exists");
+    assert_eq!(stored.index, Some(settings), "{label}");
+    let vectors: Vec<Vec<f32>> = (0..N as u64).map(scattered).collect();
+    for batch in (0..N).collect::<Vec<_>>().chunks(500) {
+        let pts: Vec<Point> = batch
+            .iter()
+            .map(|&i| Point {
+                id: PointId(0x1_0000 + i as u128),
+                dense: vectors[i].clone(),
+                ..point(i, &format!("d{i}"))
+            })
+            .collect();
+        let staged: Vec<PointId> = pts.iter().map(|p| p.id).collect();
+        store.upsert_staged(&name, pts).expect("upsert");
+        store.publish(&name, &staged, &[]).expect("publish");
+    }
+    store.flush(&name).expect("flush");
+    let before = store
+        .index_info(&name)
+        .expect("info")
+        .expect("edge and server report it");
+    assert_eq!(before.points, N, "{label}");
+    if label == "edge" {
+        assert!(
+            before.indexed_vectors < 2 * N,
+            "edge: the graph waits for optimize: {before:?}"
+        );
+    }
+    store.optimize(&name).expect("optimize");
+    // The edge store builds in `optimize`; a server builds by itself.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let after = loop {
+        let info = store.index_info(&name).expect("info").expect("reported");
+        if info.indexed_vectors >= 2 * N || std::time::Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(
+        after.indexed_vectors >= 2 * N,
+        "{label}: {before:?} then {after:?}"
+    );
+    let (mut found, mut exact_right) = (0, 0);
+    const Q: usize = 50;
+    for q in 0..Q as u64 {
+        let query = scattered(1_000_000 + q);
+        let mut truth: Vec<(f32, u128)> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                (
+                    v.iter().zip(&query).map(|(a, b)| a * b).sum(),
+                    0x1_0000 + i as u128,
+                )
+            })
+            .collect();
+        truth.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let truth: Vec<u128> = truth.iter().take(10).map(|t| t.1).collect();
+        let ask = |exact| SearchRequest {
+            query: Query::Dense(query.clone()),
+            limit: 10,
+            filter: None,
+            score_threshold: None,
+            exact,
+            ef: None,
+        };
+        let exact = ids(&store.search(&name, &ask(true)).expect("exact"));
+        exact_right += usize::from(exact == truth);
+        let graph = store.search_ids(&name, &ask(false)).expect("graph");
+        found += graph.iter().filter(|h| truth.contains(&h.id.0)).count();
+    }
+    assert_eq!(exact_right, Q, "{label}: exact search is brute force");
+    let recall = found as f64 / (Q * 10) as f64;
+    assert!(recall >= 0.95, "{label}: recall@10 {recall}");
+    store.drop_collection(&name).expect("drop");
+}
+
+#[test]
+fn edge_store_builds_the_configured_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = EdgeStore::open(dir.path()).expect("open");
+    indexed(&store, "edge");
+}
+
+#[test]
+fn server_store_builds_the_configured_index() {
+    if let Some(store) = server() {
+        indexed(&store, "server");
+    }
+}
+
 #[test]
 fn both_stores_answer_alike() {
     let Some(server) = server() else { return };
@@ -411,6 +548,8 @@ fn both_stores_answer_alike() {
                             limit: 12,
                             filter: None,
                             score_threshold: None,
+                            exact: false,
+                            ef: None,
                         },
                     )
                     .expect("search");

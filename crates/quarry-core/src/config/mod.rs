@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 use crate::{CoreError, Result};
 
 mod include;
+mod index;
 mod keys;
 mod model;
 mod retrieval;
 mod source;
 mod store;
 
+pub use index::{IndexConfig, IndexOverride, IndexSettings, Quantization};
 pub use keys::{KeyConfig, RateConfig, Scope};
 pub use model::{ModelConfig, ModelSource, Precision};
 pub use retrieval::{
@@ -43,6 +45,8 @@ pub struct Config {
     pub sync: SyncConfig,
     pub server: ServerConfig,
     pub retrieval: RetrievalConfig,
+    /// How new collections index their dense vectors (HNSW, quantization).
+    pub index: IndexConfig,
     /// Where vectors live: `"edge"` (embedded, under `data_dir`) or a Qdrant
     /// server, `{ url = "http://host:6334", api_key = "..." }`. Also
     /// `QUARRY_STORE` (`edge` or a URL) and `QUARRY_STORE_API_KEY`.
@@ -127,6 +131,7 @@ impl Default for Config {
             sync: SyncConfig::default(),
             server: ServerConfig::default(),
             retrieval: RetrievalConfig::default(),
+            index: IndexConfig::default(),
             store: StoreConfig::default(),
             sources: Vec::new(),
         }
@@ -329,6 +334,7 @@ impl Config {
             self.retrieval.rerank.as_ref(),
             &self.retrieval.collections,
         )?;
+        self.index.validate().map_err(CoreError::Invalid)?;
         let e = &self.embed;
         if e.max_batch_size == 0 || e.max_batch_tokens == 0 {
             return Err(CoreError::Invalid(

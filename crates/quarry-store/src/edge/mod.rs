@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
 use qdrant_edge::external::uuid::Uuid;
 use qdrant_edge::{
-    CreateIndex, Distance, EdgeConfigBuilder, EdgeShard, EdgeSparseVectorParamsBuilder,
-    EdgeVectorParamsBuilder, FieldIndexOperations, Modifier, PointId as QPointId, UpdateOperation,
+    CreateIndex, Distance, EdgeConfigBuilder, EdgeOptimizersConfig, EdgeShard,
+    EdgeSparseVectorParamsBuilder, EdgeVectorParamsBuilder, FieldIndexOperations, HnswIndexConfig,
+    Modifier, PointId as QPointId, QuantizationConfig, QuantizationSearchParams, SearchParams,
+    UpdateOperation,
 };
 use quarry_core::CollectionName;
 
@@ -28,6 +30,9 @@ const SHARD_DIR: &str = "shard";
 
 struct Collection {
     shard: EdgeShard,
+    /// How searches walk the index: `ef` and quantization rescoring, from
+    /// the settings the collection was created with.
+    params: SearchParams,
     /// The shard's folder, whose files are preallocated after each write.
     dir: PathBuf,
     /// Staged point ids, hidden from searches until published. Searches hold
@@ -238,7 +243,12 @@ impl EdgeStore {
         })?;
         // Says who holds the lock, for the error above in the next process.
         let _ = std::fs::write(dir.join(OWNER_FILE), owner_description());
+        let index = std::fs::read(dir.join(SPEC_FILE))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<CollectionSpec>(&b).ok())
+            .map_or_else(crate::IndexSettings::legacy, |s| s.index_settings());
         let c = Arc::new(Collection {
+            params: search_params(&index),
             shard,
             dir: shard_dir,
             hidden: RwLock::new(HashSet::new()),
@@ -251,6 +261,11 @@ impl EdgeStore {
     }
 
     fn create(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
+        if let Some(index) = &spec.index {
+            index
+                .validate("index")
+                .map_err(|e| StoreError::Invalid(format!("collection {name:?}: {e}")))?;
+        }
         let physical = CollectionName::new(name)?;
         self.check_space()?;
         let tmp = self
@@ -262,19 +277,7 @@ impl EdgeStore {
         };
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(tmp.join(SHARD_DIR)).map_err(io(&tmp))?;
-        let config = EdgeConfigBuilder::new()
-            .vector(
-                DENSE,
-                EdgeVectorParamsBuilder::new(spec.dimension, Distance::Cosine).build(),
-            )
-            .sparse_vector(
-                SPARSE,
-                EdgeSparseVectorParamsBuilder::new()
-                    .modifier(Modifier::Idf)
-                    .build(),
-            )
-            .on_disk_payload(true)
-            .build();
+        let config = edge_config(spec)?;
         {
             let shard = EdgeShard::new(&tmp.join(SHARD_DIR), config).map_err(qerr(name))?;
             for field in quarry_core::payload::INDEXED_FIELDS {
@@ -297,5 +300,57 @@ impl EdgeStore {
         let dir = self.path_of(&physical);
         std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
         Ok(())
+    }
+}
+
+/// The shard's configuration for `spec`: its dense vectors under the HNSW
+/// and quantization settings it asks for, and the BM25 vectors.
+fn edge_config(spec: &CollectionSpec) -> Result<qdrant_edge::EdgeConfig> {
+    let index = spec.index_settings();
+    let invalid = |e: serde_json::Error| StoreError::Invalid(format!("index settings: {e}"));
+    let hnsw: HnswIndexConfig = serde_json::from_value(serde_json::json!({
+        "m": index.m,
+        "ef_construct": index.ef_construct,
+        "full_scan_threshold": index.full_scan_threshold_kb,
+    }))
+    .map_err(invalid)?;
+    let mut dense = EdgeVectorParamsBuilder::new(spec.dimension, Distance::Cosine)
+        .hnsw_config(hnsw)
+        .on_disk(index.on_disk);
+    if index.quantization == crate::Quantization::Int8 {
+        let q: QuantizationConfig = serde_json::from_value(serde_json::json!({
+            "scalar": { "type": "int8", "quantile": 0.99, "always_ram": true }
+        }))
+        .map_err(invalid)?;
+        dense = dense.quantization_config(q);
+    }
+    Ok(EdgeConfigBuilder::new()
+        .vector(DENSE, dense.build())
+        .sparse_vector(
+            SPARSE,
+            EdgeSparseVectorParamsBuilder::new()
+                .modifier(Modifier::Idf)
+                .build(),
+        )
+        .hnsw_config(hnsw)
+        .optimizers(EdgeOptimizersConfig {
+            indexing_threshold: Some(index.indexing_threshold_kb),
+            ..EdgeOptimizersConfig::default()
+        })
+        .on_disk_payload(true)
+        .build())
+}
+
+fn search_params(index: &crate::IndexSettings) -> SearchParams {
+    SearchParams {
+        hnsw_ef: Some(index.ef),
+        quantization: (index.quantization != crate::Quantization::None).then_some(
+            QuantizationSearchParams {
+                ignore: false,
+                rescore: Some(index.rescore),
+                oversampling: Some(index.oversampling),
+            },
+        ),
+        ..SearchParams::default()
     }
 }

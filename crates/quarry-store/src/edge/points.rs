@@ -257,6 +257,26 @@ impl VectorStore for EdgeStore {
         Ok(())
     }
 
+    fn index_info(&self, name: &str) -> Result<Option<crate::IndexInfo>> {
+        let info = self.collection(name)?.shard.info();
+        Ok(Some(crate::IndexInfo {
+            segments: info.segments_count,
+            points: info.points_count,
+            indexed_vectors: info.indexed_vectors_count,
+        }))
+    }
+
+    fn optimize(&self, name: &str) -> Result<bool> {
+        self.check_space()?;
+        let c = self.collection(name)?;
+        let built = c.shard.optimize().map_err(qerr(name))?;
+        if built {
+            c.shard.flush();
+            self.settle(&c)?;
+        }
+        Ok(built)
+    }
+
     fn create_collection(&self, name: &str, spec: &CollectionSpec) -> Result<()> {
         let physical = CollectionName::new(name)?;
         if self.path_of(&physical).exists() || self.aliases().contains_key(name) {
@@ -354,6 +374,11 @@ impl EdgeStore {
         let c = self.collection(name)?;
         let hidden = c.hidden.read().unwrap_or_else(|e| e.into_inner());
         let filter = filter::to_edge(request.filter.as_ref(), hidden.iter().copied())?;
+        let params = qdrant_edge::SearchParams {
+            exact: request.exact,
+            hnsw_ef: request.ef.or(c.params.hnsw_ef),
+            ..c.params
+        };
         let dense_query = |v: &[f32]| {
             ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
                 query: VectorInternal::from(v.to_vec()),
@@ -382,7 +407,7 @@ impl EdgeStore {
                     prefetches: vec![],
                     query: Some(q),
                     limit: *prefetch,
-                    params: None,
+                    params: Some(params),
                     filter: filter.clone(),
                     score_threshold: None,
                 };
@@ -404,7 +429,7 @@ impl EdgeStore {
                 score_threshold: threshold,
                 limit: request.limit,
                 offset: 0,
-                params: None,
+                params: Some(params),
                 with_vector: WithVector::Bool(false),
                 with_payload: WithPayloadInterface::Bool(with_payload),
             })

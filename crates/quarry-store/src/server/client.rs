@@ -65,6 +65,7 @@ impl ServerStore {
             runtime: Some(runtime),
             config: config.clone(),
             bm25,
+            params: std::sync::Mutex::default(),
         })
     }
 

@@ -7,7 +7,7 @@ use quarry_core::PointId;
 use quarry_core::payload::ChunkPayload;
 
 use super::STAGED;
-use crate::{DENSE, Result, StoreError};
+use crate::{DENSE, IndexSettings, Quantization, Result, StoreError};
 
 pub(super) fn to_qid(id: PointId) -> q::PointId {
     q::PointId::from(uuid::Uuid::from_u128(id.0).to_string())
@@ -54,4 +54,45 @@ pub(super) fn vectors_selector(with_vectors: bool) -> with_vectors_selector::Sel
     } else {
         with_vectors_selector::SelectorOptions::Enable(false)
     }
+}
+
+/// The dense vector's parameters: its HNSW graph and quantization, as
+/// `[index]` set them when the collection was created.
+pub(super) fn dense_params(dimension: usize, index: &IndexSettings) -> q::VectorParamsBuilder {
+    let mut dense = q::VectorParamsBuilder::new(dimension as u64, q::Distance::Cosine)
+        .hnsw_config(
+            q::HnswConfigDiffBuilder::default()
+                .m(index.m as u64)
+                .ef_construct(index.ef_construct as u64)
+                .full_scan_threshold(index.full_scan_threshold_kb as u64),
+        )
+        .on_disk(index.on_disk);
+    if index.quantization == Quantization::Int8 {
+        dense = dense.quantization_config(
+            q::ScalarQuantizationBuilder::default()
+                .r#type(q::QuantizationType::Int8.into())
+                .quantile(0.99)
+                .always_ram(true),
+        );
+    }
+    dense
+}
+
+/// What a search of a collection with `index` asks of the graph.
+pub(super) fn search_params(
+    index: &IndexSettings,
+    exact: bool,
+    ef: Option<usize>,
+) -> q::SearchParams {
+    let mut params = q::SearchParamsBuilder::default()
+        .hnsw_ef(ef.unwrap_or(index.ef) as u64)
+        .exact(exact);
+    if index.quantization != Quantization::None {
+        params = params.quantization(
+            q::QuantizationSearchParamsBuilder::default()
+                .rescore(index.rescore)
+                .oversampling(index.oversampling),
+        );
+    }
+    params.build()
 }

@@ -21,11 +21,10 @@ use std::sync::Arc;
 
 use qdrant_client::qdrant::{
     self as q, CountPointsBuilder, CreateCollectionBuilder, CreateFieldIndexCollectionBuilder,
-    DeletePayloadPointsBuilder, DeletePointsBuilder, Distance, FieldType, GetPointsBuilder,
-    Modifier, PointStruct, PointsIdsList, PrefetchQueryBuilder, QueryPointsBuilder,
-    ScrollPointsBuilder, SparseVectorParamsBuilder, SparseVectorsConfigBuilder,
-    UpsertPointsBuilder, VectorInput, VectorParamsBuilder, VectorsConfigBuilder,
-    with_payload_selector, with_vectors_selector,
+    DeletePayloadPointsBuilder, DeletePointsBuilder, FieldType, GetPointsBuilder, Modifier,
+    PointStruct, PointsIdsList, PrefetchQueryBuilder, QueryPointsBuilder, ScrollPointsBuilder,
+    SparseVectorParamsBuilder, SparseVectorsConfigBuilder, UpsertPointsBuilder, VectorInput,
+    VectorsConfigBuilder, with_payload_selector, with_vectors_selector,
 };
 use qdrant_client::{Payload, Qdrant};
 use qdrant_edge::bm25_embed::EdgeBm25;
@@ -43,6 +42,7 @@ use convert::{dense_of, from_qid, payload_of, to_qid, vectors_selector};
 mod client;
 mod convert;
 mod filter;
+mod info;
 mod lease;
 
 /// Marks a point written by [`VectorStore::upsert_staged`] and not yet published.
@@ -57,6 +57,8 @@ pub struct ServerStore {
     runtime: Option<tokio::runtime::Runtime>,
     config: ServerStoreConfig,
     bm25: EdgeBm25,
+    /// Each collection's index settings, for its search parameters.
+    params: std::sync::Mutex<HashMap<String, crate::IndexSettings>>,
 }
 
 impl std::fmt::Debug for ServerStore {
@@ -82,15 +84,18 @@ impl ServerStore {
             SPEC_KEY.to_string(),
             serde_json::to_value(spec).map_err(|e| StoreError::Invalid(e.to_string()))?,
         );
+        let index = spec.index_settings();
+        let dense = convert::dense_params(spec.dimension, &index);
         let mut builder = CreateCollectionBuilder::new(name)
             .vectors_config({
                 let mut v = VectorsConfigBuilder::default();
-                v.add_named_vector_params(
-                    DENSE,
-                    VectorParamsBuilder::new(spec.dimension as u64, Distance::Cosine),
-                );
+                v.add_named_vector_params(DENSE, dense);
                 v
             })
+            .optimizers_config(
+                q::OptimizersConfigDiffBuilder::default()
+                    .indexing_threshold(index.indexing_threshold_kb as u64),
+            )
             .sparse_vectors_config({
                 let mut s = SparseVectorsConfigBuilder::default();
                 s.add_named_vector_params(
@@ -127,33 +132,6 @@ impl ServerStore {
             let request = request.clone();
             async move { c.create_field_index(request).await.map(|_| ()) }
         })
-    }
-
-    /// The spec of the physical collection `name` (no alias lookup).
-    fn spec_of(&self, name: &str) -> Result<Option<CollectionSpec>> {
-        let owned = name.to_string();
-        let info = match self.call("collection info", name, Retry::No, move |c| {
-            let owned = owned.clone();
-            async move { c.collection_info(owned).await }
-        }) {
-            Ok(info) => info,
-            Err(StoreError::NoCollection(_)) => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let metadata = info
-            .result
-            .and_then(|r| r.config)
-            .map(|c| c.metadata)
-            .unwrap_or_default();
-        match metadata.get(SPEC_KEY) {
-            Some(v) => serde_json::from_value(v.clone().into_json())
-                .map(Some)
-                .map_err(|e| StoreError::Invalid(format!("collection {name:?} metadata: {e}"))),
-            None => Err(StoreError::Invalid(format!(
-                "collection {name:?} on {} was not created by Quarry (no {SPEC_KEY} metadata); pick another name",
-                self.config.url
-            ))),
-        }
     }
 
     fn alias_map(&self) -> Result<HashMap<String, String>> {
@@ -220,7 +198,9 @@ impl ServerStore {
             let s = self.bm25.embed_query(t);
             q::Query::new_nearest(VectorInput::new_sparse(s.indices, s.values))
         };
+        let params = self.params_of(name, request.exact, request.ef)?;
         let mut builder = QueryPointsBuilder::new(name)
+            .params(params)
             .limit(request.limit as u64)
             .with_payload(with_payload)
             .filter(filter.clone());
@@ -237,6 +217,7 @@ impl ServerStore {
                     PrefetchQueryBuilder::default()
                         .query(dense(v))
                         .using(DENSE)
+                        .params(params)
                         .filter(filter.clone())
                         .limit(*prefetch as u64),
                 )
@@ -286,6 +267,10 @@ impl VectorStore for ServerStore {
 
     fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>> {
         self.spec_of(&self.resolve(name)?)
+    }
+
+    fn index_info(&self, name: &str) -> Result<Option<crate::IndexInfo>> {
+        self.info_of(name).map(Some)
     }
 
     fn lease(&self, key: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
@@ -472,6 +457,10 @@ impl VectorStore for ServerStore {
     }
 
     fn switch_alias(&self, name: &str, target: &str) -> Result<()> {
+        self.params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         quarry_core::CollectionName::new(name)?;
         quarry_core::CollectionName::new(target)?;
         // Qdrant's create_alias replaces an existing alias under one lock:
@@ -485,6 +474,10 @@ impl VectorStore for ServerStore {
 
     fn drop_collection(&self, name: &str) -> Result<()> {
         quarry_core::CollectionName::new(name)?;
+        self.params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let aliases = self.alias_map()?;
         // Qdrant would resolve an alias and drop its target.
         if aliases.contains_key(name) {
