@@ -38,11 +38,14 @@ fn next_name(alias: &str, current: &str) -> String {
     format!("{alias}-v{}", n + 1)
 }
 
-/// Rebuilds `collection` with `embedder`'s model and switches to it.
+/// Rebuilds `collection` with `embedder`'s model and switches to it. The
+/// new collection keeps the old one's index settings, or takes `index`
+/// where the old one predates them.
 pub async fn reindex(
     store: &Arc<dyn VectorStore>,
     embedder: &Embedder,
     collection: &str,
+    index: quarry_core::config::IndexSettings,
     keep_old: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<ReindexReport> {
@@ -55,15 +58,24 @@ pub async fn reindex(
     })
     .await?;
     let fp = embedder.fingerprint();
-    let spec = CollectionSpec {
-        dimension: fp.dimension,
-        model: serde_json::to_value(fp).map_err(|e| EngineError::Invalid(e.to_string()))?,
-    };
     let old_spec = {
         let old = old.clone();
         blocking(store, move |s| s.collection_spec(&old)).await?
     };
-    if old_spec.as_ref() == Some(&spec) {
+    let spec = CollectionSpec {
+        dimension: fp.dimension,
+        model: serde_json::to_value(fp).map_err(|e| EngineError::Invalid(e.to_string()))?,
+        index: Some(
+            old_spec
+                .as_ref()
+                .and_then(|s| s.index.clone())
+                .unwrap_or(index),
+        ),
+    };
+    if old_spec
+        .as_ref()
+        .is_some_and(|o| o.model == spec.model && o.dimension == spec.dimension)
+    {
         return Err(EngineError::Invalid(format!(
             "{collection} is already built with this model; nothing to reindex"
         )));
@@ -126,6 +138,8 @@ pub async fn reindex(
         let (name, new, old) = (collection.to_string(), new.clone(), old.clone());
         blocking(store, move |s| {
             s.flush(&new)?;
+            // Searches move to the new collection with its graph built.
+            s.optimize(&new)?;
             s.switch_alias(&name, &new)?;
             if !keep_old {
                 s.drop_collection(&old)?;

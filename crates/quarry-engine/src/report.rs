@@ -83,6 +83,8 @@ pub struct Durations {
     pub parse_chunk: f64,
     pub embed: f64,
     pub write: f64,
+    /// Building the HNSW graph and quantized vectors, after the writes.
+    pub index: f64,
     pub total: f64,
 }
 

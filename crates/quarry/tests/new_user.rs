@@ -445,12 +445,28 @@ fn an_application_creates_fills_pages_and_deletes_a_collection_over_http() {
         "POST",
         &collections,
         app,
-        Some(serde_json::json!({"name": "notes"})),
+        Some(serde_json::json!({"name": "notes", "index": {"m": 1}})),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("index.m = 1"), "{body}");
+    // Index settings on top of the server's: int8 vectors, and a graph
+    // built past 1 KiB so that even two documents get one.
+    let (status, body) = call(
+        "POST",
+        &collections,
+        app,
+        Some(serde_json::json!({"name": "notes",
+            "index": {"quantization": "int8", "indexing_threshold_kb": 1}})),
     );
     assert_eq!(status, 201, "{body}");
     assert_eq!(
         (body["name"].as_str(), body["documents"].as_u64()),
         (Some("notes"), Some(0))
+    );
+    assert_eq!(
+        (&body["index"]["quantization"], &body["index"]["m"]),
+        (&serde_json::json!("int8"), &serde_json::json!(16)),
+        "{body}"
     );
     let (status, _) = call(
         "POST",
@@ -491,6 +507,13 @@ fn an_application_creates_fills_pages_and_deletes_a_collection_over_http() {
     let (status, body) = call("POST", &batch, app, Some(four));
     assert_eq!(status, 400);
     assert!(body.to_string().contains("server.max_batch"), "{body}");
+
+    let (_, info) = call("GET", &format!("{collections}/notes"), reader, None);
+    assert_eq!(info["points"], 2, "{info}");
+    assert!(
+        info["indexed_vectors"].as_u64().unwrap() >= 4,
+        "each write's sync builds the graph: {info}"
+    );
 
     let (status, page) = call("GET", &format!("{batch}?limit=1"), reader, None);
     assert_eq!(status, 200, "{page}");

@@ -31,6 +31,12 @@ pub struct NewCollection {
     /// `{"max_tokens", "overlap"}`; default (and the only one accepted) the
     /// server's.
     pub chunking: Option<ChunkingRequest>,
+    /// Index settings on top of the server's `[index]`: `m`,
+    /// `ef_construct`, `ef`, `quantization` (`none` or `int8`),
+    /// `oversampling`, `rescore`, `on_disk`, `full_scan_threshold_kb`,
+    /// `indexing_threshold_kb`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub index: Option<quarry_core::config::IndexOverride>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -150,7 +156,9 @@ impl Service {
                 "collection {name:?} already exists"
             )));
         }
-        self.indexer.prepare(&name).await?;
+        self.indexer
+            .prepare_with(&name, request.index.as_ref())
+            .await?;
         self.collection_info(&name).await
     }
 

@@ -55,6 +55,13 @@ pub struct CollectionInfo {
     pub dimension: usize,
     pub documents: usize,
     pub points: usize,
+    /// How its dense vectors are indexed (fixed when it was created).
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub index: quarry_core::config::IndexSettings,
+    /// Vectors, dense and BM25, in indexed segments (Qdrant's
+    /// `indexed_vectors_count`): 0 until the collection is first indexed,
+    /// up to twice `points` once every point is.
+    pub indexed_vectors: Option<usize>,
 }
 
 /// Whether the service can answer.
@@ -76,12 +83,15 @@ pub fn collections(store: &dyn VectorStore) -> quarry_store::Result<Vec<Collecti
             continue;
         };
         let counts = quarry_store::count_documents(store, &name)?;
+        let indexed_vectors = store.index_info(&name)?.map(|i| i.indexed_vectors);
         out.push(CollectionInfo {
+            index: spec.index_settings(),
             name,
             model: spec.model,
             dimension: spec.dimension,
             documents: counts.documents,
             points: counts.points,
+            indexed_vectors,
         });
     }
     Ok(out)

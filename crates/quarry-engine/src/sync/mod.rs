@@ -62,6 +62,8 @@ pub struct IndexerSettings {
     pub max_parse_secs: f64,
     /// `sync.skip_generated`: leave minified and generated files out.
     pub skip_generated: bool,
+    /// `[index]`: how collections this indexer creates index their vectors.
+    pub index: quarry_core::config::IndexConfig,
 }
 
 impl IndexerSettings {
@@ -74,6 +76,7 @@ impl IndexerSettings {
             whole_documents: false,
             max_parse_secs: config.sync.max_parse_secs,
             skip_generated: config.sync.skip_generated,
+            index: config.index.clone(),
         }
     }
 }
@@ -86,7 +89,9 @@ pub struct Indexer {
     embedder: Embedder,
     chunker: Chunker,
     data_dir: PathBuf,
+    /// The model and dimension; the index settings are set per collection.
     spec: CollectionSpec,
+    index: quarry_core::config::IndexConfig,
     chunking: Value,
     /// What one file may cost the parser stage (tags are set per sync).
     limits: PrepareOptions,
@@ -130,7 +135,9 @@ impl Indexer {
             spec: CollectionSpec {
                 dimension: fp.dimension,
                 model,
+                index: None,
             },
+            index: settings.index.clone(),
             embedder,
             chunker,
             data_dir: settings.data_dir.clone(),
@@ -165,7 +172,26 @@ impl Indexer {
     /// Opens (or creates) `collection` for this model and finishes any
     /// replacement an earlier crash interrupted.
     pub async fn prepare(&self, collection: &str) -> Result<()> {
-        let (name, spec) = (collection.to_string(), self.spec.clone());
+        self.prepare_with(collection, None).await
+    }
+
+    /// Like [`Self::prepare`], a new collection taking `index` on top of
+    /// `[index]` (an existing one keeps the index it was built with).
+    pub async fn prepare_with(
+        &self,
+        collection: &str,
+        index: Option<&quarry_core::config::IndexOverride>,
+    ) -> Result<()> {
+        let mut settings = self.index.for_collection(collection);
+        if let Some(o) = index {
+            settings = o.apply(settings);
+            settings.validate("index").map_err(EngineError::Invalid)?;
+        }
+        let spec = CollectionSpec {
+            index: Some(settings),
+            ..self.spec.clone()
+        };
+        let name = collection.to_string();
         let journal = journal::path(&self.data_dir, collection);
         blocking(&self.store, move |s| {
             s.open_collection(&name, &spec)?;
@@ -332,6 +358,15 @@ impl Indexer {
         })
         .await?;
         report.seconds.write += t.elapsed().as_secs_f64();
+        // Writes land in segments searched by brute force; past
+        // `indexing_threshold_kb` they need their graph built, and the
+        // embedded store builds only when asked. Unchanged syncs build
+        // nothing, so this costs only after real writes.
+        let t = Instant::now();
+        tracker.update(|p| p.stage = SyncStage::Optimizing);
+        let name = collection.to_string();
+        blocking(&self.store, move |s| s.optimize(&name)).await?;
+        report.seconds.index = t.elapsed().as_secs_f64();
         let name = collection.to_string();
         report.points = blocking(&self.store, move |s| s.count(&name)).await?;
         report.documents = report.added + report.updated + report.renamed + report.unchanged;

@@ -21,6 +21,8 @@ pub enum SyncStage {
     Indexing,
     /// Deleting documents gone from the source.
     Deleting,
+    /// Building the search index over what was written.
+    Optimizing,
 }
 
 /// Progress of one sync. A job's JSON carries the same fields, so the CLI

@@ -476,14 +476,24 @@ pub fn collections(config: &Config, args: CollectionsArgs) -> anyhow::Result<Exi
         )?;
     } else {
         for r in rows {
+            let quantized = match r.index.quantization {
+                quarry_core::config::Quantization::None => "",
+                quarry_core::config::Quantization::Int8 => ", int8",
+            };
+            let graph = match r.indexed_vectors {
+                Some(0) => ", not indexed yet".to_string(),
+                Some(n) => format!(", {n} vectors indexed"),
+                None => String::new(),
+            };
             writeln!(
                 out,
-                "{}  documents {}  points {}  model {} ({}d)",
+                "{}  documents {}  points {}  model {} ({}d)  index HNSW m={}{quantized}{graph}",
                 r.name,
                 r.documents,
                 r.points,
                 r.model["model_id"].as_str().unwrap_or("?"),
-                r.dimension
+                r.dimension,
+                r.index.m,
             )?;
         }
     }

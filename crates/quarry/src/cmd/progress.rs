@@ -57,6 +57,7 @@ fn line(p: &SyncProgress, left: Option<Duration>) -> String {
         SyncStage::Listing => "listing the source".into(),
         SyncStage::Planning => format!("{} documents listed; comparing with the index", p.listed),
         SyncStage::Deleting => "deleting documents gone from the source".into(),
+        SyncStage::Optimizing => "building the search index (HNSW graph)".into(),
         SyncStage::Indexing => {
             let mut s = format!(
                 "{}/{} changed documents indexed ({} listed, {} unchanged), {} chunks embedded",
@@ -184,8 +185,8 @@ fn report_text(r: &SyncReport) -> String {
     ));
     let t = &r.seconds;
     s.push_str(&format!(
-        "  seconds: total {:.2}; list {:.2}, plan {:.2}, then at once: parse+chunk {:.2}, embed {:.2}, write {:.2}\n",
-        t.total, t.list, t.plan, t.parse_chunk, t.embed, t.write
+        "  seconds: total {:.2}; list {:.2}, plan {:.2}, then at once: parse+chunk {:.2}, embed {:.2}, write {:.2}; then index {:.2}\n",
+        t.total, t.list, t.plan, t.parse_chunk, t.embed, t.write, t.index
     ));
     // Failures are few and each needs its own fix: every one is named.
     for e in r.errors.iter().filter(|e| e.kind != "skipped") {

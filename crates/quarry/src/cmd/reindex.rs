@@ -32,6 +32,7 @@ pub async fn run(config: &Config, args: ReindexArgs) -> anyhow::Result<ExitCode>
         &store,
         &embedder,
         &args.collection,
+        config.index.for_collection(&args.collection),
         args.keep_old,
         &progress,
     )
