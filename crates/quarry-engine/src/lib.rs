@@ -47,7 +47,7 @@ pub use filter::{Filter, OneOrMany};
 pub use report::{ChangedDocuments, DuplicateDocuments, ReasonCount, ReportError, SyncReport};
 pub use rerank::RerankerLoader;
 pub use retriever::{
-    Hit, Mode, ModelLoader, Retriever, RetrieverSettings, SearchOptions, Searched,
+    Hit, Mode, ModelLoader, Retriever, RetrieverSettings, SearchOptions, Searched, StageTimes,
 };
 pub use service::{CollectionInfo, Service};
 pub use sync::{Indexer, IndexerSettings, ProgressFn, SyncProgress, SyncStage};

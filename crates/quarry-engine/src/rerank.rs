@@ -165,6 +165,7 @@ impl Retriever {
         first.min_relevance = None;
         let mut searched = self.first_stage(collection, query, &first).await?;
         let texts: Vec<&str> = searched.hits.iter().map(|h| h.text.as_str()).collect();
+        let reranking = std::time::Instant::now();
         let scored: Result<Vec<Scored>> = async {
             let reranker = self.rerankers().load(&plan.model).await?;
             Ok(reranker
@@ -172,6 +173,7 @@ impl Retriever {
                 .await?)
         }
         .await;
+        searched.timing.rerank_ms = reranking.elapsed().as_secs_f64() * 1e3;
         let scored = match scored {
             Ok(s) => s,
             Err(e) if options.degrade.is_none() => return Err(e),

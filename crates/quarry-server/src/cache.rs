@@ -132,6 +132,8 @@ pub(crate) struct Answer<T> {
     pub body: T,
     pub degraded: Option<Degraded>,
     pub best: Option<Best>,
+    /// Where a search's time went, for `Server-Timing`.
+    pub timing: Option<quarry_engine::StageTimes>,
 }
 
 /// The route's request: what the cache keys on and coverage records.
@@ -151,6 +153,9 @@ pub(crate) struct Served {
     pub cache: Option<&'static str>,
     /// Why the answer came from BM25 alone.
     pub degraded: Option<String>,
+    /// `Server-Timing`: embed, store, rerank and total milliseconds of an
+    /// answer that was computed (not one from the cache).
+    pub timing: Option<String>,
 }
 
 impl IntoResponse for Served {
@@ -158,6 +163,9 @@ impl IntoResponse for Served {
         let mut resp = respond(self.body, self.cache);
         if let Some(v) = self.degraded.and_then(|r| HeaderValue::from_str(&r).ok()) {
             resp.headers_mut().insert("quarry-degraded", v);
+        }
+        if let Some(v) = self.timing.and_then(|t| HeaderValue::from_str(&t).ok()) {
+            resp.headers_mut().insert("server-timing", v);
         }
         resp
     }
@@ -214,8 +222,10 @@ where
             body: hit.body,
             cache: Some("hit"),
             degraded: None,
+            timing: None,
         });
     }
+    let started = std::time::Instant::now();
     let answer = match work.await {
         Ok(answer) => answer,
         Err(ApiError::Unavailable(why)) => {
@@ -231,6 +241,7 @@ where
                 body: marked_stale(&stale.body),
                 cache: Some("stale"),
                 degraded: None,
+                timing: None,
             });
         }
         Err(e) => return Err(e),
@@ -238,6 +249,9 @@ where
     let body = Bytes::from(
         serde_json::to_vec(&answer.body).map_err(|e| ApiError::Internal(e.to_string()))?,
     );
+    let timing = answer
+        .timing
+        .map(|t| server_timing(&t, started.elapsed().as_secs_f64() * 1e3));
     // A degraded search was answered by BM25, on BM25's scale.
     let served = match answer.degraded {
         Some(_) => quarry_engine::Mode::Bm25,
@@ -261,6 +275,7 @@ where
             body,
             cache: marker,
             degraded: None,
+            timing,
         });
     };
     state.metrics.degraded(&degraded.reason);
@@ -268,7 +283,23 @@ where
         body,
         cache: marker,
         degraded: Some(degraded.reason),
+        timing,
     })
+}
+
+/// The W3C `Server-Timing` value: the stages that ran, then the whole
+/// answer (search, ranking and JSON), so a client sees where its latency
+/// went beyond the network (browsers show it in their developer tools).
+fn server_timing(t: &quarry_engine::StageTimes, total_ms: f64) -> String {
+    let mut parts = vec![
+        format!("embed;dur={:.2}", t.embed_ms),
+        format!("store;dur={:.2}", t.store_ms),
+    ];
+    if t.rerank_ms > 0.0 {
+        parts.push(format!("rerank;dur={:.2}", t.rerank_ms));
+    }
+    parts.push(format!("total;dur={total_ms:.2}"));
+    parts.join(", ")
 }
 
 /// A kept answer with `"stale": true` added, so a client that reads only
@@ -448,6 +479,7 @@ mod stale_tests {
                 score: 1.0,
                 relevance: 1.0,
             }),
+            timing: None,
         })
     }
 

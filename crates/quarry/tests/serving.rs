@@ -398,6 +398,44 @@ fn a_late_query_embedding_degrades_to_bm25_and_says_so() {
     assert!(json(resp)["degraded"].is_null());
 }
 
+/// The stages of one `Server-Timing` header, by name, in milliseconds.
+fn server_timing(resp: &ureq::Response) -> std::collections::BTreeMap<String, f64> {
+    resp.header("server-timing")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|part| {
+            let (name, dur) = part.trim().split_once(";dur=")?;
+            Some((name.to_string(), dur.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_computed_answer_says_where_its_time_went_in_server_timing() {
+    let served = serve_with("");
+    let body =
+        || serde_json::json!({"query": "how do I reset my password", "mode": "dense", "top_k": 3});
+    let (status, first) = search_body(&served.url, body());
+    assert_eq!(status, 200);
+    let stages = server_timing(&first);
+    let keys: Vec<&str> = stages.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["embed", "store", "total"], "{stages:?}");
+    // The query embedding is a forward pass; no stage outlasts the total.
+    assert!(stages["embed"] > 0.0, "{stages:?}");
+    assert!(
+        stages["embed"] + stages["store"] <= stages["total"] + 0.5,
+        "{stages:?}"
+    );
+    // A cached answer computed nothing, so it names no stage.
+    let (_, again) = search_body(&served.url, body());
+    assert_eq!(again.header("quarry-cache"), Some("hit"));
+    assert!(
+        server_timing(&again).is_empty(),
+        "{:?}",
+        again.header("server-timing")
+    );
+}
+
 #[test]
 fn the_result_cache_is_never_stale() {
     let served = serve_with("");

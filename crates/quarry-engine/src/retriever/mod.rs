@@ -16,7 +16,7 @@ use crate::rerank::{RerankerLoader, Rerankers};
 use crate::{EngineError, Result, blocking};
 
 mod request;
-pub use request::{Hit, Mode, RetrieverSettings, SearchOptions, Searched};
+pub use request::{Hit, Mode, RetrieverSettings, SearchOptions, Searched, StageTimes};
 
 /// What the first stage found: the hits, and for a hybrid search each
 /// side's own score of them (what their relevance reads).
@@ -267,9 +267,11 @@ impl Retriever {
         let text = query;
         let mut fresh = false;
         let mut degraded = None;
+        let mut timing = StageTimes::default();
         let points = loop {
             let target = self.target(collection, fresh).await?;
             let policy = options.degrade.as_ref();
+            let embedding = std::time::Instant::now();
             let query = match options.mode {
                 Mode::Bm25 => Query::Bm25(text.to_string()),
                 mode => match self
@@ -290,15 +292,19 @@ impl Retriever {
                     }
                 },
             };
+            timing.embed_ms += embedding.elapsed().as_secs_f64() * 1e3;
             let request = SearchRequest {
                 query,
                 limit,
                 filter: options.filter.to_condition()?,
                 score_threshold: options.score_threshold,
+                exact: false,
+                ef: None,
             };
             let name = target.physical.clone();
             let fusion = self.fusion_for(collection, options);
             let rrf_k = self.rrf_k;
+            let searching = std::time::Instant::now();
             let searched = blocking(&self.store, move |s| match &request.query {
                 Query::Hybrid {
                     dense,
@@ -313,6 +319,8 @@ impl Retriever {
                         limit: *prefetch,
                         filter: request.filter.clone(),
                         score_threshold: None,
+                        exact: false,
+                        ef: None,
                     };
                     let by_dense = s.search_ids(&name, &side(Query::Dense(dense.clone())))?;
                     let by_bm25 = s.search_ids(&name, &side(Query::Bm25(text.clone())))?;
@@ -351,6 +359,7 @@ impl Retriever {
                 }),
             })
             .await;
+            timing.store_ms += searching.elapsed().as_secs_f64() * 1e3;
             match searched {
                 // The old collection was dropped after a switch: look again.
                 Err(EngineError::Store(quarry_store::StoreError::NoCollection(_))) if !fresh => {
@@ -402,6 +411,10 @@ impl Retriever {
             })
             .take(options.top_k)
             .collect();
-        Ok(Searched { hits, degraded })
+        Ok(Searched {
+            hits,
+            degraded,
+            timing,
+        })
     }
 }

@@ -73,6 +73,19 @@ pub struct SearchOptions {
 pub struct Searched {
     pub hits: Vec<Hit>,
     pub degraded: Option<Degraded>,
+    pub timing: StageTimes,
+}
+
+/// Where one search's time went, in milliseconds: what `quarry serve`
+/// reports in its `Server-Timing` header.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// Waiting for and running the query's embedding (0 from the cache).
+    pub embed_ms: f64,
+    /// The store's search, and reading the hits' payloads.
+    pub store_ms: f64,
+    /// The cross-encoder, when one reranks.
+    pub rerank_ms: f64,
 }
 
 impl SearchOptions {

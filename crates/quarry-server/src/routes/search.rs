@@ -191,6 +191,7 @@ pub(crate) async fn run_search(
         })
         .await?;
         Ok(Answer {
+            timing: Some(searched.timing),
             degraded: searched.degraded.clone(),
             // A raw score on the first stage's scale.
             best: Best::of(
@@ -266,6 +267,7 @@ pub(crate) async fn run_context(
             degraded: context.degraded.clone(),
             best: Best::of(context.passages.iter().map(|p| (p.score, p.relevance))),
             body: context,
+            timing: None,
         })
     };
     let asked = Asked {
