@@ -17,6 +17,9 @@ pub enum BenchCommand {
     Rerank(super::bench_rerank::RerankBenchArgs),
     /// Sync cost, full, unchanged and after a small change, against a peer.
     Sync(super::bench_sync::SyncBenchArgs),
+    /// Dense search latency, recall@10, build time and memory as the index
+    /// grows (`--points 10000,100000,1000000`).
+    Search(super::bench_search::SearchBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +126,7 @@ pub async fn run(config: &Config, command: BenchCommand) -> anyhow::Result<ExitC
         BenchCommand::Embed(args) => args,
         BenchCommand::Rerank(args) => return super::bench_rerank::run(config, args).await,
         BenchCommand::Sync(args) => return super::bench_sync::run(config, args).await,
+        BenchCommand::Search(args) => return super::bench_search::run(config, args).await,
     };
     if args.runs == 0 || args.limit == 0 {
         bail!("--runs and --limit must be at least 1");

@@ -405,6 +405,27 @@ fn open_eval_store(config: &Config) -> anyhow::Result<Arc<dyn VectorStore>> {
     })
 }
 
+/// The dataset's collection at the configured chunking, built or reused
+/// exactly as `quarry eval` does, in the evaluation store.
+pub(crate) async fn dataset_index(
+    config: &Config,
+    dataset: &Dataset,
+    embedder: &Embedder,
+    tokenizer: &Path,
+) -> anyhow::Result<(Arc<dyn VectorStore>, String)> {
+    let store = open_eval_store(config)?;
+    let combo = Combo {
+        chunk_tokens: Some(config.chunking.max_tokens),
+        overlap: config.chunking.overlap,
+        rrf_k: config.retrieval.rrf_k,
+        prefetch: config.retrieval.hybrid_prefetch_factor,
+        fusion: config.retrieval.fusion.method,
+    };
+    let indexer = indexer_for(config, embedder, tokenizer, &store, &combo)?;
+    let collection = ensure_index(&indexer, config, dataset, &combo).await?.0;
+    Ok((store, collection))
+}
+
 /// Builds (or reuses) the dataset's collection for `combo`'s chunking. The
 /// collection is reused untouched when the corpus, model and chunking match
 /// what built it; otherwise a normal incremental sync brings it in step.

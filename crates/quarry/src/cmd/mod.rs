@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod bench_rerank;
+pub mod bench_search;
 pub mod bench_sync;
 pub mod embed;
 pub mod eval;
