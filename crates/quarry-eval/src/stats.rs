@@ -23,16 +23,29 @@ pub struct Paired {
     pub n: usize,
 }
 
-/// SplitMix64: tiny, fast and good enough for sign flips; no dependency.
-struct SplitMix(u64);
+/// SplitMix64: tiny, fast and good enough for sign flips and benchmark
+/// data; no dependency, and the same sequence from the same seed.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
+    }
+
+    /// Uniform in (0, 1), never 0 (so its logarithm is finite).
+    pub fn uniform(&mut self) -> f32 {
+        ((self.next_u64() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
+    }
+
+    /// Standard normal, by Box–Muller.
+    pub fn gaussian(&mut self) -> f32 {
+        let (u, v) = (self.uniform(), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
     }
 }
 
@@ -59,7 +72,7 @@ pub fn randomization_test(a: &[f64], b: &[f64]) -> Paired {
             let mut bits = 0u64;
             for (i, d) in diffs.iter().enumerate() {
                 if i % 64 == 0 {
-                    bits = rng.next();
+                    bits = rng.next_u64();
                 }
                 sum += if bits & 1 == 1 { *d } else { -*d };
                 bits >>= 1;

@@ -243,10 +243,8 @@ impl EdgeStore {
         })?;
         // Says who holds the lock, for the error above in the next process.
         let _ = std::fs::write(dir.join(OWNER_FILE), owner_description());
-        let index = std::fs::read(dir.join(SPEC_FILE))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<CollectionSpec>(&b).ok())
-            .map_or_else(crate::IndexSettings::legacy, |s| s.index_settings());
+        let index =
+            read_spec(&dir)?.map_or_else(crate::IndexSettings::legacy, |s| s.index_settings());
         let c = Arc::new(Collection {
             params: search_params(&index),
             shard,
@@ -300,6 +298,18 @@ impl EdgeStore {
         let dir = self.path_of(&physical);
         std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
         Ok(())
+    }
+}
+
+/// The spec stored in collection folder `dir`; `None` when there is none.
+fn read_spec(dir: &Path) -> Result<Option<CollectionSpec>> {
+    let path = dir.join(SPEC_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StoreError::Io { path, source }),
     }
 }
 

@@ -42,14 +42,7 @@ impl VectorStore for EdgeStore {
     }
 
     fn collection_spec(&self, name: &str) -> Result<Option<CollectionSpec>> {
-        let path = self.dir(name)?.join(SPEC_FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| StoreError::Invalid(format!("{}: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(source) => Err(StoreError::Io { path, source }),
-        }
+        super::read_spec(&self.dir(name)?)
     }
 
     fn list_collections(&self) -> Result<Vec<String>> {

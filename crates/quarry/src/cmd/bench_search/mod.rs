@@ -27,7 +27,8 @@ use serde::Serialize;
 
 mod size;
 
-use size::{SizeRun, percentile};
+use quarry_eval::stats::percentile;
+use size::SizeRun;
 
 #[derive(Debug, Args)]
 pub struct SearchBenchArgs {

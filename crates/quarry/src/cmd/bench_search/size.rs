@@ -10,8 +10,8 @@ use quarry_core::PointId;
 use quarry_core::config::{IndexSettings, Quantization};
 use quarry_store::{CollectionSpec, Point, Query, SearchRequest, VectorStore};
 
-use super::super::bench::median;
 use super::{Base, Profile, SearchBenchArgs, SizeReport};
+use quarry_eval::stats::{SplitMix, percentile};
 
 /// One index variant at one size, built in its own folder.
 pub(super) struct SizeRun<'a> {
@@ -218,7 +218,7 @@ impl SizeRun<'_> {
             let near = &self.base.neighbours[b];
             let other = match near.len() {
                 0 => original,
-                k => &self.base.vectors[near[rng.next() as usize % k]],
+                k => &self.base.vectors[near[rng.next_u64() as usize % k]],
             };
             let t = 0.5 * rng.uniform();
             let mut v: Vec<f32> = original
@@ -294,39 +294,4 @@ fn disk_bytes(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-pub(super) fn percentile(values: &[f64], q: f64) -> f64 {
-    if q == 0.5 {
-        return median(values);
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n => v[((n as f64 * q).ceil() as usize).clamp(1, n) - 1],
-    }
-}
-
-/// A small deterministic generator: the same copies on every run.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn uniform(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 + 0.5) / (1u64 << 24) as f32
-    }
-
-    /// Box–Muller.
-    fn gaussian(&mut self) -> f32 {
-        let (u, v) = (self.uniform(), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    }
 }
