@@ -16,7 +16,9 @@ sentence-transformers saves a CrossEncoder:
 
 Both tokenizers are built here from a fixed text in this script (its
 words and characters, by frequency), so the vocabularies (and the
-committed weights) stay small and every run makes the same files. Both models have one
+weights) stay small and every run makes the same files. The weights are not
+tracked: `weights.json` describes them, and `scripts/reranker_weights.py`
+builds them from it without torch. Both models have one
 label, so `predict` applies a sigmoid; `scores.json` holds the pairs, the
 scores and the raw logits.
 
@@ -34,6 +36,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,6 +53,9 @@ from transformers import (  # noqa: E402
     XLMRobertaConfig,
     XLMRobertaForSequenceClassification,
 )
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import reranker_weights  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT = REPO_ROOT / "testdata" / "rerankers"
@@ -171,11 +177,42 @@ def xlmr_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def save(model, tokenizer, out: Path) -> CrossEncoder:
+def fill(model, out: Path, seed: int) -> None:
+    """Gives `model` the weights scripts/reranker_weights.py builds from
+    out/weights.json (written here from the tensors the model saves), so
+    only that manifest is tracked, not the weights."""
+    from safetensors import safe_open
+
+    model.save_pretrained(out, safe_serialization=True)
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        names = sorted(f.keys())
+        shapes = {n: list(f.get_slice(n).get_shape()) for n in names}
+    fills = lambda n: "ones" if "LayerNorm.weight" in n else "zeros" if "LayerNorm.bias" in n else "uniform"
+    manifest = {
+        "seed": seed,
+        # Uniform in ±0.35: about the spread of initializer_range 0.2.
+        "scale": 0.35,
+        "tensors": [{"name": n, "shape": shapes[n], "fill": fills(n)} for n in names],
+    }
+    (out / "weights.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    state = {
+        name: torch.frombuffer(bytearray(data), dtype=torch.float32).reshape(shape)
+        for name, shape, data in reranker_weights.tensors(manifest)
+    }
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert not unexpected, unexpected
+    # Tied weights are saved once; every saved tensor must have landed.
+    assert not set(names) & set(missing), missing
+
+
+def save(model, tokenizer, out: Path, seed: int | None = None) -> CrossEncoder:
     """Saves as sentence-transformers does, and loads it back that way."""
     if out.exists():
         shutil.rmtree(out)
     model.eval()
+    if seed is not None:
+        out.mkdir(parents=True)
+        fill(model, out, seed)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     ce = CrossEncoder(str(out), device="cpu")
@@ -215,7 +252,7 @@ def bert(out: Path) -> dict:
         pad_token_id=tok.pad_token_id,
         initializer_range=0.2,
     )
-    return scores(save(BertForSequenceClassification(config), tok, out))
+    return scores(save(BertForSequenceClassification(config), tok, out, seed=17))
 
 
 def xlmr(out: Path) -> dict:
@@ -235,7 +272,7 @@ def xlmr(out: Path) -> dict:
         eos_token_id=tok.eos_token_id,
         initializer_range=0.2,
     )
-    return scores(save(XLMRobertaForSequenceClassification(config), tok, out))
+    return scores(save(XLMRobertaForSequenceClassification(config), tok, out, seed=18))
 
 
 def bench_model(out: Path) -> None:
@@ -256,6 +293,20 @@ def bench_model(out: Path) -> None:
     save(BertForSequenceClassification(config), tok, out)
 
 
+def check_rebuild(fixture: Path) -> None:
+    """Replaces the weights torch saved with the ones the tests will build
+    (untracked), after checking they are the same tensors."""
+    from safetensors.torch import load_file
+
+    saved = load_file(str(fixture / "model.safetensors"))
+    (fixture / "model.safetensors").unlink()
+    assert reranker_weights.build(fixture)
+    built = load_file(str(fixture / "model.safetensors"))
+    assert saved.keys() == built.keys(), (saved.keys(), built.keys())
+    for name, t in saved.items():
+        assert torch.equal(t, built[name]), name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bench", type=Path, help="also write a MiniLM-sized random cross-encoder here")
@@ -266,6 +317,7 @@ def main() -> None:
     if args.bench:
         bench_model(args.bench)
     for name in ("bert", "xlmr"):
+        check_rebuild(OUT / name)
         size = sum(f.stat().st_size for f in (OUT / name).iterdir())
         print(f"{name}: {size} bytes, scores {reference[name]['scores'][:3]}")
 

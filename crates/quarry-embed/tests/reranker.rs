@@ -13,7 +13,25 @@ use quarry_embed::{Activation, EmbedError, Embedder, InputKind, Model, Priority}
 use serde_json::Value;
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/rerankers")
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/rerankers");
+    build_weights(&dir);
+    dir
+}
+
+/// The fixtures' weights are not tracked: `scripts/reranker_weights.py`
+/// builds them from each `weights.json` (standard library only; a no-op
+/// when they are current).
+fn build_weights(dir: &Path) {
+    let script = dir.join("../../scripts/reranker_weights.py");
+    let status = std::process::Command::new("python3")
+        .arg(&script)
+        .status()
+        .unwrap_or_else(|e| panic!("python3 {}: {e}", script.display()));
+    assert!(
+        status.success(),
+        "python3 {} failed: {status}",
+        script.display()
+    );
 }
 
 struct Reference {

@@ -16,10 +16,23 @@ use serde_json::{Value, json};
 use support::*;
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../testdata/rerankers")
         .canonicalize()
-        .unwrap()
+        .unwrap();
+    // The weights are not tracked: built from each weights.json by the
+    // script (standard library only; a no-op when they are current).
+    let script = dir.join("../../scripts/reranker_weights.py");
+    let status = std::process::Command::new("python3")
+        .arg(&script)
+        .status()
+        .unwrap_or_else(|e| panic!("python3 {}: {e}", script.display()));
+    assert!(
+        status.success(),
+        "python3 {} failed: {status}",
+        script.display()
+    );
+    dir
 }
 
 /// The reference pairs of the BERT fixture with the first query, and
